@@ -1,0 +1,159 @@
+"""Building the MCP server: one tool per registered job, plus the HTTP app around it.
+
+Each tool is an ordinary SDK `Tool` whose argument model and output schema are the job's own
+(`JobSpec.metadata`), so the SDK validates arguments before anything is queued and validates the
+result against the output schema before it is returned. The tool body hands the call to the
+process's `Dispatcher`, created in the server lifespan (once per process, for HTTP and stdio).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from celery import Celery
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic_core import to_jsonable_python
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from server.dispatch import Dispatcher, SendProgress
+from server.gate import ProgressUpdate
+from server.listener import JobListener
+from workers.celery_app import create_celery_app
+from workers.events import Keys
+from workers.registry import JobSpec, load_jobs
+from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+JOB_ID_META_KEY = "io.github.mcp-jobs/job-id"
+"""`_meta` key of a tool result that names the job which produced it (for logs and support)."""
+
+REDIS_POOL_SIZE = 50
+"""Connections for snapshot reads and writes; calls wait for a free one instead of failing."""
+
+_CONTEXT_KWARG = "_mcp_jobs_context"  # a leading underscore can never be a job parameter
+
+
+class Runtime:
+    """What a server process holds: settings, jobs, the Celery app and, while serving, the dispatcher."""
+
+    def __init__(self, settings: Settings, jobs: dict[str, JobSpec] | None = None) -> None:
+        self.settings = settings
+        self.jobs = jobs if jobs is not None else load_jobs(settings.job_modules)
+        self.celery: Celery = create_celery_app(settings, self.jobs)
+        self._dispatcher: Dispatcher | None = None
+        self._client: aioredis.Redis | None = None
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            raise RuntimeError("the mcp-jobs runtime is not started")
+        return self._dispatcher
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Runtime]:
+        """Open the Redis connections and the pub/sub listener for the life of the server."""
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=None, socket_keepalive=True
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        listener = JobListener(client, Keys(self.settings.namespace))
+        await listener.start()
+        self._client = client
+        self._dispatcher = Dispatcher(self.settings, client, listener, self.celery)
+        try:
+            yield self
+        finally:
+            self._dispatcher = None
+            await listener.stop()
+            await client.aclose()
+            await pool.aclose()
+
+    async def healthy(self) -> bool:
+        """Whether Redis answers; the broker is checked by the workers themselves."""
+        if self._client is None:
+            return False
+        try:
+            return bool(await self._client.ping())
+        except Exception:  # any failure means "not healthy"
+            return False
+
+
+def build_mcp_server(runtime: Runtime) -> MCPServer:
+    """The MCP server exposing every job of `runtime` as a tool."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[Runtime]:
+        async with runtime.running():
+            yield runtime
+
+    server = MCPServer(
+        "mcp-jobs",
+        instructions="Tools here run as background jobs and report progress while they work.",
+        tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()],
+        lifespan=lifespan,
+        log_level=runtime.settings.log_level.upper(),  # type: ignore[arg-type]
+    )
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def health(_: Request) -> JSONResponse:
+        ok = await runtime.healthy()
+        return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
+
+    return server
+
+
+def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
+    """An SDK tool that runs `spec` as a Celery job."""
+
+    async def call(**kwargs: Any) -> Any:
+        ctx: Context = kwargs.pop(_CONTEXT_KWARG)
+        arguments = to_jsonable_python(kwargs, by_alias=True)
+        job_id, result = await runtime.dispatcher.run(spec, arguments, _progress_sender(ctx))
+        converted = spec.metadata.convert_result(result)
+        converted.meta = {**(converted.meta or {}), JOB_ID_META_KEY: job_id}
+        return converted
+
+    call.__name__ = spec.name
+    return Tool(
+        fn=call,
+        name=spec.name,
+        description=spec.description,
+        parameters=spec.input_schema,
+        fn_metadata=spec.metadata,
+        is_async=True,
+        context_kwarg=_CONTEXT_KWARG,
+    )
+
+
+def _progress_sender(ctx: Context) -> SendProgress | None:
+    """How to send progress for this call, or None when the caller asked for none."""
+    meta = ctx.request_context.meta or {}
+    if meta.get("progress_token", meta.get("progressToken")) is None:
+        return None
+
+    async def send(update: ProgressUpdate) -> None:
+        await ctx.report_progress(update.progress, update.total, update.message)
+
+    return send
+
+
+def build_http_app(runtime: Runtime) -> Starlette:
+    """The Streamable HTTP app (SSE mode, sessions on) with Host/Origin checks from the settings."""
+    settings = runtime.settings
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
+    return build_mcp_server(runtime).streamable_http_app(
+        streamable_http_path=settings.path, transport_security=security, host=settings.host
+    )

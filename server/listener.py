@@ -1,0 +1,141 @@
+"""One Redis pub/sub connection per server process, shared by every call, demultiplexed by job id.
+
+Calls `watch(job_id)` to receive that job's events on a `JobWatch`. The listener's single reader
+task routes each message to the watch of its channel. When the connection drops, redis-py
+reconnects and re-subscribes; the listener then hands every affected watch a `RESYNC` marker, on
+which the call re-reads the job's snapshot, since events published during the outage are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from workers.events import JobEvent, Keys
+
+logger = logging.getLogger(__name__)
+
+
+class _Resync:
+    def __repr__(self) -> str:
+        return "RESYNC"
+
+
+RESYNC: Final = _Resync()
+"""Marker put on a watch when its events may have been lost (reconnect): re-read the snapshot."""
+
+RECONNECT_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+class JobWatch:
+    """The events of one job, in arrival order, plus `RESYNC` markers."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.subscribed = asyncio.Event()
+        self._queue: asyncio.Queue[JobEvent | _Resync] = asyncio.Queue()
+
+    async def next(self, timeout: float | None) -> JobEvent | _Resync | None:
+        """The next event or marker; None if nothing arrived within `timeout` seconds."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def put(self, item: JobEvent | _Resync) -> None:
+        self._queue.put_nowait(item)
+
+
+class JobListener:
+    """Owns the process's pub/sub connection and routes messages to `JobWatch`es."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, subscribe_timeout: float = 10.0) -> None:
+        self._pubsub = client.pubsub()
+        self._keys = keys
+        self._watches: dict[str, JobWatch] = {}
+        self._subscribe_timeout = subscribe_timeout
+        self._reader: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    @property
+    def watching(self) -> int:
+        """How many jobs are being watched right now."""
+        return len(self._watches)
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever(), name="mcp-jobs-listener")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except asyncio.CancelledError:
+                pass
+        await self._pubsub.aclose()
+
+    @asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[JobWatch]:
+        """Subscribe to a job's channel and yield once Redis confirmed the subscription."""
+        channel = self._keys.job(job_id)
+        watch = JobWatch(channel)
+        self._watches[channel] = watch
+        try:
+            await self._connected.wait()
+            await self._pubsub.subscribe(channel)
+            await asyncio.wait_for(watch.subscribed.wait(), self._subscribe_timeout)
+            yield watch
+        finally:
+            del self._watches[channel]
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except (RedisError, OSError) as exc:
+                # Redis is away; the reconnect re-subscribes only channels still watched.
+                logger.debug("unsubscribe of %s failed: %r", channel, exc)
+
+    async def _read_forever(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._pubsub.connect()
+                self._connected.set()
+                while True:
+                    message = await self._pubsub.get_message(timeout=None)
+                    if message is not None:
+                        failures = 0
+                        self._route(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
+                failures += 1
+                logger.warning("pub/sub connection lost (%r); reconnecting in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+            except Exception:
+                logger.exception("unexpected error in the pub/sub reader; continuing")
+
+    def _route(self, message: dict[str, object]) -> None:
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        watch = self._watches.get(channel) if isinstance(channel, str) else None
+        if watch is None:
+            return
+        kind = message["type"]
+        if kind == "message":
+            data = message["data"]
+            try:
+                watch.put(JobEvent.from_message(data))  # type: ignore[arg-type]
+            except (ValueError, KeyError) as exc:
+                logger.warning("dropping malformed event on %s: %r", channel, exc)
+        elif kind == "subscribe":
+            if watch.subscribed.is_set():
+                watch.put(RESYNC)  # re-subscribed after a reconnect: events may have been lost
+            else:
+                watch.subscribed.set()

@@ -1,0 +1,107 @@
+"""What travels between a worker and the server: job states, events and the Redis key layout.
+
+Redis layout (all under the configured namespace `<ns>`):
+
+- `<ns>:job:<job_id>` (hash): the job's *snapshot*, the source of truth. Fields: `job` (name),
+  `state`, `seq`, `progress`, `total`, `message`, `result` (JSON), `error`, `error_type`,
+  `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`.
+- `<ns>:job:<job_id>` (pub/sub channel, same name): one JSON event per snapshot change, carrying the
+  new `seq`. Pub/sub may drop messages; a consumer that sees a gap in `seq` re-reads the hash.
+
+The worker writes the hash and publishes the event in one server-side script (see `progress.py`),
+so an event and the snapshot can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class JobState(str, Enum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"  # accepted by the server, waiting for a worker
+    RUNNING = "running"  # a worker is executing it
+    SUCCEEDED = "succeeded"  # finished; `result` holds its return value
+    FAILED = "failed"  # raised or was stopped by a limit; `error` says why
+    CANCELLED = "cancelled"  # stopped because the caller cancelled
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+TERMINAL_STATES = frozenset(state.value for state in JobState if state.terminal)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Names of the Redis keys and channels of one namespace."""
+
+    namespace: str
+
+    def job(self, job_id: str) -> str:
+        """The snapshot hash of a job; also the name of its event channel."""
+        return f"{self.namespace}:job:{job_id}"
+
+    def job_id(self, channel: str) -> str:
+        """The job id of a channel name produced by `job()`."""
+        return channel.rpartition(":")[2]
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One observed state of a job: a pub/sub event or a snapshot read, they have the same shape."""
+
+    seq: int
+    state: JobState
+    progress: float | None = None
+    total: float | None = None
+    message: str | None = None
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @classmethod
+    def from_message(cls, data: bytes | str) -> JobEvent:
+        """Parse a published event."""
+        raw = json.loads(data)
+        return cls(
+            seq=int(raw["seq"]),
+            state=JobState(raw["state"]),
+            progress=raw.get("progress"),
+            total=raw.get("total"),
+            message=raw.get("message"),
+            result=raw.get("result"),
+            error=raw.get("error"),
+            error_type=raw.get("error_type"),
+        )
+
+    @classmethod
+    def from_snapshot(cls, fields: dict[bytes, bytes] | dict[str, str]) -> JobEvent | None:
+        """Parse a snapshot hash (`HGETALL`); None when the job is unknown or expired."""
+        snap = {_text(k): _text(v) for k, v in fields.items()}
+        if "state" not in snap:
+            return None
+        result = snap.get("result")
+        return cls(
+            seq=int(snap.get("seq", 0)),
+            state=JobState(snap["state"]),
+            progress=_number(snap.get("progress")),
+            total=_number(snap.get("total")),
+            message=snap.get("message") or None,
+            result=json.loads(result) if result else None,
+            error=snap.get("error") or None,
+            error_type=snap.get("error_type") or None,
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _number(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None

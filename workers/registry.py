@@ -1,0 +1,146 @@
+"""The `@job` decorator and the registry of jobs.
+
+A job is a plain typed function. Its parameters (except the `Progress` one) become the tool's input
+schema, its docstring the tool's description and its return annotation the output schema. The
+schemas are built by the MCP SDK's own `func_metadata`, so the server validates arguments and
+results exactly as it would for an ordinary SDK tool, and the worker re-validates the arguments
+with the very same model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+
+from workers.progress import Progress
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_registry: dict[str, JobSpec] = {}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A registered job and its options."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str
+    metadata: FuncMetadata
+    """The SDK's argument model and output schema for `fn` (the Progress parameter excluded)."""
+    progress_param: str | None
+    """Name of the parameter that receives the `Progress` reporter, if the job wants one."""
+    time_limit: float | None
+    """Hard limit in seconds; the job gets a soft-limit exception a little earlier."""
+    queue: str | None
+    """Celery queue to route the job to (None: the default queue)."""
+    retry_safe: bool
+    """Whether a re-run after a lost worker is harmless (enables late acknowledgement)."""
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self.metadata.arg_model.model_json_schema(by_alias=True)
+
+    def validate_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Validate raw (JSON) arguments into the keyword arguments of `fn`."""
+        return self.metadata.validate_arguments(arguments)
+
+
+@overload
+def job(fn: F, /) -> F: ...
+
+
+@overload
+def job(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    time_limit: float | None = None,
+    queue: str | None = None,
+    retry_safe: bool = False,
+) -> Callable[[F], F]: ...
+
+
+def job(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    time_limit: float | None = None,
+    queue: str | None = None,
+    retry_safe: bool = False,
+) -> F | Callable[[F], F]:
+    """Register a function as a job, and so as an MCP tool.
+
+    Usable bare (`@job`) or with options (`@job(time_limit=60)`). The function is returned
+    unchanged, so it stays callable in unit tests.
+    """
+
+    def register(func: F) -> F:
+        spec = build_spec(
+            func,
+            name=name,
+            description=description,
+            time_limit=time_limit,
+            queue=queue,
+            retry_safe=retry_safe,
+        )
+        existing = _registry.get(spec.name)
+        if existing is not None and existing.fn is not func:
+            raise ValueError(f"a job named {spec.name!r} is already registered ({existing.fn.__module__})")
+        _registry[spec.name] = spec
+        return func
+
+    return register(fn) if fn is not None else register
+
+
+def build_spec(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    time_limit: float | None = None,
+    queue: str | None = None,
+    retry_safe: bool = False,
+) -> JobSpec:
+    """Inspect `fn` and build its `JobSpec` (without registering it)."""
+    if time_limit is not None and time_limit <= 0:
+        raise ValueError("time_limit must be positive")
+    progress_param = _find_progress_param(fn)
+    skip = [progress_param] if progress_param else []
+    return JobSpec(
+        name=name or fn.__name__,
+        fn=fn,
+        description=inspect.cleandoc(description or fn.__doc__ or ""),
+        metadata=func_metadata(fn, skip_names=skip),
+        progress_param=progress_param,
+        time_limit=time_limit,
+        queue=queue,
+        retry_safe=retry_safe,
+    )
+
+
+def _find_progress_param(fn: Callable[..., Any]) -> str | None:
+    hints = typing.get_type_hints(fn)
+    for param in inspect.signature(fn).parameters:
+        if hints.get(param) is Progress:
+            return param
+    return None
+
+
+def load_jobs(modules: Iterable[str]) -> dict[str, JobSpec]:
+    """Import the job modules and return every job registered so far, by name."""
+    for module in modules:
+        importlib.import_module(module)
+    return dict(_registry)

@@ -1,0 +1,78 @@
+"""Settings shared by the server and the workers.
+
+One `MCP_JOBS_` environment prefix (and an optional `.env` file) configures both sides, so a
+worker and a server started from the same environment agree on Redis, the broker and the key
+namespace without further wiring.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+"""A list read from one environment variable, either as JSON (`["a","b"]`) or comma-separated (`a,b`)."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, with the defaults a first run needs."""
+
+    model_config = SettingsConfigDict(env_prefix="MCP_JOBS_", env_file=".env", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis holding the job snapshots and carrying the progress events (pub/sub)."""
+    broker_url: str | None = None
+    """Celery broker; defaults to `redis_url`."""
+    namespace: str = "mcp-jobs"
+    """Prefix of every Redis key and channel, so several deployments can share one Redis."""
+    job_modules: CommaList = Field(default_factory=lambda: ["workers.examples"])
+    """Python modules whose `@job` functions become tools (imported by server and worker alike)."""
+    host: str = "127.0.0.1"
+    """HTTP bind address. Localhost unless you say otherwise."""
+    port: int = 8000
+    path: str = "/mcp"
+    """Path of the Streamable HTTP endpoint."""
+    allowed_hosts: CommaList = Field(default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"])
+    """Host header values accepted (DNS-rebinding protection); `name:*` allows any port."""
+    allowed_origins: CommaList = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    )
+    """Origin header values accepted from browsers; requests without Origin are allowed."""
+    progress_rate: float = Field(default=15.0, gt=0)
+    """Most progress notifications per second sent for one call; extra updates are coalesced."""
+    result_ttl: int = Field(default=3600, gt=0)
+    """Seconds a job's snapshot (state and result) stays in Redis after its last update."""
+    snapshot_poll_interval: float = Field(default=5.0, gt=0)
+    """Seconds between safety reads of a job's snapshot while no event arrives."""
+    data_dir: Path | None = None
+    """Folder the file-reading example jobs may read (default: the bundled sample data)."""
+    log_level: str = "INFO"
+
+    @field_validator("job_modules", "allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir or Path(__file__).parent / "sample_data"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
