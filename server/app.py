@@ -39,6 +39,9 @@ JOB_ID_META_KEY = "io.github.mcp-jobs/job-id"
 REDIS_POOL_SIZE = 50
 """Connections for snapshot reads and writes; calls wait for a free one instead of failing."""
 
+REDIS_CLIENT_NAME = "mcp-jobs-server"
+"""`CLIENT SETNAME` of the server's Redis connections, so operators can tell them apart in `CLIENT LIST`."""
+
 _CONTEXT_KWARG = "_mcp_jobs_context"  # a leading underscore can never be a job parameter
 
 
@@ -62,7 +65,11 @@ class Runtime:
     async def running(self) -> AsyncIterator[Runtime]:
         """Open the Redis connections and the pub/sub listener for the life of the server."""
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=None, socket_keepalive=True
+            self.settings.redis_url,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=None,
+            socket_keepalive=True,
+            client_name=REDIS_CLIENT_NAME,
         )
         client = aioredis.Redis(connection_pool=pool)
         listener = JobListener(client, Keys(self.settings.namespace))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -61,16 +62,24 @@ class Dispatcher:
         Raises `ToolError` when the job failed or was cancelled.
         """
         job_id = str(uuid.uuid4())
-        async with self._listener.watch(job_id) as watch:
+        async with self._listener.watch(job_id) as watch, self._cancel_job_if_cancelled(job_id):
             created = await self._create(spec, job_id)
             await self._enqueue(spec, job_id, arguments)
-            try:
-                final = await self._follow(job_id, watch, created.seq, send)
-            except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):
-                    await self.cancel(job_id)
-                raise
-        return job_id, _outcome(spec, job_id, final)
+            final = await self._follow(job_id, watch, created.seq, send)
+        return job_id, _outcome(spec.name, job_id, final)
+
+    async def follow(self, job_id: str, send: SendProgress | None) -> Any:
+        """Attach to a job that is already queued, running or finished, and return its result.
+
+        The snapshot is read right after subscribing, so a job that ended before anyone listened
+        returns at once. Cancelling the caller cancels the job, as with `run`.
+        """
+        async with self._listener.watch(job_id) as watch, self._cancel_job_if_cancelled(job_id):
+            first = await self.snapshot(job_id)
+            if first is None:
+                raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
+            final = first if first.state.terminal else await self._follow(job_id, watch, first.seq, send)
+        return _outcome(await self._job_name(job_id), job_id, final)
 
     async def cancel(self, job_id: str) -> None:
         """Ask the job to stop: the flag its reporter checks, plus a Celery revoke for a queued job."""
@@ -106,7 +115,25 @@ class Dispatcher:
         async with self._broker_threads:
             await anyio.to_thread.run_sync(lambda: task.apply_async(args=(job_id, arguments), **options))
 
+    @asynccontextmanager
+    async def _cancel_job_if_cancelled(self, job_id: str) -> AsyncIterator[None]:
+        """Cancel the job when the call is cancelled; shielded, so the cancel itself completes."""
+        try:
+            yield
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self.cancel(job_id)
+            raise
+
+    async def _job_name(self, job_id: str) -> str:
+        name = await self._client.hget(self._keys.job(job_id), "job")
+        return name.decode() if isinstance(name, bytes) else str(name or "job")
+
     async def _follow(self, job_id: str, watch: JobWatch, seq: int, send: SendProgress | None) -> JobEvent:
+        """Forward the job's progress until its terminal state, which is returned.
+
+        `seq` is the last sequence number already seen; a snapshot read covers anything missed.
+        """
         gate = ProgressGate(1.0 / self._settings.progress_rate)
         poll_interval = self._settings.snapshot_poll_interval
         next_poll = time.monotonic() + poll_interval
@@ -139,10 +166,10 @@ class Dispatcher:
                 await send(update)
 
 
-def _outcome(spec: JobSpec, job_id: str, final: JobEvent) -> Any:
+def _outcome(job_name: str, job_id: str, final: JobEvent) -> Any:
     """The tool's return value for a finished job, or the `ToolError` the model should read."""
     if final.state is JobState.SUCCEEDED:
         return final.result
     if final.state is JobState.CANCELLED:
-        raise ToolError(f"Job {spec.name} was cancelled (job id {job_id}).")
-    raise ToolError(final.error or f"Job {spec.name} failed (job id {job_id}).")
+        raise ToolError(f"Job {job_name} was cancelled (job id {job_id}).")
+    raise ToolError(final.error or f"Job {job_name} failed (job id {job_id}).")

@@ -81,6 +81,8 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder) -> None:
     options: dict[str, Any] = {
         "name": task_name(spec.name),
         "bind": True,
+        # Not shared: each app (one per Runtime) owns its tasks, bound to its own settings.
+        "shared": False,
         "acks_late": spec.retry_safe,
         "reject_on_worker_lost": spec.retry_safe,
     }

@@ -1,0 +1,124 @@
+"""Session-wide real infrastructure: a Redis-compatible server on a free port, Celery worker
+processes and the MCP server over HTTP, all started here and stopped at the end. Nothing relies
+on a service that happens to run on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from mcp import Client, StdioServerParameters
+
+from server.embedded import RedisProcess, free_port
+from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
+from workers.events import Keys
+
+TEST_JOB_MODULES = "workers.examples,tests.jobs"
+PROGRESS_RATE = 20.0
+
+
+@dataclass
+class Stack:
+    """What the end-to-end tests talk to."""
+
+    redis_url: str
+    env: dict[str, str]
+    keys: Keys
+    http_url: str
+    worker: ManagedProcess
+    server: ManagedProcess
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisProcess]:
+    with RedisProcess(prefer_path=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack_env(redis_server: RedisProcess) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("MCP_JOBS_")  # the developer's own settings must not leak in
+    }
+    env |= {
+        "MCP_JOBS_REDIS_URL": redis_server.url,
+        "MCP_JOBS_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
+        "MCP_JOBS_JOB_MODULES": TEST_JOB_MODULES,
+        "MCP_JOBS_PROGRESS_RATE": str(PROGRESS_RATE),
+        "MCP_JOBS_SNAPSHOT_POLL_INTERVAL": "1.0",
+        "MCP_JOBS_LOG_LEVEL": "INFO",
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(stack_env: dict[str, str], redis_server: RedisProcess) -> Iterator[Stack]:
+    worker = start_worker(stack_env, f"w-{uuid.uuid4().hex[:6]}")
+    port = free_port()
+    server = start_http_server(stack_env, port)
+    try:
+        yield Stack(
+            redis_url=redis_server.url,
+            env=stack_env,
+            keys=Keys(stack_env["MCP_JOBS_NAMESPACE"]),
+            http_url=f"http://127.0.0.1:{port}/mcp",
+            worker=worker,
+            server=server,
+        )
+    finally:
+        server.stop()
+        worker.stop()
+
+
+Connect = Callable[..., AbstractAsyncContextManager[Client]]
+
+TRANSPORTS = ["http-auto", "http-legacy", "stdio"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def connect(stack: Stack, transport: str) -> Connect:
+    """Open a real MCP client over the parametrized transport."""
+
+    @asynccontextmanager
+    async def open_client(**options: Any) -> AsyncIterator[Client]:
+        if transport == "stdio":
+            params = StdioServerParameters(
+                command=sys.executable,
+                args=["-m", "server.cli", "serve", "--transport", "stdio"],
+                env=stack.env,
+                cwd=str(REPO),
+            )
+            target: Any = params
+            mode = "auto"
+        else:
+            target = stack.http_url
+            mode = transport.removeprefix("http-")
+        async with Client(target, mode=mode, **options) as client:
+            yield client
+
+    return open_client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

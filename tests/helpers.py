@@ -1,0 +1,72 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import anyio
+import mcp_types as types
+import redis
+
+from workers.events import Keys
+
+
+@dataclass
+class Update:
+    progress: float
+    total: float | None
+    message: str | None
+    at: float
+
+
+@dataclass
+class ProgressLog:
+    """A progress callback that records every update and lets a test wait for one."""
+
+    updates: list[Update] = field(default_factory=list)
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.updates.append(Update(progress, total, message, time.monotonic()))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, minimum: float, timeout: float = 20.0) -> Update:
+        """The first update whose progress is at least `minimum`."""
+        with anyio.fail_after(timeout):
+            while True:
+                for update in self.updates:
+                    if update.progress >= minimum:
+                        return update
+                await self._changed.wait()
+
+    @property
+    def values(self) -> list[float]:
+        return [u.progress for u in self.updates]
+
+
+def assert_strictly_increasing(values: list[float]) -> None:
+    assert all(b > a for a, b in zip(values, values[1:])), values
+
+
+def job_keys(client: redis.Redis, keys: Keys) -> set[str]:
+    """Every job snapshot key of the namespace."""
+    return set(client.scan_iter(match=keys.job("*")))
+
+
+async def wait_for_state(client: redis.Redis, key: str, states: set[str], timeout: float) -> str:
+    """Wait until the snapshot at `key` is in one of `states`; return the state."""
+    with anyio.fail_after(timeout):
+        while True:
+            state = client.hget(key, "state")
+            if state in states:
+                return state
+            await anyio.sleep(0.02)
+
+
+def job_id_of(result: types.CallToolResult) -> str:
+    from server.app import JOB_ID_META_KEY
+
+    assert result.meta is not None and JOB_ID_META_KEY in result.meta, result.meta
+    return str(result.meta[JOB_ID_META_KEY])

@@ -1,0 +1,71 @@
+"""Jobs that exist only for the tests: failures, bursts, odd progress, argument round trips."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from workers import JobError, Progress, job
+
+
+@job
+def fail_politely(progress: Progress, reason: str) -> str:
+    """Fail with a JobError whose message the model should see."""
+    progress.report(1, "about to fail", total=2)
+    raise JobError(reason)
+
+
+@job
+def crash(progress: Progress, secret: str) -> str:
+    """Fail with an unexpected exception whose text must stay on the worker."""
+    progress.report(1, "about to crash", total=2)
+    raise KeyError(secret)
+
+
+@job
+def burst(progress: Progress, steps: int, interval: float = 0.0) -> int:
+    """Report `steps` updates, `interval` seconds apart (0: as fast as possible)."""
+    for step in range(1, steps + 1):
+        if interval:
+            progress.sleep(interval)
+        progress.report(step, f"item {step}/{steps}", total=steps)
+    return steps
+
+
+@job
+def wobbly(progress: Progress, values: list[float], interval: float = 0.1) -> list[float]:
+    """Report `values` in the order given, however they go up or down."""
+    for value in values:
+        progress.report(value, f"at {value:g}")
+        progress.sleep(interval)
+    return values
+
+
+class Item(BaseModel):
+    name: str
+    tags: list[str] = []
+
+
+class Echo(BaseModel):
+    text: str
+    number: int
+    item: Item
+    maybe: float | None
+
+
+@job
+def echo(text: str, number: int, item: Item, maybe: float | None = None) -> Echo:
+    """Return the arguments, to check they survive the trip to the worker (no Progress parameter)."""
+    return Echo(text=text, number=number, item=item, maybe=maybe)
+
+
+@job
+async def async_steps(progress: Progress, steps: Annotated[int, Field(ge=1, le=100)] = 3) -> int:
+    """An async job: report each step."""
+    progress.set_total(steps)
+    for step in range(1, steps + 1):
+        await asyncio.sleep(0.01)
+        progress.report(step, f"async step {step}")
+    return steps * 10

@@ -1,0 +1,122 @@
+"""Real processes for the tests: a Celery worker and the MCP server, with their output kept.
+
+Readiness is awaited on events (a log line seen, an HTTP check answering), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ManagedProcess:
+    """A child process whose combined output is captured line by line and can be waited on."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.args = args
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            args,
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, name=f"{name}-output", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_line(self, pattern: str, timeout: float) -> str:
+        """The first output line matching `pattern`, waiting up to `timeout` seconds for it."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if regex.search(line):
+                        return line
+                seen = len(self.lines)
+                if self.process.poll() is not None and seen == len(self.lines):
+                    raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.output()}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{self.name}: no line matching {pattern!r} in {timeout} s:\n{self.output()}")
+                self._changed.wait(remaining)
+
+    def output(self, last: int = 60) -> str:
+        return "\n".join(self.lines[-last:])
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def python_module(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def start_worker(env: dict[str, str], name: str, concurrency: int = 2) -> ManagedProcess:
+    worker = ManagedProcess(
+        f"worker {name}",
+        python_module("server.cli", "worker", "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"),
+        env,
+    )
+    worker.wait_for_line(r"ready\.", timeout=60)
+    return worker
+
+
+def start_http_server(env: dict[str, str], port: int) -> ManagedProcess:
+    server = ManagedProcess("server", python_module("server.cli", "serve", "--port", str(port)), env)
+    wait_until(lambda: _healthy(port), timeout=60, what="server health check", process=server)
+    return server
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, process: ManagedProcess | None = None) -> None:
+    """Poll `check` until it holds, failing with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process is not None and process.process.poll() is not None:
+            raise RuntimeError(f"{process.name} exited while waiting for {what}:\n{process.output()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

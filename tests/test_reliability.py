@@ -1,0 +1,185 @@
+"""Nothing is lost to pub/sub's at-most-once delivery, and one connection serves every call.
+
+These tests drive the server's `Dispatcher` in-process against the real Redis (and the real
+worker where a job must run), so they can drop or delay messages deliberately.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+import redis
+from mcp import Client
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from server.app import REDIS_CLIENT_NAME, Runtime
+from server.gate import ProgressUpdate
+from tests.conftest import TEST_JOB_MODULES, Stack
+from tests.helpers import assert_strictly_increasing, wait_for_state
+from tests.processes import wait_until
+from workers.events import JobState
+from workers.settings import Settings
+from workers.store import JobStore
+
+pytestmark = pytest.mark.anyio
+
+
+def _settings(stack: Stack, poll: float) -> Settings:
+    return Settings(
+        redis_url=stack.redis_url,
+        namespace=stack.keys.namespace,
+        job_modules=TEST_JOB_MODULES.split(","),
+        snapshot_poll_interval=poll,
+        progress_rate=1000,
+    )
+
+
+@pytest.fixture
+async def runtime(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
+    poll = getattr(request, "param", 30.0)
+    rt = Runtime(_settings(stack, poll))
+    async with rt.running():
+        yield rt
+
+
+@pytest.fixture
+def store(stack: Stack) -> JobStore:
+    return JobStore(redis.Redis.from_url(stack.redis_url), stack.keys, ttl=600)
+
+
+def test_snapshot_and_event_are_written_together(stack: Stack, store: JobStore) -> None:
+    job_id = str(uuid.uuid4())
+    client = stack.redis()
+    pubsub = client.pubsub()
+    pubsub.subscribe(stack.keys.job(job_id))
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    first = store.write(job_id, JobState.RUNNING, progress=1, total=4, message="one")
+    event = json.loads(pubsub.get_message(timeout=5)["data"])
+    snapshot = client.hgetall(stack.keys.job(job_id))
+    assert event == {"seq": first.seq, "state": "running", "progress": 1, "total": 4, "message": "one"}
+    assert snapshot["seq"] == str(first.seq) and snapshot["message"] == "one" and float(snapshot["progress"]) == 1
+    assert store.write(job_id, JobState.SUCCEEDED, result={"ok": []}).seq == first.seq + 1
+    assert json.loads(pubsub.get_message(timeout=5)["data"])["result"] == {"ok": []}
+    late = store.write(job_id, JobState.RUNNING, progress=9)
+    assert late.seq == 0, "nothing may follow a terminal state"
+    assert pubsub.get_message(timeout=0.3) is None
+    assert client.hget(stack.keys.job(job_id), "state") == "succeeded"
+    assert 0 < client.ttl(stack.keys.job(job_id)) <= 600
+
+
+async def test_a_job_that_finished_before_anyone_listened_still_returns(
+    stack: Stack, runtime: Runtime, store: JobStore
+) -> None:
+    job_id = str(uuid.uuid4())
+    store.write(job_id, JobState.QUEUED, extra={"job": "echo"})
+    arguments = {"text": "early", "number": 1, "item": {"name": "n"}}
+    runtime.celery.tasks["mcp_jobs.echo"].apply_async(args=(job_id, arguments), task_id=job_id)
+    await wait_for_state(stack.redis(), stack.keys.job(job_id), {"succeeded"}, timeout=20)
+    with anyio.fail_after(2):  # far below the 30 s safety poll: the snapshot is read on subscribe
+        result = await runtime.dispatcher.follow(job_id, None)
+    assert result["text"] == "early"
+
+
+async def _follow_in_background(runtime: Runtime, job_id: str, tg: anyio.abc.TaskGroup) -> dict[str, object]:
+    outcome: dict[str, object] = {}
+    sent: list[ProgressUpdate] = []
+
+    async def send(update: ProgressUpdate) -> None:
+        sent.append(update)
+
+    async def follow() -> None:
+        try:
+            outcome["result"] = await runtime.dispatcher.follow(job_id, send)
+        except ToolError as exc:
+            outcome["error"] = str(exc)
+        outcome["sent"] = sent
+
+    tg.start_soon(follow)
+    with anyio.fail_after(5):
+        while runtime.dispatcher._listener.watching == 0:  # noqa: SLF001 - waiting for the subscription
+            await anyio.sleep(0.01)
+    return outcome
+
+
+async def test_a_sequence_gap_triggers_a_snapshot_read(stack: Stack, runtime: Runtime, store: JobStore) -> None:
+    client = stack.redis()
+    key = stack.keys.job(str(uuid.uuid4()))
+    job_id = stack.keys.job_id(key)
+    store.write(job_id, JobState.QUEUED, extra={"job": "echo"})
+    async with anyio.create_task_group() as tg:
+        outcome = await _follow_in_background(runtime, job_id, tg)
+        # The job finishes, but its events are lost: only a later-numbered event gets through.
+        client.hset(key, mapping={"state": "succeeded", "seq": 5, "result": json.dumps({"via": "snapshot"})})
+        client.publish(key, json.dumps({"seq": 4, "state": "running", "progress": 3}))
+        with anyio.fail_after(3):  # far below the 30 s safety poll
+            while "sent" not in outcome:
+                await anyio.sleep(0.01)
+    assert outcome["result"] == {"via": "snapshot"}
+
+
+@pytest.mark.parametrize("runtime", [0.3], indirect=True)
+async def test_a_lost_final_event_is_caught_by_the_safety_poll(
+    stack: Stack, runtime: Runtime, store: JobStore
+) -> None:
+    client = stack.redis()
+    job_id = str(uuid.uuid4())
+    key = stack.keys.job(job_id)
+    store.write(job_id, JobState.QUEUED, extra={"job": "echo"})
+    started = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        outcome = await _follow_in_background(runtime, job_id, tg)
+        store.write(job_id, JobState.RUNNING, progress=1, message="working")
+        client.hset(key, mapping={"state": "failed", "seq": 9, "error": "disk full on worker-3"})
+    assert time.monotonic() - started < 3
+    assert outcome["error"] == "disk full on worker-3"
+    assert [u.progress for u in outcome["sent"]] == [1]  # type: ignore[union-attr]
+
+
+async def test_the_listener_reconnects_and_catches_up(stack: Stack, runtime: Runtime) -> None:
+    admin = stack.redis()
+    sent: list[ProgressUpdate] = []
+    first = anyio.Event()
+
+    async def send(update: ProgressUpdate) -> None:
+        sent.append(update)
+        first.set()
+
+    spec = runtime.jobs["sleep_steps"]
+    async with anyio.create_task_group() as tg:
+        outcome: dict[str, object] = {}
+
+        async def run() -> None:
+            outcome["result"] = await runtime.dispatcher.run(spec, {"steps": 8, "delay": 0.15}, send)
+
+        tg.start_soon(run)
+        with anyio.fail_after(20):
+            await first.wait()
+        killed = admin.client_kill_filter(_type="pubsub")
+        assert killed >= 1
+    job_id, result = outcome["result"]  # type: ignore[misc]
+    assert result == {"steps": 8, "slept_seconds": pytest.approx(1.2)}
+    assert_strictly_increasing([u.progress for u in sent])
+    assert sent[-1].progress == 8
+
+
+async def test_one_pubsub_connection_serves_every_call(stack: Stack) -> None:
+    admin = stack.redis()
+    calls = 40
+    async with Client(stack.http_url, mode="legacy") as client, anyio.create_task_group() as tg:
+        for _ in range(calls):
+            tg.start_soon(client.call_tool, "sleep_steps", {"steps": 1, "delay": 0.1})
+        await anyio.to_thread.run_sync(
+            lambda: wait_until(
+                lambda: len(admin.pubsub_channels(stack.keys.job("*"))) >= calls // 2, timeout=30, what="subscriptions"
+            )
+        )
+        server_pubsubs = [c for c in admin.client_list(_type="pubsub") if c["name"] == REDIS_CLIENT_NAME]
+        server_connections = [c for c in admin.client_list() if c["name"] == REDIS_CLIENT_NAME]
+    assert len(server_pubsubs) == 1, server_pubsubs
+    assert len(server_connections) <= 51
