@@ -23,9 +23,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.dispatch import Dispatcher, SendProgress
+from server.dispatch import Dispatcher
+from server.follow import SendProgress
 from server.gate import ProgressUpdate
 from server.listener import JobListener
+from server.snapshots import AsyncJobStore
 from workers.celery_app import create_celery_app
 from workers.events import Keys
 from workers.registry import JobSpec, load_jobs
@@ -75,7 +77,8 @@ class Runtime:
         listener = JobListener(client, Keys(self.settings.namespace))
         await listener.start()
         self._client = client
-        self._dispatcher = Dispatcher(self.settings, client, listener, self.celery)
+        store = AsyncJobStore(client, Keys(self.settings.namespace), self.settings.result_ttl)
+        self._dispatcher = Dispatcher(self.settings, store, listener, self.celery)
         try:
             yield self
         finally:
@@ -162,5 +165,9 @@ def build_http_app(runtime: Runtime) -> Starlette:
         allowed_origins=settings.allowed_origins,
     )
     return build_mcp_server(runtime).streamable_http_app(
-        streamable_http_path=settings.path, transport_security=security, host=settings.host
+        streamable_http_path=settings.path,
+        transport_security=security,
+        host=settings.host,
+        # Room for the largest accepted arguments plus the JSON-RPC envelope.
+        max_request_body_size=max(4 * 1024 * 1024, 2 * settings.max_argument_bytes),
     )

@@ -2,11 +2,12 @@
 
 `Dispatcher.run` is the whole life of a call, top to bottom:
 
-1. mint the job id (uuid4, also the Celery task id) and subscribe to the job's channel;
-2. write the job's first snapshot (`queued`) and enqueue the Celery task (off the event loop);
-3. follow the job: forward its progress through the call's `ProgressGate`, re-read the snapshot
-   after a sequence gap, a reconnect, or `snapshot_poll_interval` seconds of silence;
-4. on the terminal state, flush the latest progress and return the result, or raise `ToolError`.
+1. check the arguments' size, mint the job id (uuid4, also the Celery task id) and subscribe to
+   the job's channel;
+2. write the job's first snapshot (`queued`) and enqueue the Celery task (off the event loop),
+   with an expiry so that a worker reaching it after `max_queue_wait` skips it;
+3. follow the job to its end (`follow.JobFollower`: progress, snapshots, deadlines, notices);
+4. return the result, or raise `ToolError` with a message the model can act on.
 
 If the call is cancelled (client cancel, or a closed HTTP stream on 2026-07-28), the job is
 cancelled too: the cancellation flag is set for the job's `Progress` reporter and the Celery task
@@ -15,43 +16,45 @@ is revoked, in a shielded scope, and the cancellation is re-raised.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import redis.asyncio as aioredis
 from celery import Celery
+from kombu.exceptions import OperationalError
 from mcp.server.mcpserver.exceptions import ToolError
 from redis.exceptions import RedisError
 
-from server.gate import ProgressGate, ProgressUpdate
-from server.listener import RESYNC, JobListener, JobWatch
+from server.follow import FollowedJob, FollowPolicy, JobFollower, SendProgress
+from server.listener import JobListener, JobWatch
+from server.snapshots import AsyncJobStore
 from workers.celery_app import task_name
-from workers.events import JobEvent, JobState, Keys
+from workers.events import JobEvent, JobState
 from workers.registry import JobSpec
 from workers.settings import Settings
-from workers.store import WRITE_SCRIPT, WriteOutcome, encode_write
 
 logger = logging.getLogger(__name__)
 
-SendProgress = Callable[[ProgressUpdate], Awaitable[None]]
+REDIS_DOWN = "Redis is unavailable, so the job could not be started; try again shortly."
 
 
 class Dispatcher:
     """Runs jobs for tool calls; one per server process, shared by all calls."""
 
-    def __init__(self, settings: Settings, client: aioredis.Redis, listener: JobListener, celery: Celery) -> None:
+    def __init__(self, settings: Settings, store: AsyncJobStore, listener: JobListener, celery: Celery) -> None:
         self._settings = settings
-        self._client = client
+        self._store = store
         self._listener = listener
         self._celery = celery
-        self._keys = Keys(settings.namespace)
-        self._write = client.register_script(WRITE_SCRIPT)
+        self._policy = FollowPolicy.from_settings(settings)
+        # Queue depth is only readable when the broker is this very Redis.
+        self._broker_is_redis = settings.effective_broker_url == settings.redis_url
         # apply_async and revoke block on the broker: they run on threads, at most this many at once.
         self._broker_threads = anyio.CapacityLimiter(16)
 
@@ -59,61 +62,67 @@ class Dispatcher:
         """Run `spec` with validated `arguments`; return the job id and its JSON result.
 
         `send` receives the gated progress (None: the caller asked for no progress).
-        Raises `ToolError` when the job failed or was cancelled.
+        Raises `ToolError` when the job could not start, failed or was cancelled.
         """
+        size = len(json.dumps(arguments, separators=(",", ":")))
+        if size > self._settings.max_argument_bytes:
+            raise ToolError(
+                f"The arguments are {size} bytes of JSON, over the {self._settings.max_argument_bytes}-byte limit."
+            )
         job_id = str(uuid.uuid4())
-        async with self._listener.watch(job_id) as watch, self._cancel_job_if_cancelled(job_id):
+        async with self._watching(job_id) as watch, self._cancel_job_if_cancelled(job_id):
             created = await self._create(spec, job_id)
             await self._enqueue(spec, job_id, arguments)
-            final = await self._follow(job_id, watch, created.seq, send)
+            final = await self._follower(spec.name, spec, job_id, watch, send).run(created.seq)
         return job_id, _outcome(spec.name, job_id, final)
 
-    async def follow(self, job_id: str, send: SendProgress | None) -> Any:
+    async def follow(self, job_id: str, send: SendProgress | None, spec: JobSpec | None = None) -> Any:
         """Attach to a job that is already queued, running or finished, and return its result.
 
         The snapshot is read right after subscribing, so a job that ended before anyone listened
         returns at once. Cancelling the caller cancels the job, as with `run`.
         """
-        async with self._listener.watch(job_id) as watch, self._cancel_job_if_cancelled(job_id):
-            first = await self.snapshot(job_id)
+        async with self._watching(job_id) as watch, self._cancel_job_if_cancelled(job_id):
+            first, _ = await self._store.read(job_id)
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
-            final = first if first.state.terminal else await self._follow(job_id, watch, first.seq, send)
-        return _outcome(await self._job_name(job_id), job_id, final)
+            name = spec.name if spec else (await self._store.job_name(job_id) or "job")
+            final = first if first.state.terminal else await self._follower(name, spec, job_id, watch, send).run(first.seq)
+        return _outcome(name, job_id, final)
 
     async def cancel(self, job_id: str) -> None:
         """Ask the job to stop: the flag its reporter checks, plus a Celery revoke for a queued job."""
         logger.info("cancelling job %s", job_id)
         try:
-            await self._client.hset(self._keys.job(job_id), "cancel", "1")
+            await self._store.flag_cancel(job_id)
         except RedisError as exc:
             logger.warning("could not flag job %s as cancelled: %r", job_id, exc)
-        async with self._broker_threads:
-            await anyio.to_thread.run_sync(self._celery.control.revoke, job_id)
-
-    async def snapshot(self, job_id: str) -> JobEvent | None:
-        """The job's current snapshot (None if unknown, expired or Redis is unreachable)."""
         try:
-            fields = await self._client.hgetall(self._keys.job(job_id))
-        except RedisError as exc:
-            logger.warning("snapshot read of job %s failed: %r", job_id, exc)
-            return None
-        return JobEvent.from_snapshot(fields)
+            async with self._broker_threads:
+                await anyio.to_thread.run_sync(self._celery.control.revoke, job_id)
+        except OperationalError as exc:
+            logger.warning("could not revoke job %s: %r", job_id, exc)
 
-    async def _create(self, spec: JobSpec, job_id: str) -> WriteOutcome:
-        event, fields = encode_write(
-            JobState.QUEUED, message="queued", extra={"job": spec.name, "created_at": repr(time.time())}
+    def _follower(
+        self, name: str, spec: JobSpec | None, job_id: str, watch: JobWatch, send: SendProgress | None
+    ) -> JobFollower:
+        queue = (spec.queue if spec else None) or self._celery.conf.task_default_queue
+        job = FollowedJob(
+            job_id=job_id,
+            name=name,
+            queue=queue if self._broker_is_redis else None,
+            retry_safe=bool(spec and spec.retry_safe),
         )
-        reply = await self._write(keys=[self._keys.job(job_id)], args=[self._settings.result_ttl, event, *fields])
-        return WriteOutcome.parse(reply)
+        return JobFollower(job, watch, self._store, send, self._policy)
 
-    async def _enqueue(self, spec: JobSpec, job_id: str, arguments: dict[str, Any]) -> None:
-        options: dict[str, Any] = {"task_id": job_id}
-        if spec.queue:
-            options["queue"] = spec.queue
-        task = self._celery.tasks[task_name(spec.name)]
-        async with self._broker_threads:
-            await anyio.to_thread.run_sync(lambda: task.apply_async(args=(job_id, arguments), **options))
+    @asynccontextmanager
+    async def _watching(self, job_id: str) -> AsyncIterator[JobWatch]:
+        try:
+            async with self._listener.watch(job_id) as watch:
+                yield watch
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("job %s: could not subscribe (%r)", job_id, exc)
+            raise ToolError(REDIS_DOWN) from exc
 
     @asynccontextmanager
     async def _cancel_job_if_cancelled(self, job_id: str) -> AsyncIterator[None]:
@@ -125,45 +134,30 @@ class Dispatcher:
                 await self.cancel(job_id)
             raise
 
-    async def _job_name(self, job_id: str) -> str:
-        name = await self._client.hget(self._keys.job(job_id), "job")
-        return name.decode() if isinstance(name, bytes) else str(name or "job")
+    async def _create(self, spec: JobSpec, job_id: str) -> Any:
+        try:
+            return await self._store.write(
+                job_id, JobState.QUEUED, message="queued", extra={"job": spec.name, "created_at": repr(time.time())}
+            )
+        except RedisError as exc:
+            raise ToolError(REDIS_DOWN) from exc
 
-    async def _follow(self, job_id: str, watch: JobWatch, seq: int, send: SendProgress | None) -> JobEvent:
-        """Forward the job's progress until its terminal state, which is returned.
-
-        `seq` is the last sequence number already seen; a snapshot read covers anything missed.
-        """
-        gate = ProgressGate(1.0 / self._settings.progress_rate)
-        poll_interval = self._settings.snapshot_poll_interval
-        next_poll = time.monotonic() + poll_interval
-        while True:
-            now = time.monotonic()
-            wake = min(next_poll, gate.next_due() or next_poll)
-            item = await watch.next(max(0.0, wake - now))
-            now = time.monotonic()
-            event: JobEvent | None = None
-            if item is RESYNC or (item is None and now >= next_poll) or (
-                isinstance(item, JobEvent) and item.seq > seq + 1
-            ):
-                event = await self.snapshot(job_id)
-                if isinstance(item, JobEvent) and (event is None or event.seq < item.seq):
-                    event = item
-                next_poll = now + poll_interval
-            elif isinstance(item, JobEvent):
-                event = item
-            if event is not None and event.seq > seq:
-                seq = event.seq
-                if event.state.terminal:
-                    last = gate.drain(now)
-                    if last is not None and send is not None:
-                        await send(last)
-                    return event
-                if event.progress is not None:
-                    gate.offer(ProgressUpdate(event.progress, event.total, event.message))
-            update = gate.due(now)
-            if update is not None and send is not None:
-                await send(update)
+    async def _enqueue(self, spec: JobSpec, job_id: str, arguments: dict[str, Any]) -> None:
+        options: dict[str, Any] = {"task_id": job_id, "expires": self._settings.max_queue_wait}
+        if spec.queue:
+            options["queue"] = spec.queue
+        task = self._celery.tasks[task_name(spec.name)]
+        try:
+            async with self._broker_threads:
+                await anyio.to_thread.run_sync(lambda: task.apply_async(args=(job_id, arguments), **options))
+        except OperationalError as exc:
+            logger.warning("job %s: broker unavailable (%r)", job_id, exc)
+            error = "The job queue (broker) is unavailable, so the job was not started; try again shortly."
+            try:
+                await self._store.write(job_id, JobState.FAILED, expect=JobState.QUEUED, error=error, error_type="BrokerDown")
+            except RedisError:
+                pass  # the snapshot expires by itself
+            raise ToolError(error) from exc
 
 
 def _outcome(job_name: str, job_id: str, final: JobEvent) -> Any:

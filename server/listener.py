@@ -61,7 +61,6 @@ class JobListener:
         self._watches: dict[str, JobWatch] = {}
         self._subscribe_timeout = subscribe_timeout
         self._reader: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
 
     @property
     def watching(self) -> int:
@@ -69,6 +68,10 @@ class JobListener:
         return len(self._watches)
 
     async def start(self) -> None:
+        try:
+            await self._pubsub.connect()  # now, so calls never race the reader to create the connection
+        except (RedisError, OSError) as exc:
+            logger.warning("Redis is unavailable at start-up (%r); the listener keeps trying", exc)
         self._reader = asyncio.create_task(self._read_forever(), name="mcp-jobs-listener")
 
     async def stop(self) -> None:
@@ -87,7 +90,6 @@ class JobListener:
         watch = JobWatch(channel)
         self._watches[channel] = watch
         try:
-            await self._connected.wait()
             await self._pubsub.subscribe(channel)
             await asyncio.wait_for(watch.subscribed.wait(), self._subscribe_timeout)
             yield watch
@@ -104,7 +106,6 @@ class JobListener:
         while True:
             try:
                 await self._pubsub.connect()
-                self._connected.set()
                 while True:
                     message = await self._pubsub.get_message(timeout=None)
                     if message is not None:

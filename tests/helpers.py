@@ -51,8 +51,8 @@ def assert_strictly_increasing(values: list[float]) -> None:
 
 
 def job_keys(client: redis.Redis, keys: Keys) -> set[str]:
-    """Every job snapshot key of the namespace."""
-    return set(client.scan_iter(match=keys.job("*")))
+    """Every job snapshot key of the namespace (not the liveness keys)."""
+    return {key for key in client.scan_iter(match=keys.job("*")) if not key.endswith(":alive")}
 
 
 async def wait_for_state(client: redis.Redis, key: str, states: set[str], timeout: float) -> str:

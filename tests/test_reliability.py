@@ -62,7 +62,7 @@ def test_snapshot_and_event_are_written_together(stack: Stack, store: JobStore) 
     first = store.write(job_id, JobState.RUNNING, progress=1, total=4, message="one")
     event = json.loads(pubsub.get_message(timeout=5)["data"])
     snapshot = client.hgetall(stack.keys.job(job_id))
-    assert event == {"seq": first.seq, "state": "running", "progress": 1, "total": 4, "message": "one"}
+    assert event == {"seq": first.seq, "state": "running", "attempt": 0, "progress": 1, "total": 4, "message": "one"}
     assert snapshot["seq"] == str(first.seq) and snapshot["message"] == "one" and float(snapshot["progress"]) == 1
     assert store.write(job_id, JobState.SUCCEEDED, result={"ok": []}).seq == first.seq + 1
     assert json.loads(pubsub.get_message(timeout=5)["data"])["result"] == {"ok": []}

@@ -1,8 +1,18 @@
 """The Celery application: one Celery task per registered job.
 
-Each job becomes a task named `mcp_jobs.<job name>` that carries the job's own options (time
-limit, queue, late acknowledgement when it is safe to re-run). Celery keeps no results: the
-outcome lives in the job's Redis snapshot, written by `runner.run_job`.
+Each job becomes a task named `mcp_jobs.<job name>` that carries the job's own options. Celery
+keeps no results: the outcome lives in the job's Redis snapshot, written by `runner.run_job`.
+
+Delivery settings, chosen deliberately:
+
+- Jobs marked `retry_safe` use late acknowledgement and `reject_on_worker_lost`: if the pool
+  process running one dies, the message goes back to the queue and another process re-runs it
+  (at least once). If the whole worker dies, the Redis broker hands the unacknowledged message to
+  another worker after `visibility_timeout` seconds, which must exceed the longest such job.
+- Other jobs are acknowledged when they start (at most once). If their process dies, the main
+  worker process records the failure at once (`task_failure`); if the whole worker dies, the
+  server notices the missing heartbeat.
+- `worker_prefetch_multiplier=1`: a long job never sits reserved behind another on a busy process.
 """
 
 from __future__ import annotations
@@ -12,12 +22,15 @@ import os
 from typing import Any
 
 import redis
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
-from celery.signals import task_revoked
+from celery.signals import task_failure, task_revoked
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from workers.events import JobState, Keys
 from workers.registry import JobSpec, load_jobs
-from workers.runner import run_job
+from workers.runner import RunLimits, run_job, time_limit_error
 from workers.settings import Settings, get_settings
 from workers.store import JobStore
 
@@ -32,8 +45,16 @@ def task_name(job_name: str) -> str:
     return TASK_PREFIX + job_name
 
 
+def time_limit(spec: JobSpec, settings: Settings) -> float | None:
+    """The time limit a job runs under: its own, else the global default."""
+    return spec.time_limit if spec.time_limit is not None else settings.default_time_limit
+
+
 class _StoreHolder:
-    """One Redis client per worker process, created lazily so that it is made after the pool forks."""
+    """One Redis client per worker process, created lazily so that it is made after the pool forks.
+
+    The client retries through short Redis outages (a restart, a failover) before giving up.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -42,7 +63,14 @@ class _StoreHolder:
 
     def get(self) -> JobStore:
         if self._store is None or self._pid != os.getpid():
-            client = redis.Redis.from_url(self._settings.redis_url)
+            client = redis.Redis.from_url(
+                self._settings.redis_url,
+                socket_connect_timeout=2,
+                socket_timeout=10,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                health_check_interval=30,
+            )
             self._store = JobStore(client, Keys(self._settings.namespace), self._settings.result_ttl)
             self._pid = os.getpid()
         return self._store
@@ -57,27 +85,27 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        # A job is long: a worker process takes one at a time, so idle processes get the next one.
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         worker_hijack_root_logger=False,
     )
     stores = _StoreHolder(settings)
     for spec in jobs.values():
-        _register(app, spec, stores)
-
-    @task_revoked.connect(weak=False)
-    def _record_revoked(request: Any = None, **_: Any) -> None:
-        # A job revoked before it ran never reaches run_job: record the cancellation here.
-        task_id = getattr(request, "id", None)
-        if task_id and str(getattr(request, "name", "")).startswith(TASK_PREFIX):
-            stores.get().write(task_id, JobState.CANCELLED, message="cancelled before it started")
-
+        _register(app, spec, stores, settings)
+    _record_deaths(app, jobs, stores, settings)
     app.mcp_jobs = jobs  # type: ignore[attr-defined]
     return app
 
 
-def _register(app: Celery, spec: JobSpec, stores: _StoreHolder) -> None:
+def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, settings: Settings) -> None:
+    limit = time_limit(spec, settings)
+    limits = RunLimits(
+        time_limit=limit,
+        max_result_bytes=settings.max_result_bytes,
+        heartbeat_interval=settings.heartbeat_interval,
+        alive_for=settings.worker_lost_after,
+    )
     options: dict[str, Any] = {
         "name": task_name(spec.name),
         "bind": True,
@@ -86,15 +114,46 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder) -> None:
         "acks_late": spec.retry_safe,
         "reject_on_worker_lost": spec.retry_safe,
     }
-    if spec.time_limit is not None:
-        options["soft_time_limit"] = spec.time_limit
-        options["time_limit"] = spec.time_limit + TIME_LIMIT_GRACE
-    if spec.queue:
-        options["queue"] = spec.queue
+    if limit is not None:
+        options["soft_time_limit"] = limit
+        options["time_limit"] = limit + TIME_LIMIT_GRACE
 
     def run(task: Task, job_id: str, arguments: dict[str, Any]) -> None:
-        run_job(spec, stores.get(), job_id, arguments, worker=task.request.hostname or "")
+        run_job(spec, stores.get(), job_id, arguments, limits, worker=task.request.hostname or "")
 
     run.__name__ = spec.name
     run.__doc__ = spec.description
     app.task(**options)(run)
+
+
+def _record_deaths(app: Celery, jobs: dict[str, JobSpec], stores: _StoreHolder, settings: Settings) -> None:
+    """Record, from the worker's main process, the ends a job cannot record itself."""
+
+    def spec_of(task: Any) -> JobSpec | None:
+        name = str(getattr(task, "name", ""))
+        return jobs.get(name.removeprefix(TASK_PREFIX)) if name.startswith(TASK_PREFIX) and task.app is app else None
+
+    @task_revoked.connect(weak=False)
+    def _revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+        # A job revoked (or expired) before it ran never reaches run_job.
+        if spec_of(sender) is not None and request is not None:
+            stores.get().write_final(request.id, JobState.CANCELLED, message="cancelled before it started")
+
+    @task_failure.connect(weak=False)
+    def _failed(sender: Any = None, task_id: str = "", exception: BaseException | None = None, **_: Any) -> None:
+        spec = spec_of(sender)
+        if spec is None:
+            return
+        if isinstance(exception, TimeLimitExceeded):
+            error = time_limit_error(spec.name, task_id, time_limit(spec, settings))
+            kind = "TimeLimitExceeded"
+        elif isinstance(exception, WorkerLostError):
+            error = (
+                f"Job {spec.name} lost its worker process ({exception}) and is not marked safe to re-run, "
+                f"so it was not retried (job id {task_id})."
+            )
+            kind = "WorkerLost"
+        else:
+            return  # run_job records every failure raised inside the job
+        logger.error(error)
+        stores.get().write_final(task_id, JobState.FAILED, error=error, error_type=kind)

@@ -4,8 +4,10 @@ Redis layout (all under the configured namespace `<ns>`):
 
 - `<ns>:job:<job_id>` (hash): the job's *snapshot*, the source of truth. Fields: `job` (name),
   `state`, `seq`, `progress`, `total`, `message`, `result` (JSON), `error`, `error_type`,
-  `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`.
-- `<ns>:job:<job_id>` (pub/sub channel, same name): one JSON event per snapshot change, carrying the
+  `attempt` (1, then 2... when a retry-safe job is re-run after a lost worker), `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`.
+- `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
+  absence while the state is `running` means the worker was lost.
+- `<ns>:job:<job_id>` (pub/sub channel, same name as the hash): one JSON event per snapshot change, carrying the
   new `seq`. Pub/sub may drop messages; a consumer that sees a gap in `seq` re-reads the hash.
 
 The worker writes the hash and publishes the event in one server-side script (see `progress.py`),
@@ -47,6 +49,10 @@ class Keys:
         """The snapshot hash of a job; also the name of its event channel."""
         return f"{self.namespace}:job:{job_id}"
 
+    def alive(self, job_id: str) -> str:
+        """The liveness key of a running job."""
+        return f"{self.namespace}:job:{job_id}:alive"
+
     def job_id(self, channel: str) -> str:
         """The job id of a channel name produced by `job()`."""
         return channel.rpartition(":")[2]
@@ -64,6 +70,8 @@ class JobEvent:
     result: Any = None
     error: str | None = None
     error_type: str | None = None
+    attempt: int = 0
+    """Which run of the job this is: 0 while queued, 1 for the first run, 2+ after a lost worker."""
 
     @classmethod
     def from_message(cls, data: bytes | str) -> JobEvent:
@@ -78,6 +86,7 @@ class JobEvent:
             result=raw.get("result"),
             error=raw.get("error"),
             error_type=raw.get("error_type"),
+            attempt=int(raw.get("attempt", 0)),
         )
 
     @classmethod
@@ -96,6 +105,7 @@ class JobEvent:
             result=json.loads(result) if result else None,
             error=snap.get("error") or None,
             error_type=snap.get("error_type") or None,
+            attempt=int(snap.get("attempt") or 0),
         )
 
 

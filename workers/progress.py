@@ -2,20 +2,26 @@
 
 Each report is one Redis round trip that updates the job's snapshot, publishes the event and
 reads the cancellation flag (see `store.py`); a report after the caller cancelled raises
-`JobCancelled` inside the job. The server decides what reaches the client: it forwards only
-strictly increasing values, at a bounded rate.
+`JobCancelled` inside the job. Reports are best effort: while Redis is unreachable they are
+skipped (the job keeps working, and the next report or the outcome brings the snapshot up to
+date). The server decides what reaches the client: strictly increasing values, at a bounded rate.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
+
+import redis
 
 from workers.errors import JobCancelled
 from workers.events import JobState
 
 if TYPE_CHECKING:
     from workers.store import JobStore
+
+logger = logging.getLogger(__name__)
 
 CANCEL_POLL_INTERVAL = 0.1
 """Seconds between cancellation checks while a job waits in `Progress.sleep`."""
@@ -35,9 +41,11 @@ class Progress:
     ```
     """
 
-    def __init__(self, store: JobStore, job_id: str) -> None:
+    def __init__(self, store: JobStore, job_id: str, attempt: int = 1) -> None:
         self._store = store
         self.job_id = job_id
+        self.attempt = attempt
+        """1 on the first run; 2 and up when the job is re-run after its worker was lost."""
         self.value: float = 0.0
         """The last reported progress value."""
         self.total: float | None = None
@@ -48,9 +56,13 @@ class Progress:
         if total is not None:
             self.total = total
         self.value = value
-        outcome = self._store.write(
-            self.job_id, JobState.RUNNING, progress=value, total=self.total, message=message
-        )
+        try:
+            outcome = self._store.write(
+                self.job_id, JobState.RUNNING, progress=value, total=self.total, message=message, attempt=self.attempt
+            )
+        except redis.RedisError as exc:
+            logger.warning("job %s: progress report skipped, Redis unavailable (%r)", self.job_id, exc)
+            return
         if outcome.cancel_requested or outcome.seq == 0:
             raise JobCancelled(self.job_id)
 
@@ -65,8 +77,11 @@ class Progress:
 
     @property
     def cancelled(self) -> bool:
-        """Whether the caller cancelled this job (one Redis read)."""
-        return self._store.cancel_requested(self.job_id)
+        """Whether the caller cancelled this job (one Redis read; False while Redis is unreachable)."""
+        try:
+            return self._store.cancel_requested(self.job_id)
+        except redis.RedisError:
+            return False
 
     def check_cancelled(self) -> None:
         """Raise `JobCancelled` if the caller cancelled; call it in long loops that do not report."""

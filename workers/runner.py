@@ -3,20 +3,28 @@
 Every way a job can end is written to its snapshot as a terminal state, which is what ends the
 caller's `tools/call` on the server:
 
-- returned: `succeeded` with the JSON form of the return value;
+- returned: `succeeded` with the JSON form of the return value (if within `max_result_bytes`);
 - raised `JobError`: `failed` with the job's own message (meant for the model to read);
 - cancelled by the caller: `cancelled`;
 - exceeded its time limit: `failed`, naming the limit;
 - raised anything else: `failed`, naming the exception type and the job id only. The traceback
   goes to the worker log, never to the client, since exception text can carry secrets.
+
+While the job runs, a heartbeat thread keeps the job's liveness key fresh, so the server can tell
+a slow job from one whose worker died. Deaths the job cannot report itself (a killed pool process,
+a hard time limit) are recorded by `celery_app` from the worker's main process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
+from dataclasses import dataclass
 from typing import Any
 
+import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
@@ -30,47 +38,106 @@ from workers.store import JobStore
 logger = logging.getLogger(__name__)
 
 
-def run_job(spec: JobSpec, store: JobStore, job_id: str, arguments: dict[str, Any], worker: str = "") -> None:
+@dataclass(frozen=True)
+class RunLimits:
+    """The limits a worker applies to a job (from the settings and the job's options)."""
+
+    time_limit: float | None
+    max_result_bytes: int
+    heartbeat_interval: float
+    alive_for: float
+    """How long one heartbeat keeps the job alive (the server's `worker_lost_after`)."""
+
+
+def run_job(spec: JobSpec, store: JobStore, job_id: str, arguments: dict[str, Any], limits: RunLimits, worker: str = "") -> None:
     """Run `spec` for `job_id` and write its terminal state; never raises for a job's own failure."""
-    start = store.write(job_id, JobState.RUNNING, message="started", extra={"worker": worker})
+    attempt = store.begin_attempt(job_id, limits.alive_for)
+    message = "started" if attempt == 1 else f"restarted after its worker was lost (attempt {attempt})"
+    start = store.write(job_id, JobState.RUNNING, message=message, attempt=attempt, extra={"worker": worker})
     if start.seq == 0:
         logger.info("job %s (%s) already finished; skipping", job_id, spec.name)
         return
     if start.cancel_requested:
-        store.write(job_id, JobState.CANCELLED, message="cancelled before it started")
+        store.write_final(job_id, JobState.CANCELLED, message="cancelled before it started", attempt=attempt)
         return
+    heartbeat = _Heartbeat(store, job_id, limits)
+    heartbeat.start()
     try:
-        result = _call(spec, store, job_id, arguments)
+        state, values = _execute(spec, store, job_id, arguments, limits, attempt)
+    finally:
+        heartbeat.stop()
+    store.write_final(job_id, state, attempt=attempt, **values)
+
+
+def _execute(
+    spec: JobSpec, store: JobStore, job_id: str, arguments: dict[str, Any], limits: RunLimits, attempt: int
+) -> tuple[JobState, dict[str, Any]]:
+    """Call the job; return the terminal state and the values to record with it."""
+    try:
+        result = _call(spec, Progress(store, job_id, attempt), arguments)
+        size = len(json.dumps(result, separators=(",", ":")))
     except JobCancelled:
         logger.info("job %s (%s) cancelled", job_id, spec.name)
-        store.write(job_id, JobState.CANCELLED, message="cancelled")
+        return JobState.CANCELLED, {"message": "cancelled"}
     except JobError as exc:
         logger.info("job %s (%s) failed: %s", job_id, spec.name, exc)
-        store.write(job_id, JobState.FAILED, error=str(exc) or type(exc).__name__, error_type="JobError")
+        return JobState.FAILED, {"error": str(exc) or type(exc).__name__, "error_type": "JobError"}
     except SoftTimeLimitExceeded:
-        error = f"Job {spec.name} exceeded its time limit of {spec.time_limit:g} s and was stopped (job id {job_id})."
-        logger.warning(error)
-        store.write(job_id, JobState.FAILED, error=error, error_type="TimeLimitExceeded")
+        logger.warning("job %s (%s) exceeded its time limit", job_id, spec.name)
+        return JobState.FAILED, {"error": time_limit_error(spec.name, job_id, limits.time_limit), "error_type": "TimeLimitExceeded"}
     except ValidationError as exc:
         # The server validated these arguments already: a mismatch means the two sides run different code.
         logger.error("job %s (%s) got arguments its signature rejects: %s", job_id, spec.name, exc)
         error = f"Job {spec.name} rejected its arguments on the worker (job id {job_id}); is the worker up to date?"
-        store.write(job_id, JobState.FAILED, error=error, error_type="ValidationError")
+        return JobState.FAILED, {"error": error, "error_type": "ValidationError"}
     except Exception as exc:
         logger.exception("job %s (%s) raised", job_id, spec.name)
         name = type(exc).__name__
         error = f"Job {spec.name} failed with an unexpected {name} (job id {job_id}); details are in the worker log."
-        store.write(job_id, JobState.FAILED, error=error, error_type=name)
-    else:
-        store.write(job_id, JobState.SUCCEEDED, progress=None, result=result, message="done")
+        return JobState.FAILED, {"error": error, "error_type": name}
+    if size > limits.max_result_bytes:
+        error = f"Job {spec.name} returned {size} bytes of JSON, over the {limits.max_result_bytes}-byte result limit (job id {job_id})."
+        logger.warning(error)
+        return JobState.FAILED, {"error": error, "error_type": "ResultTooLarge"}
+    return JobState.SUCCEEDED, {"result": result, "message": "done"}
 
 
-def _call(spec: JobSpec, store: JobStore, job_id: str, arguments: dict[str, Any]) -> Any:
+def time_limit_error(job_name: str, job_id: str, limit: float | None) -> str:
+    return f"Job {job_name} exceeded its time limit of {limit:g} s and was stopped (job id {job_id})."
+
+
+def _call(spec: JobSpec, progress: Progress, arguments: dict[str, Any]) -> Any:
     kwargs = spec.validate_arguments(arguments)
     if spec.progress_param:
-        kwargs[spec.progress_param] = Progress(store, job_id)
-    if spec.is_async:
-        value = asyncio.run(spec.fn(**kwargs))
-    else:
-        value = spec.fn(**kwargs)
+        kwargs[spec.progress_param] = progress
+    value = asyncio.run(spec.fn(**kwargs)) if spec.is_async else spec.fn(**kwargs)
     return to_jsonable_python(value, by_alias=True)
+
+
+class _Heartbeat:
+    """A thread that keeps a running job's liveness key fresh, whatever the job itself is doing."""
+
+    def __init__(self, store: JobStore, job_id: str, limits: RunLimits) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._limits = limits
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        try:
+            self._store.end_attempt(self._job_id)
+        except redis.RedisError:
+            pass  # the key expires by itself
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._limits.heartbeat_interval):
+            try:
+                self._store.beat(self._job_id, self._limits.alive_for)
+            except redis.RedisError as exc:
+                logger.warning("job %s: heartbeat failed (%r)", self._job_id, exc)

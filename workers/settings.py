@@ -49,6 +49,24 @@ class Settings(BaseSettings):
     """Seconds a job's snapshot (state and result) stays in Redis after its last update."""
     snapshot_poll_interval: float = Field(default=5.0, gt=0)
     """Seconds between safety reads of a job's snapshot while no event arrives."""
+    default_time_limit: float | None = Field(default=None, gt=0)
+    """Time limit in seconds for jobs that set none of their own (None: no limit)."""
+    max_queue_wait: float = Field(default=300.0, gt=0)
+    """Seconds a job may wait for a worker; then its call ends with an error and a late worker skips it."""
+    keepalive_interval: float = Field(default=10.0, gt=0)
+    """Seconds without a notification after which the server sends one, so clients that reset their
+    request timeout on progress do not give up on a slow job."""
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    """Seconds between a running job's liveness beats (from a thread beside the job)."""
+    worker_lost_after: float = Field(default=10.0, gt=0)
+    """Seconds without a liveness beat after which the server treats a running job's worker as lost."""
+    visibility_timeout: int = Field(default=3600, gt=0)
+    """Redis broker: seconds before an unacknowledged retry-safe job is handed to another worker after
+    its worker process died. Must exceed the longest retry-safe job's run time."""
+    max_argument_bytes: int = Field(default=1_000_000, gt=0)
+    """Largest tool arguments (as JSON) the server accepts."""
+    max_result_bytes: int = Field(default=4_000_000, gt=0)
+    """Largest job result (as JSON) a worker returns; larger results fail with a clear error."""
     data_dir: Path | None = None
     """Folder the file-reading example jobs may read (default: the bundled sample data)."""
     log_level: str = "INFO"

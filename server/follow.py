@@ -1,0 +1,225 @@
+"""Following one job for one call, from the first event to the terminal state.
+
+`JobFollower.run` is a single loop that waits for the next event with a timeout and, on each
+turn, does what is due:
+
+- an event arrives: apply it (a sequence gap means events were lost: read the snapshot);
+- a `RESYNC` (the pub/sub connection came back) or `poll_interval` of silence: read the snapshot
+  and the job's liveness key, which also catches a result whose event was lost;
+- deadlines: a job still queued after `max_queue_wait` is ended (a late worker skips it); a
+  running job whose worker stopped beating for `worker_lost_after` is ended, or, if it is safe to
+  re-run, given until `max_queue_wait` to start again; a snapshot gone from Redis for
+  `worker_lost_after` (Redis restarted without persistence) ends the call;
+- notifications: job progress through the `ProgressGate`, and when nothing was sent for
+  `keepalive_interval` a notice ("queued: 3 waiting", "still running: ...") so clients that reset
+  their timeout on progress wait for a slow job. A queued job is announced after `QUEUED_NOTICE_DELAY`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from server.gate import ProgressGate, ProgressUpdate
+from server.listener import RESYNC, JobWatch
+from server.snapshots import AsyncJobStore
+from workers.events import JobEvent, JobState
+from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SendProgress = Callable[[ProgressUpdate], Awaitable[None]]
+
+QUEUED_NOTICE_DELAY = 0.5
+"""Seconds a job may sit in the queue before the caller is told it is queued."""
+
+
+@dataclass(frozen=True)
+class FollowPolicy:
+    """The timings a follower works to, from the settings."""
+
+    progress_rate: float
+    poll_interval: float
+    keepalive_interval: float
+    max_queue_wait: float
+    worker_lost_after: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FollowPolicy:
+        return cls(
+            progress_rate=settings.progress_rate,
+            poll_interval=settings.snapshot_poll_interval,
+            keepalive_interval=settings.keepalive_interval,
+            max_queue_wait=settings.max_queue_wait,
+            worker_lost_after=settings.worker_lost_after,
+        )
+
+
+@dataclass(frozen=True)
+class FollowedJob:
+    """What the follower knows of the job it follows."""
+
+    job_id: str
+    name: str
+    queue: str | None
+    """The Celery queue (for the queued notice), if its depth can be read from this Redis."""
+    retry_safe: bool
+
+
+class JobFollower:
+    """Follows one job to its end, sending the call's progress on the way."""
+
+    def __init__(
+        self, job: FollowedJob, watch: JobWatch, store: AsyncJobStore, send: SendProgress | None, policy: FollowPolicy
+    ) -> None:
+        self._job = job
+        self._watch = watch
+        self._store = store
+        self._send = send
+        self._policy = policy
+        self._gate = ProgressGate(1.0 / policy.progress_rate)
+        self._seq = 0
+        self._state = JobState.QUEUED
+        self._attempt = 0
+        self._message: str | None = None
+        self._final: JobEvent | None = None
+        now = time.monotonic()
+        self._started = now
+        self._queued_since = now
+        self._lost_since: float | None = None
+        self._missing_since: float | None = None
+        self._next_poll = now + policy.poll_interval
+
+    async def run(self, seq: int = 0) -> JobEvent:
+        """Follow from sequence number `seq` (already seen) and return the terminal event."""
+        self._seq = seq
+        while True:
+            now = time.monotonic()
+            item = await self._watch.next(max(0.0, self._next_wake() - now))
+            now = time.monotonic()
+            if item is RESYNC or (item is None and now >= self._next_poll):
+                await self._check(now)
+            elif isinstance(item, JobEvent):
+                if item.seq > self._seq + 1 or (item.seq <= self._seq and self._missing_since is not None):
+                    await self._check(now)  # events were lost, or Redis lost the job: trust the snapshot
+                self._apply(item, now)
+            if self._final is not None:
+                await self._emit(self._gate.drain(now))
+                return self._final
+            await self._emit(self._gate.due(now))
+            if now >= self._notice_due():
+                await self._emit(self._gate.notice(await self._notice_text(), now))
+
+    def _next_wake(self) -> float:
+        wake = min(self._next_poll, self._notice_due())
+        due = self._gate.next_due()
+        return wake if due is None else min(wake, due)
+
+    def _notice_due(self) -> float:
+        """When the caller should next hear from us if nothing else is sent."""
+        last = self._gate.last_sent_at
+        if last is not None:
+            return last + self._policy.keepalive_interval
+        first = QUEUED_NOTICE_DELAY if self._state is JobState.QUEUED else self._policy.keepalive_interval
+        return self._started + first
+
+    def _apply(self, event: JobEvent, now: float, *, authoritative: bool = False) -> None:
+        """Take an event (or a snapshot, which may go back in sequence after Redis lost data)."""
+        if event.seq <= self._seq and not (authoritative and event.seq != self._seq):
+            return
+        self._seq = event.seq
+        self._missing_since = None
+        if event.attempt > self._attempt:
+            if self._attempt > 0:
+                self._gate.restart()
+            self._attempt = event.attempt
+            self._lost_since = None
+        if event.state is JobState.QUEUED and self._state is not JobState.QUEUED:
+            self._queued_since = now
+        self._state = event.state
+        if event.state.terminal:
+            self._final = event
+            return
+        if event.message:
+            self._message = event.message
+        if event.progress is not None:
+            message = event.message
+            if self._attempt > 1 and message:
+                message = f"{message} (attempt {self._attempt})"
+            self._gate.offer(ProgressUpdate(event.progress, event.total, message))
+
+    async def _check(self, now: float) -> None:
+        """Read the snapshot and liveness, and enforce the deadlines."""
+        self._next_poll = now + self._policy.poll_interval
+        try:
+            snapshot, alive = await self._store.read(self._job.job_id)
+        except RedisError as exc:
+            logger.warning("job %s: snapshot read failed (%r); will retry", self._job.job_id, exc)
+            return
+        if snapshot is None:
+            self._missing_since = self._missing_since or now
+            if now - self._missing_since > self._policy.worker_lost_after:
+                self._fail(f"Job {self._job.name} vanished from Redis (restarted without persistence?)", "JobLost")
+            return
+        self._apply(snapshot, now, authoritative=True)
+        if self._final is None:
+            await self._enforce_deadlines(now, alive)
+
+    async def _enforce_deadlines(self, now: float, alive: bool) -> None:
+        job, policy = self._job, self._policy
+        if self._state is JobState.QUEUED and now - self._queued_since > policy.max_queue_wait:
+            error = (
+                f"No worker started job {job.name} within {policy.max_queue_wait:g} s (job id {job.job_id}); "
+                f"is a worker running for queue {job.queue or 'celery'!r}?"
+            )
+            await self._end(JobState.QUEUED, error, "QueueTimeout")
+        elif self._state is JobState.RUNNING and not alive:
+            self._lost_since = self._lost_since or now
+            if not job.retry_safe:
+                error = (
+                    f"Job {job.name} lost its worker (no heartbeat for {policy.worker_lost_after:g} s) and is not "
+                    f"marked safe to re-run (job id {job.job_id})."
+                )
+                await self._end(JobState.RUNNING, error, "WorkerLost")
+            elif now - self._lost_since > policy.max_queue_wait:
+                error = (
+                    f"Job {job.name} lost its worker and was not re-run within {policy.max_queue_wait:g} s "
+                    f"(job id {job.job_id})."
+                )
+                await self._end(JobState.RUNNING, error, "WorkerLost")
+
+    async def _end(self, expect: JobState, error: str, kind: str) -> None:
+        """End the job as failed, unless it moved on meanwhile (then the next check sees where to)."""
+        outcome = await self._store.write(
+            self._job.job_id, JobState.FAILED, expect=expect, error=error, error_type=kind, attempt=self._attempt
+        )
+        if outcome.seq:
+            logger.warning(error)
+            self._fail(error, kind, seq=outcome.seq)
+        else:
+            self._next_poll = time.monotonic()
+
+    def _fail(self, error: str, kind: str, seq: int = 0) -> None:
+        self._final = JobEvent(seq=seq, state=JobState.FAILED, error=error, error_type=kind, attempt=self._attempt)
+
+    async def _notice_text(self) -> str:
+        if self._state is JobState.QUEUED:
+            if self._job.queue is not None:
+                try:
+                    depth = await self._store.queue_depth(self._job.queue)
+                    if depth:
+                        return f"queued: {depth} job{'s' if depth != 1 else ''} waiting in the queue"
+                except RedisError:
+                    pass
+            return "queued, waiting for a free worker"
+        if self._lost_since is not None:
+            return "worker lost; waiting for the job to be re-run"
+        return f"still running: {self._message}" if self._message else "still running"
+
+    async def _emit(self, update: ProgressUpdate | None) -> None:
+        if update is not None and self._send is not None:
+            await self._send(update)

@@ -1,0 +1,45 @@
+"""The server's access to job snapshots: the same atomic script the workers use, over asyncio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from workers.events import JobEvent, JobState, Keys
+from workers.store import WRITE_SCRIPT, WriteOutcome, encode_write
+
+
+class AsyncJobStore:
+    """Reads and writes job snapshots from the event loop."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, ttl: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._ttl = ttl
+        self._write = client.register_script(WRITE_SCRIPT)
+
+    async def write(self, job_id: str, state: JobState, *, expect: JobState | None = None, **values: Any) -> WriteOutcome:
+        """Write a snapshot and publish its event (refused if the job ended, or is not in `expect`)."""
+        event, fields = encode_write(state, **values)
+        args = [self._ttl, expect.value if expect else "", event, *fields]
+        return WriteOutcome.parse(await self._write(keys=[self._keys.job(job_id)], args=args))
+
+    async def read(self, job_id: str) -> tuple[JobEvent | None, bool]:
+        """The job's snapshot (None: unknown or gone) and whether its worker beat recently."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self._keys.job(job_id))
+        pipe.exists(self._keys.alive(job_id))
+        fields, alive = await pipe.execute()
+        return JobEvent.from_snapshot(fields), bool(alive)
+
+    async def job_name(self, job_id: str) -> str | None:
+        name = await self._client.hget(self._keys.job(job_id), "job")
+        return name.decode() if isinstance(name, bytes) else name
+
+    async def flag_cancel(self, job_id: str) -> None:
+        await self._client.hset(self._keys.job(job_id), "cancel", "1")
+
+    async def queue_depth(self, queue: str) -> int:
+        """Messages waiting in a Celery queue on a Redis broker that shares this Redis."""
+        return int(await self._client.llen(queue))
