@@ -4,8 +4,7 @@
 
 1. check the arguments' size, mint the job id (uuid4, also the Celery task id) and subscribe to
    the job's channel;
-2. write the job's first snapshot (`queued`) and enqueue the Celery task (off the event loop),
-   with an expiry so that a worker reaching it after `max_queue_wait` skips it;
+2. write the job's first snapshot (`queued`) and enqueue the Celery task (off the event loop);
 3. follow the job to its end (`follow.JobFollower`: progress, snapshots, deadlines, notices);
 4. return the result, or raise `ToolError` with a message the model can act on.
 
@@ -143,7 +142,9 @@ class Dispatcher:
             raise ToolError(REDIS_DOWN) from exc
 
     async def _enqueue(self, spec: JobSpec, job_id: str, arguments: dict[str, Any]) -> None:
-        options: dict[str, Any] = {"task_id": job_id, "expires": self._settings.max_queue_wait}
+        # No Celery `expires`: it would also drop a retry-safe job redelivered after a lost worker.
+        # A job that waited too long is ended by a guarded write instead, which a late worker obeys.
+        options: dict[str, Any] = {"task_id": job_id}
         if spec.queue:
             options["queue"] = spec.queue
         task = self._celery.tasks[task_name(spec.name)]

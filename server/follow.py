@@ -8,7 +8,7 @@ turn, does what is due:
   and the job's liveness key, which also catches a result whose event was lost;
 - deadlines: a job still queued after `max_queue_wait` is ended (a late worker skips it); a
   running job whose worker stopped beating for `worker_lost_after` is ended, or, if it is safe to
-  re-run, given until `max_queue_wait` to start again; a snapshot gone from Redis for
+  re-run, given `redelivery_wait` to start again; a snapshot gone from Redis for
   `worker_lost_after` (Redis restarted without persistence) ends the call;
 - notifications: job progress through the `ProgressGate`, and when nothing was sent for
   `keepalive_interval` a notice ("queued: 3 waiting", "still running: ...") so clients that reset
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from server.gate import ProgressGate, ProgressUpdate
 from server.listener import RESYNC, JobWatch
 from server.snapshots import AsyncJobStore
+from workers.celery_app import UNACKED_RESTORE_INTERVAL
 from workers.events import JobEvent, JobState
 from workers.settings import Settings
 
@@ -47,6 +48,9 @@ class FollowPolicy:
     keepalive_interval: float
     max_queue_wait: float
     worker_lost_after: float
+    redelivery_wait: float
+    """How long a retry-safe job whose worker died may take to start again: the broker hands it on
+    only after the visibility timeout (plus one restore sweep), then it may queue like any job."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FollowPolicy:
@@ -56,6 +60,7 @@ class FollowPolicy:
             keepalive_interval=settings.keepalive_interval,
             max_queue_wait=settings.max_queue_wait,
             worker_lost_after=settings.worker_lost_after,
+            redelivery_wait=settings.visibility_timeout + UNACKED_RESTORE_INTERVAL + settings.max_queue_wait,
         )
 
 
@@ -185,9 +190,9 @@ class JobFollower:
                     f"marked safe to re-run (job id {job.job_id})."
                 )
                 await self._end(JobState.RUNNING, error, "WorkerLost")
-            elif now - self._lost_since > policy.max_queue_wait:
+            elif now - self._lost_since > policy.redelivery_wait:
                 error = (
-                    f"Job {job.name} lost its worker and was not re-run within {policy.max_queue_wait:g} s "
+                    f"Job {job.name} lost its worker and was not re-run within {policy.redelivery_wait:g} s "
                     f"(job id {job.job_id})."
                 )
                 await self._end(JobState.RUNNING, error, "WorkerLost")

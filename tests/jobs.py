@@ -69,3 +69,68 @@ async def async_steps(progress: Progress, steps: Annotated[int, Field(ge=1, le=1
         await asyncio.sleep(0.01)
         progress.report(step, f"async step {step}")
     return steps * 10
+
+
+@job(time_limit=1)
+def overrun(progress: Progress, seconds: float = 30) -> str:
+    """Sleep past the 1 s time limit."""
+    progress.report(1, "sleeping")
+    progress.sleep(seconds)
+    return "finished"
+
+
+@job(time_limit=1)
+def stubborn(progress: Progress, seconds: float = 30) -> str:
+    """Ignore the soft time limit, so only the hard limit stops it."""
+    import time
+
+    progress.report(1, "ignoring limits")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: BLE001 - swallowing the soft limit on purpose
+            pass
+    return "finished"
+
+
+@job(queue="nobody")
+def unheard(progress: Progress) -> str:
+    """Routed to a queue no worker consumes (until a test starts one)."""
+    progress.report(1, "finally ran")
+    return "ran"
+
+
+@job
+def silent(progress: Progress, seconds: float) -> str:
+    """Work for `seconds` without reporting anything."""
+    import time
+
+    time.sleep(seconds)
+    return "done quietly"
+
+
+@job(retry_safe=True)
+def safe_steps(progress: Progress, tag: str, steps: int = 10, delay: float = 0.2) -> str:
+    """Report `steps` steps; safe to re-run from scratch after a lost worker."""
+    progress.set_total(steps, f"{tag}: starting")
+    for step in range(1, steps + 1):
+        progress.sleep(delay)
+        progress.report(step, f"{tag}: step {step}")
+    return f"{tag} done after attempt {progress.attempt}"
+
+
+@job
+def unsafe_steps(progress: Progress, tag: str, steps: int = 10, delay: float = 0.2) -> str:
+    """Like safe_steps, but not safe to re-run."""
+    progress.set_total(steps, f"{tag}: starting")
+    for step in range(1, steps + 1):
+        progress.sleep(delay)
+        progress.report(step, f"{tag}: step {step}")
+    return f"{tag} done"
+
+
+@job
+def big_result(size: int) -> str:
+    """Return a string of `size` characters."""
+    return "x" * size

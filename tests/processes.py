@@ -88,12 +88,11 @@ def python_module(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
 
 
-def start_worker(env: dict[str, str], name: str, concurrency: int = 2) -> ManagedProcess:
-    worker = ManagedProcess(
-        f"worker {name}",
-        python_module("server.cli", "worker", "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"),
-        env,
-    )
+def start_worker(env: dict[str, str], name: str, concurrency: int = 2, queues: str | None = None) -> ManagedProcess:
+    args = ["worker", "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
+    if queues:
+        args += ["-Q", queues]
+    worker = ManagedProcess(f"worker {name}", python_module("server.cli", *args), env)
     worker.wait_for_line(r"ready\.", timeout=60)
     return worker
 

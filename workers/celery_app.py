@@ -41,6 +41,10 @@ TIME_LIMIT_GRACE = 5.0
 """Seconds between a job's soft limit (an exception inside the job) and the hard kill of its process."""
 
 
+UNACKED_RESTORE_INTERVAL = 5
+"""Seconds between a worker's sweeps for unacknowledged messages past the visibility timeout."""
+
+
 def task_name(job_name: str) -> str:
     return TASK_PREFIX + job_name
 
@@ -87,7 +91,13 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
         accept_content=["json"],
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # Kombu sweeps for expired unacknowledged messages every interval x throttle seconds
+            # (100 s by default); every 5 s keeps a retry after a dead worker near the visibility timeout.
+            "unacked_restore_interval": UNACKED_RESTORE_INTERVAL,
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
     )
     stores = _StoreHolder(settings)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,8 @@ def run_job(spec: JobSpec, store: JobStore, job_id: str, arguments: dict[str, An
     """Run `spec` for `job_id` and write its terminal state; never raises for a job's own failure."""
     attempt = store.begin_attempt(job_id, limits.alive_for)
     message = "started" if attempt == 1 else f"restarted after its worker was lost (attempt {attempt})"
-    start = store.write(job_id, JobState.RUNNING, message=message, attempt=attempt, extra={"worker": worker})
+    where = {"worker": worker, "pid": str(os.getpid())}
+    start = store.write(job_id, JobState.RUNNING, message=message, attempt=attempt, extra=where)
     if start.seq == 0:
         logger.info("job %s (%s) already finished; skipping", job_id, spec.name)
         return

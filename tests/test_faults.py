@@ -1,0 +1,244 @@
+"""Fault injection with real processes: time limits, a queue nobody serves, silent jobs, killed
+pool processes and workers, a Redis restart. Each test asserts the outcome and a bound on how
+long it took.
+
+The module runs its own stack (Redis-compatible server, two single-process workers, the HTTP
+server) with short timings, so that killing things here cannot disturb other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import anyio
+import psutil
+import pytest
+import redis
+from mcp import Client
+
+from server.embedded import RedisProcess, free_port
+from tests.conftest import TEST_JOB_MODULES
+from tests.helpers import ProgressLog, assert_strictly_increasing, job_keys
+from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
+from workers.events import Keys
+
+pytestmark = pytest.mark.anyio
+
+QUEUE_WAIT = 3.0
+LOST_AFTER = 2.0
+POLL = 0.5
+KEEPALIVE = 0.5
+VISIBILITY = 4
+
+
+@dataclass
+class FaultStack:
+    redis: RedisProcess
+    env: dict[str, str]
+    keys: Keys
+    url: str
+    server: ManagedProcess
+    workers: list[ManagedProcess] = field(default_factory=list)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis.url, decode_responses=True)
+
+    def ensure_workers(self, count: int = 2) -> None:
+        self.workers = [w for w in self.workers if w.process.poll() is None]
+        while len(self.workers) < count:
+            self.workers.append(start_worker(self.env, f"fault-{uuid.uuid4().hex[:6]}", concurrency=1))
+
+    def job_pid(self, job_id: str) -> int:
+        return int(self.client().hget(self.keys.job(job_id), "pid") or 0)
+
+    def worker_of(self, pid: int) -> ManagedProcess:
+        (worker,) = [w for w in self.workers if pid in {c.pid for c in psutil.Process(w.pid).children(recursive=True)}]
+        return worker
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[FaultStack]:
+    server_redis = RedisProcess(prefer_path=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_JOBS_")}
+    env |= {
+        "MCP_JOBS_REDIS_URL": server_redis.url,
+        "MCP_JOBS_NAMESPACE": "faults",
+        "MCP_JOBS_JOB_MODULES": TEST_JOB_MODULES,
+        "MCP_JOBS_SNAPSHOT_POLL_INTERVAL": str(POLL),
+        "MCP_JOBS_KEEPALIVE_INTERVAL": str(KEEPALIVE),
+        "MCP_JOBS_MAX_QUEUE_WAIT": str(QUEUE_WAIT),
+        "MCP_JOBS_WORKER_LOST_AFTER": str(LOST_AFTER),
+        "MCP_JOBS_HEARTBEAT_INTERVAL": "0.5",
+        "MCP_JOBS_VISIBILITY_TIMEOUT": str(VISIBILITY),
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+    }
+    port = free_port()
+    stack = FaultStack(server_redis, env, Keys("faults"), f"http://127.0.0.1:{port}/mcp", server=None)  # type: ignore[arg-type]
+    stack.ensure_workers()
+    stack.server = start_http_server(env, port)
+    try:
+        yield stack
+    finally:
+        stack.server.stop()
+        for worker in stack.workers:
+            worker.stop()
+        server_redis.close()
+
+
+@pytest.fixture
+def stack(faults: FaultStack) -> FaultStack:
+    faults.ensure_workers()
+    return faults
+
+
+async def _call(stack: FaultStack, tool: str, arguments: dict[str, object], log: ProgressLog | None = None):
+    async with Client(stack.url, mode="legacy") as client:
+        return await client.call_tool(tool, arguments, progress_callback=log)
+
+
+def _text(result: object) -> str:
+    return result.content[0].text  # type: ignore[attr-defined]
+
+
+async def test_a_job_over_its_time_limit_is_stopped(stack: FaultStack) -> None:
+    started = time.monotonic()
+    result = await _call(stack, "overrun", {"seconds": 30})
+    took = time.monotonic() - started
+    assert result.is_error and "exceeded its time limit of 1 s" in _text(result)
+    assert took < 5, took
+
+
+async def test_a_job_that_ignores_the_soft_limit_is_killed_at_the_hard_one(stack: FaultStack) -> None:
+    started = time.monotonic()
+    result = await _call(stack, "stubborn", {"seconds": 60})
+    took = time.monotonic() - started
+    assert result.is_error and "exceeded its time limit of 1 s" in _text(result)
+    assert took < 1 + 5 + 4, took  # limit + grace before the kill + detection
+
+
+async def test_a_job_no_worker_takes_ends_clearly_and_a_late_worker_skips_it(stack: FaultStack) -> None:
+    log = ProgressLog()
+    started = time.monotonic()
+    result = await _call(stack, "unheard", {}, log)
+    took = time.monotonic() - started
+    assert result.is_error
+    assert f"No worker started job unheard within {QUEUE_WAIT:g} s" in _text(result) and "'nobody'" in _text(result)
+    assert QUEUE_WAIT <= took < QUEUE_WAIT + 3, took
+    messages = [u.message for u in log.updates]
+    assert messages[0] == "queued: 1 job waiting in the queue", messages
+    assert len(log.updates) >= QUEUE_WAIT / KEEPALIVE - 2, "queued calls are kept alive"
+    assert_strictly_increasing(log.values)
+
+    (key,) = [k for k in job_keys(stack.client(), stack.keys) if stack.client().hget(k, "job") == "unheard"]
+    job_id = stack.keys.job_id(key)
+    late = start_worker(stack.env, "late", concurrency=1, queues="nobody")
+    try:
+        late.wait_for_line(job_id, timeout=30)  # the late worker received the message...
+        snapshot = stack.client().hgetall(key)
+        assert snapshot["state"] == "failed" and snapshot["error_type"] == "QueueTimeout"
+        assert "pid" not in snapshot, "...and skipped it: the job never ran"
+    finally:
+        late.stop()
+
+
+async def test_a_silent_job_is_kept_alive_with_increasing_notifications(stack: FaultStack) -> None:
+    log = ProgressLog()
+    result = await _call(stack, "silent", {"seconds": 3}, log)
+    assert not result.is_error and result.structured_content == {"result": "done quietly"}
+    assert len(log.updates) >= 4, log.updates
+    assert all(u.message and u.message.startswith("still running") for u in log.updates[1:])
+    assert_strictly_increasing(log.values)
+    gaps = [b.at - a.at for a, b in zip(log.updates, log.updates[1:])]
+    assert max(gaps) < KEEPALIVE + 1.0, gaps
+
+
+async def _kill_when_running(stack: FaultStack, tool: str, tag: str, log: ProgressLog, *, whole_worker: bool) -> tuple[object, float]:
+    """Start `tool`, kill its pool process (or its whole worker) at step 2, return the result and
+    the seconds from the kill to the end of the call."""
+    outcome: dict[str, object] = {}
+    async with anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            outcome["result"] = await _call(stack, tool, {"tag": tag, "steps": 10, "delay": 0.2}, log)
+            outcome["ended"] = time.monotonic()
+
+        tg.start_soon(call)
+        await log.wait_for(2)
+        redis_client = stack.client()
+        (key,) = [k for k in job_keys(redis_client, stack.keys) if tag in (redis_client.hget(k, "message") or "")]
+        pid = stack.job_pid(stack.keys.job_id(key))
+        if whole_worker:
+            worker = stack.worker_of(pid)
+            os.killpg(worker.pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+    return outcome["result"], float(outcome["ended"]) - killed_at  # type: ignore[arg-type]
+
+
+async def test_a_retry_safe_job_whose_pool_process_dies_is_rerun(stack: FaultStack) -> None:
+    log = ProgressLog()
+    result, took = await _kill_when_running(stack, "safe_steps", "safe-pool", log, whole_worker=False)
+    assert not result.is_error, _text(result)  # type: ignore[attr-defined]
+    assert result.structured_content == {"result": "safe-pool done after attempt 2"}  # type: ignore[attr-defined]
+    assert_strictly_increasing(log.values)
+    assert any(u.message and "(attempt 2)" in u.message for u in log.updates), [u.message for u in log.updates]
+    assert took < 10, took
+
+
+async def test_an_unsafe_job_whose_pool_process_dies_fails_quickly(stack: FaultStack) -> None:
+    log = ProgressLog()
+    result, took = await _kill_when_running(stack, "unsafe_steps", "unsafe-pool", log, whole_worker=False)
+    text = _text(result)
+    # Whichever notices first: Celery's main process (the pool process died) or the server (no heartbeat).
+    assert result.is_error and "lost its worker" in text and "not marked safe to re-run" in text, text  # type: ignore[attr-defined]
+    assert took < LOST_AFTER + POLL + 3, took
+
+
+async def test_an_unsafe_job_whose_worker_dies_fails_when_its_heartbeat_stops(stack: FaultStack) -> None:
+    log = ProgressLog()
+    result, took = await _kill_when_running(stack, "unsafe_steps", "unsafe-worker", log, whole_worker=True)
+    text = _text(result)
+    assert result.is_error and f"lost its worker (no heartbeat for {LOST_AFTER:g} s)" in text, text  # type: ignore[attr-defined]
+    assert took < LOST_AFTER + POLL + 3, took
+
+
+async def test_a_retry_safe_job_whose_worker_dies_is_redelivered(stack: FaultStack) -> None:
+    log = ProgressLog()
+    result, took = await _kill_when_running(stack, "safe_steps", "safe-worker", log, whole_worker=True)
+    assert not result.is_error, _text(result)  # type: ignore[attr-defined]
+    assert result.structured_content == {"result": "safe-worker done after attempt 2"}  # type: ignore[attr-defined]
+    assert_strictly_increasing(log.values)
+    assert took < VISIBILITY + 5 + 2 * 2 + 5, took  # visibility + restore sweep + the re-run + slack
+
+
+async def test_a_redis_restart_mid_job_ends_every_call_and_nothing_dies(stack: FaultStack) -> None:
+    workers = {w.pid for w in stack.workers}
+    log = ProgressLog()
+    outcome: dict[str, object] = {}
+    async with anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            outcome["result"] = await _call(stack, "unsafe_steps", {"tag": "outage", "steps": 15, "delay": 0.2}, log)
+
+        tg.start_soon(call)
+        await log.wait_for(2)
+        stack.redis.stop()
+        stack.redis.start()
+        restarted_at = time.monotonic()
+    took = time.monotonic() - restarted_at
+    result = outcome["result"]
+    assert not result.is_error, _text(result)  # type: ignore[attr-defined]
+    assert result.structured_content == {"result": "outage done"}  # type: ignore[attr-defined]
+    assert_strictly_increasing(log.values)
+    assert took < 15, took
+    assert stack.server.process.poll() is None
+    assert {w.pid for w in stack.workers if w.process.poll() is None} == workers, "workers survive a Redis restart"
+    after = await _call(stack, "unsafe_steps", {"tag": "after", "steps": 1, "delay": 0})
+    assert not after.is_error and after.structured_content == {"result": "after done"}
