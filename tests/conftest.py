@@ -33,8 +33,12 @@ class Stack:
     env: dict[str, str]
     keys: Keys
     http_url: str
-    worker: ManagedProcess
+    workers: list[ManagedProcess]
     server: ManagedProcess
+
+    @property
+    def worker(self) -> ManagedProcess:
+        return self.workers[0]
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, decode_responses=True)
@@ -68,7 +72,7 @@ def stack_env(redis_server: RedisProcess) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(stack_env: dict[str, str], redis_server: RedisProcess) -> Iterator[Stack]:
-    worker = start_worker(stack_env, f"w-{uuid.uuid4().hex[:6]}")
+    workers = [start_worker(stack_env, f"w{i}-{uuid.uuid4().hex[:6]}") for i in range(2)]
     port = free_port()
     server = start_http_server(stack_env, port)
     try:
@@ -77,12 +81,13 @@ def stack(stack_env: dict[str, str], redis_server: RedisProcess) -> Iterator[Sta
             env=stack_env,
             keys=Keys(stack_env["MCP_JOBS_NAMESPACE"]),
             http_url=f"http://127.0.0.1:{port}/mcp",
-            worker=worker,
+            workers=workers,
             server=server,
         )
     finally:
         server.stop()
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 Connect = Callable[..., AbstractAsyncContextManager[Client]]
