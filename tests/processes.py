@@ -89,7 +89,7 @@ def python_module(*args: str) -> list[str]:
 
 
 def start_worker(env: dict[str, str], name: str, concurrency: int = 2, queues: str | None = None) -> ManagedProcess:
-    args = ["worker", "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
+    args = ["worker", "--loglevel", "INFO", "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
     if queues:
         args += ["-Q", queues]
     worker = ManagedProcess(f"worker {name}", python_module("server.cli", *args), env)
