@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from server.embedded import RedisProcess, free_port
-from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
+from tests.processes import REPO, ManagedProcess, start_http_server, start_worker, wait_until
 
 BENCH_JOB_MODULES = "workers.examples,tests.jobs,bench.jobs"
 
@@ -38,15 +40,17 @@ def bench_env(redis_url: str, **settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def bench_stack(workers: int = 2, concurrency: int = 2, server: bool = True, **settings: str) -> Iterator[BenchStack]:
-    """Start Redis, `workers` worker processes (each with `concurrency` pool processes) and the server."""
+def bench_stack(
+    workers: int = 2, concurrency: int = 2, pool: str = "prefork", server: bool = True, **settings: str
+) -> Iterator[BenchStack]:
+    """Start Redis, `workers` worker processes (each with `concurrency` pool slots) and the server."""
     redis = RedisProcess(prefer_path=True).start()
     env = bench_env(redis.url, **settings)
     started: list[ManagedProcess] = []
     http: ManagedProcess | None = None
     try:
         for i in range(workers):
-            started.append(start_worker(env, f"bench{i}-{uuid.uuid4().hex[:4]}", concurrency=concurrency))
+            started.append(start_worker(env, f"bench{i}-{uuid.uuid4().hex[:4]}", concurrency=concurrency, pool=pool))
         port = free_port()
         if server:
             http = start_http_server(env, port)
@@ -57,3 +61,38 @@ def bench_stack(workers: int = 2, concurrency: int = 2, server: bool = True, **s
         for worker in started:
             worker.stop()
         redis.close()
+
+
+@contextmanager
+def sdk_server() -> Iterator[str]:
+    """The plain SDK baseline server; yields its MCP URL."""
+    port = free_port()
+    process = ManagedProcess("sdk server", [sys.executable, "-m", "bench.sdk_server", "--port", str(port)], bench_env(""))
+    try:
+        wait_until(lambda: _accepts(port), timeout=30, what="the SDK baseline server", process=process)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.stop()
+
+
+@contextmanager
+def bare_celery_worker(redis_url: str, concurrency: int = 2, processes: int = 2) -> Iterator[list[ManagedProcess]]:
+    """Worker processes of the bare Celery baseline app on `redis_url`."""
+    env = bench_env(redis_url)
+    workers = []
+    try:
+        for i in range(processes):
+            args = ["-m", "celery", "-A", "bench.bare_celery", "worker", "--loglevel", "INFO", "-c", str(concurrency)]
+            args += ["-n", f"bare{i}-{uuid.uuid4().hex[:4]}@%h", "--without-mingle", "--without-gossip"]
+            worker = ManagedProcess("bare celery", [sys.executable, *args], env)
+            worker.wait_for_line(r"ready\.", timeout=60)
+            workers.append(worker)
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -88,8 +88,11 @@ def python_module(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
 
 
-def start_worker(env: dict[str, str], name: str, concurrency: int = 2, queues: str | None = None) -> ManagedProcess:
-    args = ["worker", "--loglevel", "INFO", "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
+def start_worker(
+    env: dict[str, str], name: str, concurrency: int = 2, queues: str | None = None, pool: str = "prefork"
+) -> ManagedProcess:
+    args = ["worker", "--loglevel", "INFO", "--concurrency", str(concurrency), "-n", f"{name}@%h", "--pool", pool]
+    args += ["--without-mingle", "--without-gossip"]
     if queues:
         args += ["-Q", queues]
     worker = ManagedProcess(f"worker {name}", python_module("server.cli", *args), env)

@@ -1,0 +1,52 @@
+"""The baseline: a plain `mcp` SDK server whose tools do the work in-process (no Celery, no Redis).
+
+    python -m bench.sdk_server --port 8123
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import anyio
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("sdk-baseline")
+
+
+@server.tool()
+async def sdk_noop() -> int:
+    """Return at once."""
+    return 0
+
+
+@server.tool()
+async def sdk_stamped(steps: int, interval: float, ctx: Context) -> int:
+    """Report `steps` steps `interval` seconds apart, each message carrying its send time."""
+    next_at = time.monotonic()
+    for step in range(1, steps + 1):
+        next_at += interval
+        await anyio.sleep(max(0.0, next_at - time.monotonic()))
+        await ctx.report_progress(step, steps, repr(time.time()))
+    return steps
+
+
+@server.tool()
+async def sdk_push(count: int, ctx: Context) -> int:
+    """Report `count` progress notifications as fast as the server can send them."""
+    for step in range(1, count + 1):
+        await ctx.report_progress(step, count)
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = server.streamable_http_app(host="127.0.0.1")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

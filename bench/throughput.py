@@ -1,0 +1,123 @@
+"""Throughput and per-job overhead, each against its baseline in the same run.
+
+- Server throughput: notifications/s one server process forwards (rate cap off, jobs reporting
+  as fast as they can) against the SDK server pushing `report_progress` in a loop, same client.
+- Per-job overhead: a zero-step job end to end against a bare Celery no-op round trip on the
+  same broker (Celery's own result backend) and a direct SDK tool, one call at a time.
+- Job throughput: no-op jobs/s through the server against bare Celery no-ops/s, same workers.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+
+import anyio
+from mcp import Client
+
+from bench.measure import Row, p50
+from bench.stack import bare_celery_worker, bench_stack, sdk_server
+
+SESSIONS = 4
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.count += 1
+
+
+async def notifications_per_second(url: str, tool: str, arguments: dict[str, object], calls: int) -> float:
+    counter = Counter()
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url, mode="auto")) for _ in range(SESSIONS)]
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(calls):
+                tg.start_soon(lambda c=clients[i % SESSIONS]: c.call_tool(tool, arguments, progress_callback=counter))
+        elapsed = time.perf_counter() - started
+    return counter.count / elapsed
+
+
+async def sequential_latencies(url: str, tool: str, count: int) -> list[float]:
+    async with Client(url, mode="auto") as client:
+        await client.call_tool(tool, {})  # warm up: tools/list, connections
+        latencies = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            await client.call_tool(tool, {})
+            latencies.append(time.perf_counter() - t0)
+    return latencies
+
+
+async def calls_per_second(url: str, tool: str, count: int) -> float:
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url, mode="auto")) for _ in range(SESSIONS)]
+        for client in clients:
+            await client.call_tool(tool, {})
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(count):
+                tg.start_soon(clients[i % SESSIONS].call_tool, tool, {})
+        return count / (time.perf_counter() - started)
+
+
+def bare_celery_latencies(count: int) -> list[float]:
+    from bench.bare_celery import noop
+
+    noop.delay().get(timeout=30)
+    latencies = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        noop.delay().get(timeout=30)
+        latencies.append(time.perf_counter() - t0)
+    return latencies
+
+
+def bare_celery_per_second(count: int) -> float:
+    from bench.bare_celery import noop
+
+    started = time.perf_counter()
+    results = [noop.delay() for _ in range(count)]
+    for result in results:
+        result.get(timeout=120)
+    return count / (time.perf_counter() - started)
+
+
+def server_throughput(quick: bool) -> list[Row]:
+    calls, count = 8, (1000 if quick else 3000)
+    with bench_stack(workers=2, concurrency=4, pool="threads", progress_rate="1000000") as stack:
+        bridge = anyio.run(notifications_per_second, stack.url, "burst", {"steps": count}, calls)
+    with sdk_server() as url:
+        sdk = anyio.run(notifications_per_second, url, "sdk_push", {"count": count}, calls)
+    return [Row("3 server throughput", "notifications/s forwarded", bridge, "/s", sdk, "≥ 0.8×", f"{calls} calls x {count} steps; baseline: SDK report_progress loop")]
+
+
+def overhead_and_job_throughput(quick: bool) -> list[Row]:
+    import os
+
+    sequential, burst = (100, 300) if quick else (300, 1000)
+    with bench_stack(workers=2, concurrency=2) as stack:
+        bridge_lat = anyio.run(sequential_latencies, stack.url, "noop", sequential)
+        bridge_rate = anyio.run(calls_per_second, stack.url, "noop", burst)
+        for worker in stack.workers:  # the bare app gets the same worker capacity, alone
+            worker.stop()
+        os.environ["MCP_JOBS_REDIS_URL"] = stack.redis.url
+        from bench import bare_celery
+
+        bare_celery.app.conf.broker_url = bare_celery.app.conf.result_backend = stack.redis.url
+        with bare_celery_worker(stack.redis.url, concurrency=2, processes=2):
+            celery_lat = bare_celery_latencies(sequential)
+            celery_rate = bare_celery_per_second(burst)
+    with sdk_server() as url:
+        sdk_lat = anyio.run(sequential_latencies, url, "sdk_noop", sequential)
+    b, c, s = (1000 * p50(x) for x in (bridge_lat, celery_lat, sdk_lat))
+    return [
+        Row("4 per-job overhead", "zero-step job p50", b, "ms", c + s, "", f"baseline: Celery no-op {c:.2f} + SDK tool {s:.2f}"),
+        Row("4 per-job overhead", "added by the bridge p50", b - c - s, "ms", target="≤ 0.5 ms", note="bridge - Celery - SDK"),
+        Row("4 per-job overhead", "zero-step job p50 vs Celery", b, "ms", c),
+        Row("4 per-job overhead", "zero-step job p50 vs SDK tool", b, "ms", s),
+        Row("5 job throughput", "no-op jobs/s through the server", bridge_rate, "/s", celery_rate, "≥ 0.8×", f"{burst} jobs, 2 workers x 2 processes; baseline: bare Celery"),
+    ]
