@@ -9,16 +9,14 @@ Two passes against one stack:
 2. raw HTTP (8 sessions, 2025-11-25): the bytes on each call's stream hold the job's final
    progress before the result and nothing after it.
 
-Prints what it measured; exits non-zero if a call was lost, mixed up, or broke a progress rule.
-The count of calls whose final progress did not reach the SDK client's callback is printed on
-its own (see bench/RESULTS.md: the wire carries it; the SDK's legacy client sometimes drops it).
+Prints what it measured; exits non-zero if a call was lost, mixed up, or broke a progress rule
+(including a final progress that did not arrive before the result).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -28,9 +26,9 @@ import httpx
 from mcp import Client
 
 from bench.stack import bench_stack
+from tests.rawclient import call_messages, open_session, progress_of, tool_call
 
 SESSIONS = 8
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -76,7 +74,9 @@ async def sdk_pass(url: str, calls: int, steps: int) -> tuple[dict[str, float], 
             problems.append(f"{tag}: progress not strictly increasing {values}")
         if any(m and not (m.startswith(f"{tag}:") or m.startswith("queued")) for _, m in updates):
             problems.append(f"{tag}: another call's progress message")
-        final_missing += not values or values[-1] != steps
+        if not values or values[-1] != steps:
+            final_missing += 1
+            problems.append(f"{tag}: final progress did not arrive ({values})")
     figures = {
         "sdk_calls_completed": len(latency),
         "sdk_calls_per_s": len(latency) / elapsed,
@@ -94,32 +94,11 @@ async def wire_pass(url: str, calls: int, steps: int) -> tuple[dict[str, float],
     async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=calls + SESSIONS)) as http:
 
         async def session(offset: int) -> None:
-            init = {
-                "jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
-            }  # fmt: skip
-            response = await http.post(url, json=init, headers=HEADERS)
-            headers = HEADERS | {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
-            await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            headers = await open_session(http, url)
 
             async def one(i: int) -> None:
-                body = {
-                    "jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
-                    "params": {"name": "tagged", "arguments": {"tag": f"w{i}", "steps": steps}, "_meta": {"progressToken": f"w{i}"}},
-                }  # fmt: skip
-                messages = []
-                async with http.stream("POST", url, json=body, headers=headers) as stream:
-                    async for line in stream.aiter_lines():
-                        if line.startswith("data:") and line[5:].strip():
-                            messages.append(json.loads(line[5:]))
-                values = [m["params"]["progress"] for m in messages if m.get("method") == "notifications/progress"]
-                tokens = {m["params"]["progressToken"] for m in messages if m.get("method") == "notifications/progress"}
-                if "result" not in messages[-1] or messages[-1]["result"].get("structuredContent") != {"result": f"w{i}"}:
-                    problems.append(f"w{i}: the stream does not end with this call's result")
-                if not values or values[-1] != steps or tokens != {f"w{i}"}:
-                    problems.append(f"w{i}: final progress missing or foreign on the wire ({values}, {tokens})")
-                if any(b <= a for a, b in zip(values, values[1:])):
-                    problems.append(f"w{i}: progress not strictly increasing on the wire {values}")
+                messages = await call_messages(http, url, headers, tool_call(i + 1, "tagged", {"tag": f"w{i}", "steps": steps}, f"w{i}"))
+                problems.extend(wire_problems(f"w{i}", messages, steps))
 
             await asyncio.gather(*(one(i) for i in range(offset, offset + per_session)))
 
@@ -127,6 +106,22 @@ async def wire_pass(url: str, calls: int, steps: int) -> tuple[dict[str, float],
         await asyncio.gather(*(session(k * per_session) for k in range(SESSIONS)))
         elapsed = time.perf_counter() - started
     return {"wire_calls": per_session * SESSIONS, "wire_calls_per_s": per_session * SESSIONS / elapsed}, problems
+
+
+def wire_problems(tag: str, messages: list[dict[str, object]], steps: int) -> list[str]:
+    """What is wrong with one `tagged` call's stream: the result must be its own and come last, after
+    the final progress; progress must carry only its own token and strictly increase."""
+    progress = progress_of(messages)  # type: ignore[arg-type]
+    values = [p["progress"] for p in progress]
+    problems = []
+    last = messages[-1] if messages else {}
+    if "result" not in last or last["result"].get("structuredContent") != {"result": tag}:  # type: ignore[union-attr]
+        problems.append(f"{tag}: the stream does not end with this call's result")
+    if not values or values[-1] != steps or {p["progressToken"] for p in progress} != {tag}:
+        problems.append(f"{tag}: final progress missing or foreign on the wire ({values})")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        problems.append(f"{tag}: progress not strictly increasing on the wire {values}")
+    return problems
 
 
 async def run_load(url: str, calls: int, steps: int) -> tuple[dict[str, float], list[str]]:

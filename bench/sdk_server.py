@@ -33,6 +33,18 @@ async def sdk_stamped(steps: int, interval: float, ctx: Context) -> int:
 
 
 @server.tool()
+async def sdk_hold(seconds: float, ctx: Context) -> int:
+    """Stay in flight for `seconds`, reporting once a second with a time stamp."""
+    deadline = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < deadline:
+        await anyio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        step += 1
+        await ctx.report_progress(step, None, repr(time.time()))
+    return step
+
+
+@server.tool()
 async def sdk_push(count: int, ctx: Context) -> int:
     """Report `count` progress notifications as fast as the server can send them."""
     for step in range(1, count + 1):

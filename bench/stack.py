@@ -63,16 +63,26 @@ def bench_stack(
         redis.close()
 
 
+_sdk_servers: dict[str, int] = {}
+
+
 @contextmanager
 def sdk_server() -> Iterator[str]:
-    """The plain SDK baseline server; yields its MCP URL."""
+    """The plain SDK baseline server; yields its MCP URL (`sdk_server_pid(url)` gives its pid)."""
     port = free_port()
     process = ManagedProcess("sdk server", [sys.executable, "-m", "bench.sdk_server", "--port", str(port)], bench_env(""))
+    url = f"http://127.0.0.1:{port}/mcp"
     try:
         wait_until(lambda: _accepts(port), timeout=30, what="the SDK baseline server", process=process)
-        yield f"http://127.0.0.1:{port}/mcp"
+        _sdk_servers[url] = process.pid
+        yield url
     finally:
+        _sdk_servers.pop(url, None)
         process.stop()
+
+
+def sdk_server_pid(url: str) -> int:
+    return _sdk_servers[url]
 
 
 @contextmanager

@@ -48,6 +48,7 @@ class FollowPolicy:
     keepalive_interval: float
     max_queue_wait: float
     worker_lost_after: float
+    heartbeat_interval: float
     redelivery_wait: float
     """How long a retry-safe job whose worker died may take to start again: the broker hands it on
     only after the visibility timeout (plus one restore sweep), then it may queue like any job."""
@@ -60,6 +61,7 @@ class FollowPolicy:
             keepalive_interval=settings.keepalive_interval,
             max_queue_wait=settings.max_queue_wait,
             worker_lost_after=settings.worker_lost_after,
+            heartbeat_interval=settings.heartbeat_interval,
             redelivery_wait=settings.visibility_timeout + UNACKED_RESTORE_INTERVAL + settings.max_queue_wait,
         )
 
@@ -146,16 +148,19 @@ class JobFollower:
         if event.state is JobState.QUEUED and self._state is not JobState.QUEUED:
             self._queued_since = now
         self._state = event.state
-        if event.state.terminal:
-            self._final = event
+        if event.state.terminal and not authoritative:
+            self._final = event  # an event: every progress before it has been applied
             return
         if event.message:
             self._message = event.message
         if event.progress is not None:
+            # A snapshot may be ahead of the events still on their way: it holds the latest progress.
             message = event.message
             if self._attempt > 1 and message:
                 message = f"{message} (attempt {self._attempt})"
             self._gate.offer(ProgressUpdate(event.progress, event.total, message))
+        if event.state.terminal:
+            self._final = event
 
     async def _check(self, now: float) -> None:
         """Read the snapshot and liveness, and enforce the deadlines."""
@@ -182,9 +187,15 @@ class JobFollower:
                 f"is a worker running for queue {job.queue or 'celery'!r}?"
             )
             await self._end(JobState.QUEUED, error, "QueueTimeout")
-        elif self._state is JobState.RUNNING and not alive:
+        elif self._state is JobState.RUNNING and alive:
+            self._lost_since = None
+        elif self._state is JobState.RUNNING:
+            # The liveness key expires `worker_lost_after` after the last beat; but a Redis restart
+            # also drops it, so a worker only counts as lost if no beat brings it back in 2 beats.
             self._lost_since = self._lost_since or now
-            if not job.retry_safe:
+            if now - self._lost_since < 2 * policy.heartbeat_interval:
+                self._next_poll = min(self._next_poll, now + policy.heartbeat_interval)
+            elif not job.retry_safe:
                 error = (
                     f"Job {job.name} lost its worker (no heartbeat for {policy.worker_lost_after:g} s) and is not "
                     f"marked safe to re-run (job id {job.job_id})."
@@ -200,7 +211,7 @@ class JobFollower:
     async def _end(self, expect: JobState, error: str, kind: str) -> None:
         """End the job as failed, unless it moved on meanwhile (then the next check sees where to)."""
         outcome = await self._store.write(
-            self._job.job_id, JobState.FAILED, expect=expect, error=error, error_type=kind, attempt=self._attempt
+            self._job.job_id, JobState.FAILED, expect=expect, error=error, error_type=kind
         )
         if outcome.seq:
             logger.warning(error)

@@ -7,7 +7,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from workers.events import JobEvent, JobState, Keys
-from workers.store import WRITE_SCRIPT, WriteOutcome, encode_write
+from workers.store import WRITE_SCRIPT, WriteOutcome, script_args
 
 
 class AsyncJobStore:
@@ -19,11 +19,10 @@ class AsyncJobStore:
         self._ttl = ttl
         self._write = client.register_script(WRITE_SCRIPT)
 
-    async def write(self, job_id: str, state: JobState, *, expect: JobState | None = None, **values: Any) -> WriteOutcome:
+    async def write(self, job_id: str, state: JobState, **options: Any) -> WriteOutcome:
         """Write a snapshot and publish its event (refused if the job ended, or is not in `expect`)."""
-        event, fields = encode_write(state, **values)
-        args = [self._ttl, expect.value if expect else "", event, *fields]
-        return WriteOutcome.parse(await self._write(keys=[self._keys.job(job_id)], args=args))
+        args = script_args(self._ttl, state, **options)
+        return WriteOutcome.parse(await self._write(keys=[self._keys.job(job_id), self._keys.alive(job_id)], args=args))
 
     async def read(self, job_id: str) -> tuple[JobEvent | None, bool]:
         """The job's snapshot (None: unknown or gone) and whether its worker beat recently."""

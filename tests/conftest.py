@@ -21,7 +21,7 @@ from server.embedded import RedisProcess, free_port
 from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
 from workers.events import Keys
 
-TEST_JOB_MODULES = "workers.examples,tests.jobs"
+TEST_JOB_MODULES = "workers.examples,tests.jobs,bench.jobs"
 PROGRESS_RATE = 20.0
 
 

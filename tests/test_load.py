@@ -1,14 +1,21 @@
 """200 concurrent calls with progress over two worker processes: none lost, none mixed up, and the
-progress rules hold on every call. (`bench/load.py` runs the 1,000-call version.)"""
+progress rules hold on every call. (`bench/load.py` runs the 1,000-call version.)
+
+SDK clients in both protocol eras, and the same load read on the raw wire (2025-11-25 sessions),
+where the order of progress and result is visible byte for byte.
+"""
 
 from __future__ import annotations
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 
+from bench.load import wire_problems
 from tests.conftest import Stack
 from tests.helpers import ProgressLog, assert_strictly_increasing
+from tests.rawclient import call_messages, open_session, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -19,12 +26,12 @@ STEPS = 5
 async def test_two_hundred_concurrent_calls_each_get_their_own_progress_and_result(stack: Stack) -> None:
     logs = {f"call-{i:03d}": ProgressLog() for i in range(CALLS)}
     results: dict[str, object] = {}
-    clients = [Client(stack.http_url, mode=mode) for mode in ("legacy", "auto", "legacy", "auto")]
     with anyio.fail_after(120):
-        async with clients[0], clients[1], clients[2], clients[3], anyio.create_task_group() as tg:
+        modern, legacy = Client(stack.http_url, mode="auto"), Client(stack.http_url, mode="legacy")
+        async with modern as one, legacy as two, anyio.create_task_group() as tg:
             for i, (tag, log) in enumerate(logs.items()):
 
-                async def call(tag: str = tag, log: ProgressLog = log, client: Client = clients[i % 4]) -> None:
+                async def call(tag: str = tag, log: ProgressLog = log, client: Client = (one, two)[i % 2]) -> None:
                     arguments = {"tag": tag, "steps": STEPS, "delay": 0.01}
                     results[tag] = await client.call_tool("safe_steps", arguments, progress_callback=log)
 
@@ -34,7 +41,23 @@ async def test_two_hundred_concurrent_calls_each_get_their_own_progress_and_resu
         assert not result.is_error, result.content  # type: ignore[attr-defined]
         assert result.structured_content == {"result": f"{tag} done after attempt 1"}  # type: ignore[attr-defined]
         log = logs[tag]
-        assert log.updates, tag
+        await log.wait_for(STEPS, timeout=5)  # callbacks run in tasks of their own
         assert all(u.message and (u.message.startswith(f"{tag}:") or u.message.startswith("queued")) for u in log.updates)
         assert_strictly_increasing(log.values)
         assert log.updates[-1].progress == STEPS and log.updates[-1].message == f"{tag}: step {STEPS}"
+
+
+async def test_two_hundred_concurrent_legacy_calls_on_the_wire(stack: Stack) -> None:
+    problems: list[str] = []
+    with anyio.fail_after(120):
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=CALLS + 10)) as http:
+            sessions = [await open_session(http, stack.http_url) for _ in range(4)]
+
+            async def call(i: int) -> None:
+                body = tool_call(i + 1, "tagged", {"tag": f"w{i}", "steps": STEPS}, f"w{i}")
+                problems.extend(wire_problems(f"w{i}", await call_messages(http, stack.http_url, sessions[i % 4], body), STEPS))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(CALLS):
+                    tg.start_soon(call, i)
+    assert not problems, problems[:10]

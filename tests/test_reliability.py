@@ -141,6 +141,26 @@ async def test_a_lost_final_event_is_caught_by_the_safety_poll(
     assert [u.progress for u in outcome["sent"]] == [1]  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("runtime", [0.2], indirect=True)
+async def test_a_snapshot_ahead_of_the_events_still_delivers_the_last_progress(
+    stack: Stack, runtime: Runtime, store: JobStore
+) -> None:
+    """A poll can find a job finished while its last progress events are still on the way: the
+    call must still show the job's last progress before the result."""
+    job_id = str(uuid.uuid4())
+    store.write(job_id, JobState.QUEUED, extra={"job": "echo"})
+    async with anyio.create_task_group() as tg:
+        outcome = await _follow_in_background(runtime, job_id, tg)
+        store.write(job_id, JobState.RUNNING, progress=1, total=5, message="step 1")
+        # Steps 2-5 and the result land in the snapshot, their events not (yet) delivered.
+        stack.redis().hset(
+            stack.keys.job(job_id),
+            mapping={"state": "succeeded", "seq": 20, "progress": 5, "total": 5, "message": "step 5", "result": "7"},
+        )
+    assert outcome["result"] == 7
+    assert [(u.progress, u.total, u.message) for u in outcome["sent"]][-1] == (5, 5, "step 5")  # type: ignore[union-attr]
+
+
 async def test_the_listener_reconnects_and_catches_up(stack: Stack, runtime: Runtime) -> None:
     admin = stack.redis()
     sent: list[ProgressUpdate] = []

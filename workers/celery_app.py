@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from workers.events import JobState, Keys
 from workers.registry import JobSpec, load_jobs
-from workers.runner import RunLimits, run_job, time_limit_error
+from workers.runner import Heartbeats, RunLimits, run_job, time_limit_error
 from workers.settings import Settings, get_settings
 from workers.store import JobStore
 
@@ -101,19 +101,19 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
         worker_hijack_root_logger=False,
     )
     stores = _StoreHolder(settings)
+    heartbeats = Heartbeats(stores.get, settings.heartbeat_interval, settings.worker_lost_after)
     for spec in jobs.values():
-        _register(app, spec, stores, settings)
+        _register(app, spec, stores, heartbeats, settings)
     _record_deaths(app, jobs, stores, settings)
     app.mcp_jobs = jobs  # type: ignore[attr-defined]
     return app
 
 
-def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, settings: Settings) -> None:
+def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, heartbeats: Heartbeats, settings: Settings) -> None:
     limit = time_limit(spec, settings)
     limits = RunLimits(
         time_limit=limit,
         max_result_bytes=settings.max_result_bytes,
-        heartbeat_interval=settings.heartbeat_interval,
         alive_for=settings.worker_lost_after,
     )
     options: dict[str, Any] = {
@@ -129,7 +129,7 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, settings: Settin
         options["time_limit"] = limit + TIME_LIMIT_GRACE
 
     def run(task: Task, job_id: str, arguments: dict[str, Any]) -> None:
-        run_job(spec, stores.get(), job_id, arguments, limits, worker=task.request.hostname or "")
+        run_job(spec, stores.get(), heartbeats, job_id, arguments, limits, worker=task.request.hostname or "")
 
     run.__name__ = spec.name
     run.__doc__ = spec.description

@@ -57,9 +57,7 @@ class Progress:
             self.total = total
         self.value = value
         try:
-            outcome = self._store.write(
-                self.job_id, JobState.RUNNING, progress=value, total=self.total, message=message, attempt=self.attempt
-            )
+            outcome = self._store.write(self.job_id, JobState.RUNNING, progress=value, total=self.total, message=message)
         except redis.RedisError as exc:
             logger.warning("job %s: progress report skipped, Redis unavailable (%r)", self.job_id, exc)
             return

@@ -10,7 +10,7 @@ caller's `tools/call` on the server:
 - raised anything else: `failed`, naming the exception type and the job id only. The traceback
   goes to the worker log, never to the client, since exception text can carry secrets.
 
-While the job runs, a heartbeat thread keeps the job's liveness key fresh, so the server can tell
+While the job runs, the process's heartbeat thread keeps the job's liveness key fresh, so the server can tell
 a slow job from one whose worker died. Deaths the job cannot report itself (a killed pool process,
 a hard time limit) are recorded by `celery_app` from the worker's main process.
 """
@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,30 +47,29 @@ class RunLimits:
 
     time_limit: float | None
     max_result_bytes: int
-    heartbeat_interval: float
     alive_for: float
     """How long one heartbeat keeps the job alive (the server's `worker_lost_after`)."""
 
 
-def run_job(spec: JobSpec, store: JobStore, job_id: str, arguments: dict[str, Any], limits: RunLimits, worker: str = "") -> None:
+def run_job(
+    spec: JobSpec, store: JobStore, heartbeats: Heartbeats, job_id: str, arguments: dict[str, Any], limits: RunLimits, worker: str = ""
+) -> None:
     """Run `spec` for `job_id` and write its terminal state; never raises for a job's own failure."""
-    attempt = store.begin_attempt(job_id, limits.alive_for)
-    message = "started" if attempt == 1 else f"restarted after its worker was lost (attempt {attempt})"
     where = {"worker": worker, "pid": str(os.getpid())}
-    start = store.write(job_id, JobState.RUNNING, message=message, attempt=attempt, extra=where)
+    # One round trip: count the attempt, mark the job alive and running.
+    start = store.write(job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message="started", extra=where)
     if start.seq == 0:
         logger.info("job %s (%s) already finished; skipping", job_id, spec.name)
         return
     if start.cancel_requested:
-        store.write_final(job_id, JobState.CANCELLED, message="cancelled before it started", attempt=attempt)
+        store.write_final(job_id, JobState.CANCELLED, message="cancelled before it started")
         return
-    heartbeat = _Heartbeat(store, job_id, limits)
-    heartbeat.start()
+    heartbeats.add(job_id)
     try:
-        state, values = _execute(spec, store, job_id, arguments, limits, attempt)
+        state, values = _execute(spec, store, job_id, arguments, limits, start.attempt)
     finally:
-        heartbeat.stop()
-    store.write_final(job_id, state, attempt=attempt, **values)
+        heartbeats.discard(job_id)
+    store.write_final(job_id, state, **values)
 
 
 def _execute(
@@ -80,7 +81,7 @@ def _execute(
         size = len(json.dumps(result, separators=(",", ":")))
     except JobCancelled:
         logger.info("job %s (%s) cancelled", job_id, spec.name)
-        return JobState.CANCELLED, {"message": "cancelled"}
+        return JobState.CANCELLED, {}
     except JobError as exc:
         logger.info("job %s (%s) failed: %s", job_id, spec.name, exc)
         return JobState.FAILED, {"error": str(exc) or type(exc).__name__, "error_type": "JobError"}
@@ -101,7 +102,7 @@ def _execute(
         error = f"Job {spec.name} returned {size} bytes of JSON, over the {limits.max_result_bytes}-byte result limit (job id {job_id})."
         logger.warning(error)
         return JobState.FAILED, {"error": error, "error_type": "ResultTooLarge"}
-    return JobState.SUCCEEDED, {"result": result, "message": "done"}
+    return JobState.SUCCEEDED, {"result": result}
 
 
 def time_limit_error(job_name: str, job_id: str, limit: float | None) -> str:
@@ -116,30 +117,43 @@ def _call(spec: JobSpec, progress: Progress, arguments: dict[str, Any]) -> Any:
     return to_jsonable_python(value, by_alias=True)
 
 
-class _Heartbeat:
-    """A thread that keeps a running job's liveness key fresh, whatever the job itself is doing."""
+class Heartbeats:
+    """One thread per worker process that keeps the liveness keys of its running jobs fresh.
 
-    def __init__(self, store: JobStore, job_id: str, limits: RunLimits) -> None:
+    It beats whatever the jobs themselves are doing (computing, blocked in I/O), so the server can
+    tell a slow job from one whose worker died. Started on first use, so it lives in the pool
+    process that runs the jobs, not in the parent it was forked from.
+    """
+
+    def __init__(self, store: Callable[[], JobStore], interval: float, alive_for: float) -> None:
         self._store = store
-        self._job_id = job_id
-        self._limits = limits
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self._interval = interval
+        self._alive_for = alive_for
+        self._jobs: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
-    def start(self) -> None:
-        self._thread.start()
+    def add(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.add(job_id)
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="mcp-jobs-heartbeat", daemon=True)
+                self._thread.start()
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-        try:
-            self._store.end_attempt(self._job_id)
-        except redis.RedisError:
-            pass  # the key expires by itself
+    def discard(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.discard(job_id)
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._limits.heartbeat_interval):
+        while True:
+            time.sleep(self._interval)
+            with self._lock:
+                jobs = list(self._jobs)
+            if not jobs:
+                continue
             try:
-                self._store.beat(self._job_id, self._limits.alive_for)
+                self._store().beat(jobs, self._alive_for)
             except redis.RedisError as exc:
-                logger.warning("job %s: heartbeat failed (%r)", self._job_id, exc)
+                logger.warning("heartbeat of %d jobs failed (%r)", len(jobs), exc)

@@ -23,23 +23,51 @@ from workers.events import TERMINAL_STATES, JobState, Keys
 logger = logging.getLogger(__name__)
 
 WRITE_SCRIPT = """
-local key = KEYS[1]
+-- KEYS[1]: the job hash (and channel); KEYS[2]: the job's liveness key
+-- ARGV: ttl, expected state or '', liveness ('' leave, '0' delete, else milliseconds to live),
+--       '1' to begin a new attempt, event JSON (without seq and attempt), then field/value pairs
+local key, alive = KEYS[1], KEYS[2]
 local state = redis.call('HGET', key, 'state')
 local cancel = redis.call('HGET', key, 'cancel') or ''
-if state and (%s) then
-  return {0, cancel}
+if (state and (%s)) or (ARGV[2] ~= '' and state ~= ARGV[2]) then
+  if ARGV[3] == '0' then redis.call('DEL', alive) end
+  return {0, cancel, 0}
 end
-if ARGV[2] ~= '' and state ~= ARGV[2] then
-  return {0, cancel}
+local attempt
+if ARGV[4] == '1' then
+  attempt = redis.call('HINCRBY', key, 'attempt', 1)
+else
+  attempt = tonumber(redis.call('HGET', key, 'attempt') or '0')
 end
 local seq = redis.call('HINCRBY', key, 'seq', 1)
-if #ARGV > 3 then
-  redis.call('HSET', key, unpack(ARGV, 4))
+if #ARGV > 5 then
+  redis.call('HSET', key, unpack(ARGV, 6))
 end
 redis.call('EXPIRE', key, tonumber(ARGV[1]))
-redis.call('PUBLISH', key, '{"seq":' .. seq .. ',' .. string.sub(ARGV[3], 2))
-return {seq, cancel}
+if ARGV[3] == '0' then
+  redis.call('DEL', alive)
+elseif ARGV[3] ~= '' then
+  redis.call('SET', alive, '1', 'PX', tonumber(ARGV[3]))
+end
+redis.call('PUBLISH', key, '{"seq":' .. seq .. ',"attempt":' .. attempt .. ',' .. string.sub(ARGV[5], 2))
+return {seq, cancel, attempt}
 """ % " or ".join(f"state == '{s}'" for s in sorted(TERMINAL_STATES))
+
+
+def script_args(
+    ttl: int,
+    state: JobState,
+    *,
+    expect: JobState | None = None,
+    alive_for: float | None = None,
+    begin: bool = False,
+    **values: Any,
+) -> list[Any]:
+    """The ARGV of one `WRITE_SCRIPT` call. `alive_for`: None leaves the liveness key, 0 deletes it."""
+    event, fields = encode_write(state, **values)
+    alive = "" if alive_for is None else str(int(alive_for * 1000))
+    return [ttl, expect.value if expect else "", alive, "1" if begin else "", event, *fields]
+
 
 FINAL_WRITE_DEADLINE = 60.0
 """Seconds a worker keeps retrying the write of a job's outcome while Redis is unreachable."""
@@ -54,26 +82,23 @@ def encode_write(
     result: Any = None,
     error: str | None = None,
     error_type: str | None = None,
-    attempt: int = 0,
     extra: dict[str, str] | None = None,
 ) -> tuple[str, list[str]]:
     """The event JSON and the snapshot field/value pairs for one write.
 
-    Every write sets all progress fields (empty string for None), so the snapshot is always
-    exactly the latest event.
+    A progress write sets all progress fields (empty string for None), so the snapshot is exactly
+    the latest event. A terminal write keeps the job's last progress, total and message (unless it
+    gives its own): a caller that learns the outcome from the snapshot can still show the job's
+    final state before the result.
     """
-    event: dict[str, Any] = {"state": state.value, "attempt": attempt}
-    fields: dict[str, str] = {
-        "state": state.value,
-        "progress": "" if progress is None else repr(float(progress)),
-        "total": "" if total is None else repr(float(total)),
-        "message": message or "",
-        "attempt": str(attempt),
-        "updated_at": repr(time.time()),
-    }
+    event: dict[str, Any] = {"state": state.value}
+    fields: dict[str, str] = {"state": state.value, "updated_at": repr(time.time())}
     for name, value in (("progress", progress), ("total", total), ("message", message)):
         if value is not None:
             event[name] = value
+            fields[name] = value if isinstance(value, str) else repr(float(value))
+        elif not state.terminal:
+            fields[name] = ""
     if state.terminal:
         fields |= {"result": json.dumps(result, separators=(",", ":")), "error": error or "", "error_type": error_type or ""}
         event |= {"result": result, "error": error, "error_type": error_type}
@@ -84,14 +109,16 @@ def encode_write(
 
 @dataclass
 class WriteOutcome:
-    """What the script answered: the new sequence number (0: refused, the job is finished or moved on)."""
+    """What the script answered: the new sequence number (0: refused, the job is finished or moved
+    on), whether the caller asked to cancel, and the job's attempt number."""
 
     seq: int
     cancel_requested: bool
+    attempt: int = 0
 
     @classmethod
     def parse(cls, reply: list[Any]) -> WriteOutcome:
-        return cls(seq=int(reply[0]), cancel_requested=reply[1] in (b"1", "1"))
+        return cls(seq=int(reply[0]), cancel_requested=reply[1] in (b"1", "1"), attempt=int(reply[2]))
 
 
 class JobStore:
@@ -103,19 +130,19 @@ class JobStore:
         self._ttl = ttl
         self._write = client.register_script(WRITE_SCRIPT)
 
-    def write(self, job_id: str, state: JobState, *, expect: JobState | None = None, **values: Any) -> WriteOutcome:
-        """Write a snapshot and publish its event (refused if the job ended, or is not in `expect`)."""
-        event, fields = encode_write(state, **values)
-        args = [self._ttl, expect.value if expect else "", event, *fields]
-        return WriteOutcome.parse(self._write(keys=[self._keys.job(job_id)], args=args))
+    def write(self, job_id: str, state: JobState, **options: Any) -> WriteOutcome:
+        """Write a snapshot and publish its event in one round trip (see `script_args` for the options)."""
+        args = script_args(self._ttl, state, **options)
+        return WriteOutcome.parse(self._write(keys=[self._keys.job(job_id), self._keys.alive(job_id)], args=args))
 
     def write_final(self, job_id: str, state: JobState, **values: Any) -> None:
-        """Write a job's outcome, retrying through a Redis outage for up to `FINAL_WRITE_DEADLINE` s."""
+        """Write a job's outcome (and drop its liveness key), retrying through a Redis outage for up
+        to `FINAL_WRITE_DEADLINE` seconds."""
         deadline = time.monotonic() + FINAL_WRITE_DEADLINE
         delay = 0.1
         while True:
             try:
-                self.write(job_id, state, **values)
+                self.write(job_id, state, alive_for=0, **values)
                 return
             except redis.RedisError as exc:
                 if time.monotonic() > deadline:
@@ -125,19 +152,12 @@ class JobStore:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def begin_attempt(self, job_id: str, alive_for: float) -> int:
-        """Mark the job alive and count one more attempt at it; return the attempt number."""
-        pipe = self._client.pipeline()
-        pipe.set(self._keys.alive(job_id), "1", px=int(alive_for * 1000))
-        pipe.hincrby(self._keys.job(job_id), "attempt", 1)
-        return int(pipe.execute()[1])
-
-    def beat(self, job_id: str, alive_for: float) -> None:
-        """Keep the job's liveness key for another `alive_for` seconds."""
-        self._client.set(self._keys.alive(job_id), "1", px=int(alive_for * 1000))
-
-    def end_attempt(self, job_id: str) -> None:
-        self._client.delete(self._keys.alive(job_id))
+    def beat(self, job_ids: list[str], alive_for: float) -> None:
+        """Keep the liveness keys of `job_ids` for another `alive_for` seconds, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.set(self._keys.alive(job_id), "1", px=int(alive_for * 1000))
+        pipe.execute()
 
     def cancel_requested(self, job_id: str) -> bool:
         return self._client.hget(self._keys.job(job_id), "cancel") in (b"1", "1")

@@ -1,0 +1,56 @@
+"""Run every benchmark, print the figures and write bench/RESULTS.md.
+
+    python -m bench            # the full set (a few minutes)
+    python -m bench --quick    # smaller counts, for a first look
+    python -m bench --only latency scale
+
+Every figure is measured against its baseline in the same run, on this machine, over loopback,
+with real Redis, real Celery workers and the `mcp` client. Nothing here asserts a speed: the
+targets are printed beside the figures, and bench/ANALYSIS.md says why a missed one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.latency import progress_latency, under_load
+from bench.measure import Row, table, write_results
+from bench.scale import in_flight, scaling_out
+from bench.throughput import overhead_and_job_throughput, server_throughput
+
+HERE = Path(__file__).parent
+SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
+    "latency": [progress_latency, under_load],
+    "throughput": [server_throughput, overhead_and_job_throughput],
+    "scale": [in_flight, scaling_out],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
+    parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), help="run only these groups")
+    parser.add_argument("--no-write", action="store_true", help="print, but leave RESULTS.md alone")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for group in args.only or SCENARIOS:
+        for scenario in SCENARIOS[group]:
+            print(f"running {scenario.__name__} ...", flush=True)
+            rows += scenario(args.quick)
+    print(table(rows))
+    took = time.perf_counter() - started
+    print(f"\n{len(rows)} figures in {took:.0f} s")
+    if not args.no_write:
+        preamble = (
+            f"Written by `python -m bench{' --quick' if args.quick else ''}` in {took:.0f} s. "
+            "Ratios are value / baseline, both measured in the same run."
+        )
+        write_results(rows, HERE / "RESULTS.md", preamble, (HERE / "ANALYSIS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""A minimal raw HTTP MCP client (2025-11-25 sessions) for reading exactly what is on the wire."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+async def open_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
+    """Initialize a 2025-11-25 session; return the headers its requests carry."""
+    init = {
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+    }  # fmt: skip
+    response = await http.post(url, json=init, headers=HEADERS)
+    response.raise_for_status()
+    headers = HEADERS | {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+def tool_call(request_id: int, tool: str, arguments: dict[str, Any], token: str | int | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": tool, "arguments": arguments}
+    if token is not None:
+        params["_meta"] = {"progressToken": token}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+async def call_messages(http: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]) -> list[dict[str, Any]]:
+    """POST one request and return every JSON-RPC message of its SSE stream, in wire order."""
+    messages = []
+    async with http.stream("POST", url, json=body, headers=headers) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("data:") and line[5:].strip():
+                messages.append(json.loads(line[5:]))
+    return messages
+
+
+def progress_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m["params"] for m in messages if m.get("method") == "notifications/progress"]
