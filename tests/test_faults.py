@@ -171,7 +171,7 @@ async def _kill_when_running(stack: FaultStack, tool: str, tag: str, log: Progre
         tg.start_soon(call)
         await log.wait_for(2)
         redis_client = stack.client()
-        (key,) = [k for k in job_keys(redis_client, stack.keys) if tag in (redis_client.hget(k, "message") or "")]
+        (key,) = [k for k in job_keys(redis_client, stack.keys) if (redis_client.hget(k, "message") or "").startswith(f"{tag}:")]
         pid = stack.job_pid(stack.keys.job_id(key))
         if whole_worker:
             worker = stack.worker_of(pid)
