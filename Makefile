@@ -18,5 +18,8 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest
 
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -39,8 +39,10 @@ def main() -> None:
     started = time.perf_counter()
     for group in args.only or SCENARIOS:
         for scenario in SCENARIOS[group]:
-            print(f"running {scenario.__name__} ...", flush=True)
+            print(f"running {scenario.__name__} ...", end=" ", flush=True)
+            began = time.perf_counter()
             rows += scenario(args.quick)
+            print(f"{time.perf_counter() - began:.0f} s", flush=True)
     print(table(rows))
     took = time.perf_counter() - started
     print(f"\n{len(rows)} figures in {took:.0f} s")

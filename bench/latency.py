@@ -94,7 +94,7 @@ def progress_latency(quick: bool) -> list[Row]:
 
 
 def under_load(quick: bool) -> list[Row]:
-    calls, seconds = 50, (3 if quick else 6)
+    calls, seconds = 50, (3 if quick else 4)
     steps = int(seconds / INTERVAL)
     arguments = {"steps": steps, "interval": INTERVAL}
     # Threads: 50 jobs that mostly wait fit two worker processes.

@@ -86,7 +86,7 @@ class Dispatcher:
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
             name = spec.name if spec else (await self._store.job_name(job_id) or "job")
-            final = first if first.state.terminal else await self._follower(name, spec, job_id, watch, send).run(first.seq)
+            final = first if first.state.terminal else await self._follower(name, spec, job_id, watch, send).run(snapshot=first)
         return _outcome(name, job_id, final)
 
     async def cancel(self, job_id: str) -> None:

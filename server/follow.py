@@ -99,11 +99,14 @@ class JobFollower:
         self._queued_since = now
         self._lost_since: float | None = None
         self._missing_since: float | None = None
-        self._next_poll = now + policy.poll_interval
+        self._next_poll = self._poll_after(now)
 
-    async def run(self, seq: int = 0) -> JobEvent:
-        """Follow from sequence number `seq` (already seen) and return the terminal event."""
+    async def run(self, seq: int = 0, snapshot: JobEvent | None = None) -> JobEvent:
+        """Follow from sequence number `seq` (already seen), or from a `snapshot` already read,
+        and return the terminal event."""
         self._seq = seq
+        if snapshot is not None:
+            self._apply(snapshot, time.monotonic(), authoritative=True)
         while True:
             now = time.monotonic()
             item = await self._watch.next(max(0.0, self._next_wake() - now))
@@ -134,6 +137,15 @@ class JobFollower:
         first = QUEUED_NOTICE_DELAY if self._state is JobState.QUEUED else self._policy.keepalive_interval
         return self._started + first
 
+    def _poll_after(self, now: float) -> float:
+        """When to read the snapshot next. A queued job changes state by events, and a reconnect
+        brings a resync, so until it runs only its queue deadline needs a read (which keeps
+        thousands of queued calls from polling Redis). A running job is polled for its liveness,
+        and a job missing from Redis for how long it stays missing."""
+        if self._state is JobState.QUEUED and self._missing_since is None:
+            return max(now + self._policy.poll_interval, self._queued_since + self._policy.max_queue_wait)
+        return now + self._policy.poll_interval
+
     def _apply(self, event: JobEvent, now: float, *, authoritative: bool = False) -> None:
         """Take an event (or a snapshot, which may go back in sequence after Redis lost data)."""
         if event.seq <= self._seq and not (authoritative and event.seq != self._seq):
@@ -147,14 +159,14 @@ class JobFollower:
             self._lost_since = None
         if event.state is JobState.QUEUED and self._state is not JobState.QUEUED:
             self._queued_since = now
-        self._state = event.state
-        if event.state.terminal and not authoritative:
-            self._final = event  # an event: every progress before it has been applied
-            return
+        if event.state is not self._state:
+            self._state = event.state
+            self._next_poll = self._poll_after(now)
         if event.message:
             self._message = event.message
         if event.progress is not None:
-            # A snapshot may be ahead of the events still on their way: it holds the latest progress.
+            # A terminal event carries no progress, but a terminal snapshot keeps the job's last one,
+            # which the caller may not have seen yet: the events carrying it can still be on the way.
             message = event.message
             if self._attempt > 1 and message:
                 message = f"{message} (attempt {self._attempt})"
@@ -176,6 +188,7 @@ class JobFollower:
                 self._fail(f"Job {self._job.name} vanished from Redis (restarted without persistence?)", "JobLost")
             return
         self._apply(snapshot, now, authoritative=True)
+        self._next_poll = self._poll_after(now)
         if self._final is None:
             await self._enforce_deadlines(now, alive)
 
