@@ -110,23 +110,24 @@ def silent(progress: Progress, seconds: float) -> str:
     return "done quietly"
 
 
-@job(retry_safe=True)
-def safe_steps(progress: Progress, tag: str, steps: int = 10, delay: float = 0.2) -> str:
-    """Report `steps` steps; safe to re-run from scratch after a lost worker."""
+def _tagged_steps(progress: Progress, tag: str, steps: int, delay: float) -> None:
     progress.set_total(steps, f"{tag}: starting")
     for step in range(1, steps + 1):
         progress.sleep(delay)
         progress.report(step, f"{tag}: step {step}")
+
+
+@job(retry_safe=True)
+def safe_steps(progress: Progress, tag: str, steps: int = 10, delay: float = 0.2) -> str:
+    """Report `steps` steps; safe to re-run from scratch after a lost worker."""
+    _tagged_steps(progress, tag, steps, delay)
     return f"{tag} done after attempt {progress.attempt}"
 
 
 @job
 def unsafe_steps(progress: Progress, tag: str, steps: int = 10, delay: float = 0.2) -> str:
     """Like safe_steps, but not safe to re-run."""
-    progress.set_total(steps, f"{tag}: starting")
-    for step in range(1, steps + 1):
-        progress.sleep(delay)
-        progress.report(step, f"{tag}: step {step}")
+    _tagged_steps(progress, tag, steps, delay)
     return f"{tag} done"
 
 
