@@ -31,7 +31,7 @@ SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute and a half)")
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), help="run only these groups")
     parser.add_argument("--no-write", action="store_true", help="print, but leave RESULTS.md alone")
     args = parser.parse_args()

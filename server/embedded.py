@@ -98,9 +98,9 @@ class RedisProcess:
                 try:
                     if client.ping():
                         return
-                except redis.ConnectionError:
+                except redis.ConnectionError as exc:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"{self.binary} did not answer on port {self.port} within {timeout} s")
+                        raise RuntimeError(f"{self.binary} did not answer on port {self.port} within {timeout} s") from exc
                     time.sleep(0.05)
         finally:
             client.close()
