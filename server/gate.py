@@ -12,7 +12,7 @@ its updates through one `ProgressGate`:
   sent plus a hair, and a job value at or below what the client already saw is sent as that
   value plus a hair too, so the client's values always increase while the job's messages still
   reach it. Values are otherwise exactly the job's;
-- after `drain()` or `close()` nothing is released.
+- after `drain()` nothing is released.
 
 The gate is pure bookkeeping with the clock passed in, so the caller's single task decides
 when to send: no timer task of its own that could fire after the result.
@@ -93,10 +93,6 @@ class ProgressGate:
         update = None if self._closed or self._pending is None else self._release(now)
         self._closed = True
         return update
-
-    def close(self) -> None:
-        self._closed = True
-        self._pending = None
 
     def _release(self, now: float) -> ProgressUpdate:
         update, self._pending = self._pending, None

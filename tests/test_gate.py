@@ -38,13 +38,6 @@ def test_drain_flushes_the_pending_update_then_nothing_more() -> None:
     assert gate.drain(100) is None
 
 
-def test_close_discards_pending() -> None:
-    gate = ProgressGate(min_interval=10)
-    gate.offer(ProgressUpdate(1))
-    gate.close()
-    assert gate.due(0) is None and gate.drain(0) is None
-
-
 def test_notices_keep_values_rising_without_losing_the_jobs_messages() -> None:
     gate = ProgressGate(min_interval=0)
     queued = gate.notice("queued", 0)
