@@ -37,6 +37,7 @@ from workers.celery_app import task_name
 from workers.events import JobEvent, JobState
 from workers.registry import JobSpec
 from workers.settings import Settings
+from workers.store import WriteOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class Dispatcher:
                 await self.cancel(job_id)
             raise
 
-    async def _create(self, spec: JobSpec, job_id: str) -> Any:
+    async def _create(self, spec: JobSpec, job_id: str) -> WriteOutcome:
         try:
             return await self._store.write(
                 job_id, JobState.QUEUED, message="queued", extra={"job": spec.name, "created_at": repr(time.time())}
