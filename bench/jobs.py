@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from workers import Progress, job
+from mcp_jobs import Progress, job
 
 
 @job

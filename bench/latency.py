@@ -40,7 +40,9 @@ class Stamps:
             pass  # not a stamped message (the total announcement, a queued notice)
 
 
-async def stamped_calls(url: str, tool: str, arguments: dict[str, Any], calls: int = 1, sessions: int = 1) -> tuple[list[Stamps], float]:
+async def stamped_calls(
+    url: str, tool: str, arguments: dict[str, Any], calls: int = 1, sessions: int = 1
+) -> tuple[list[Stamps], float]:
     """Run `calls` concurrent calls of a stamped tool; return their stamps and the elapsed seconds."""
     stamps = [Stamps() for _ in range(calls)]
     async with AsyncExitStack() as stack:
@@ -48,7 +50,9 @@ async def stamped_calls(url: str, tool: str, arguments: dict[str, Any], calls: i
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for i, stamp in enumerate(stamps):
-                tg.start_soon(lambda c=clients[i % sessions], s=stamp: c.call_tool(tool, arguments, progress_callback=s))
+                tg.start_soon(
+                    lambda c=clients[i % sessions], s=stamp: c.call_tool(tool, arguments, progress_callback=s)
+                )
         elapsed = time.perf_counter() - started
         await anyio.sleep(0.2)  # progress callbacks run in tasks of their own: let the last ones land
     return stamps, elapsed
@@ -59,7 +63,9 @@ async def raw_pubsub_latencies(redis_url: str, count: int) -> list[float]:
     client = aioredis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
     await pubsub.subscribe("bench:raw")
-    publisher = subprocess.Popen([sys.executable, "-m", "bench.raw_publisher", redis_url, "bench:raw", str(count), str(INTERVAL)])
+    publisher = subprocess.Popen(
+        [sys.executable, "-m", "bench.raw_publisher", redis_url, "bench:raw", str(count), str(INTERVAL)]
+    )
     latencies = []
     try:
         with anyio.fail_after(60):
@@ -88,8 +94,24 @@ def progress_latency(quick: bool) -> list[Row]:
     ms = [1000 * x for x in bridge.latencies], [1000 * x for x in raw], [1000 * x for x in sdk.latencies]
     b, r, s = ms
     return [
-        Row("1 progress latency", "bridge p50", p50(b), "ms", p50(r) + p50(s), "≤ 1.3×", f"baseline: pub/sub {p50(r):.2f} + SDK {p50(s):.2f}"),
-        Row("1 progress latency", "bridge p99", pct(b, 0.99), "ms", pct(r, 0.99) + pct(s, 0.99), "≤ 2×", f"baseline: pub/sub {pct(r, 0.99):.2f} + SDK {pct(s, 0.99):.2f}"),
+        Row(
+            "1 progress latency",
+            "bridge p50",
+            p50(b),
+            "ms",
+            p50(r) + p50(s),
+            "≤ 1.3×",
+            f"baseline: pub/sub {p50(r):.2f} + SDK {p50(s):.2f}",
+        ),
+        Row(
+            "1 progress latency",
+            "bridge p99",
+            pct(b, 0.99),
+            "ms",
+            pct(r, 0.99) + pct(s, 0.99),
+            "≤ 2×",
+            f"baseline: pub/sub {pct(r, 0.99):.2f} + SDK {pct(s, 0.99):.2f}",
+        ),
     ]
 
 
@@ -106,7 +128,14 @@ def under_load(quick: bool) -> list[Row]:
     finals = sum(s.last == steps for s in stamps)
     return [
         Row("2 under load", "offered events/s", calls * steps / elapsed, "/s", note=f"{calls} calls x 100 steps/s"),
-        Row("2 under load", "delivered notifications/s", delivered / elapsed, "/s", calls * rate, note=f"baseline: the cap, {calls} x {rate:g}/s"),
+        Row(
+            "2 under load",
+            "delivered notifications/s",
+            delivered / elapsed,
+            "/s",
+            calls * rate,
+            note=f"baseline: the cap, {calls} x {rate:g}/s",
+        ),
         Row("2 under load", "forwarded latency p50", p50(latencies), "ms"),
         Row("2 under load", "forwarded latency p99", pct(latencies, 0.99), "ms", target="≤ 20 ms"),
         Row("2 under load", "calls whose final state arrived", finals, f"of {calls}", target=f"{calls}"),

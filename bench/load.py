@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import time
@@ -70,7 +71,7 @@ async def sdk_pass(url: str, calls: int, steps: int) -> tuple[dict[str, float], 
     final_missing = 0
     for tag, updates in progress.items():
         values = [v for v, _ in updates]
-        if any(b <= a for a, b in zip(values, values[1:])):
+        if any(b <= a for a, b in itertools.pairwise(values)):
             problems.append(f"{tag}: progress not strictly increasing {values}")
         if any(m and not (m.startswith(f"{tag}:") or m.startswith("queued")) for _, m in updates):
             problems.append(f"{tag}: another call's progress message")
@@ -97,7 +98,9 @@ async def wire_pass(url: str, calls: int, steps: int) -> tuple[dict[str, float],
             headers = await open_session(http, url)
 
             async def one(i: int) -> None:
-                messages = await call_messages(http, url, headers, tool_call(i + 1, "tagged", {"tag": f"w{i}", "steps": steps}, f"w{i}"))
+                messages = await call_messages(
+                    http, url, headers, tool_call(i + 1, "tagged", {"tag": f"w{i}", "steps": steps}, f"w{i}")
+                )
                 problems.extend(wire_problems(f"w{i}", messages, steps))
 
             await asyncio.gather(*(one(i) for i in range(offset, offset + per_session)))
@@ -119,7 +122,7 @@ def wire_problems(tag: str, messages: list[dict[str, object]], steps: int) -> li
         problems.append(f"{tag}: the stream does not end with this call's result")
     if not values or values[-1] != steps or {p["progressToken"] for p in progress} != {tag}:
         problems.append(f"{tag}: final progress missing or foreign on the wire ({values})")
-    if any(b <= a for a, b in zip(values, values[1:])):
+    if any(b <= a for a, b in itertools.pairwise(values)):
         problems.append(f"{tag}: progress not strictly increasing on the wire {values}")
     return problems
 

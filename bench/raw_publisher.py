@@ -1,6 +1,6 @@
 """The baseline publisher: `count` time-stamped messages on a Redis channel, `interval` s apart.
 
-    python -m bench.raw_publisher <redis-url> <channel> <count> <interval>
+python -m bench.raw_publisher <redis-url> <channel> <count> <interval>
 """
 
 from __future__ import annotations

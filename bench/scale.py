@@ -26,7 +26,9 @@ from tests.rawclient import open_session, tool_call
 CALLS_PER_CLIENT = 100
 
 
-async def _in_flight(url: str, tool: str, calls: int, server_pid: int, redis_url: str | None = None, namespace: str = "") -> dict[str, float]:
+async def _in_flight(
+    url: str, tool: str, calls: int, server_pid: int, redis_url: str | None = None, namespace: str = ""
+) -> dict[str, float]:
     """Hold `calls` calls of `tool` open; measure the server once they are all in flight."""
     latencies: list[float] = []
     admin = redis.Redis.from_url(redis_url, decode_responses=True) if redis_url else None
@@ -36,7 +38,10 @@ async def _in_flight(url: str, tool: str, calls: int, server_pid: int, redis_url
     in_flight = 0
     # Many small clients: httpx's pool does linear work per request, so one pool with 10,000 open
     # streams would make the client, not the server, the bottleneck.
-    clients = [httpx.AsyncClient(timeout=httpx.Timeout(None, connect=60), limits=httpx.Limits(max_connections=None)) for _ in range(-(-calls // CALLS_PER_CLIENT))]
+    clients = [
+        httpx.AsyncClient(timeout=httpx.Timeout(None, connect=60), limits=httpx.Limits(max_connections=None))
+        for _ in range(-(-calls // CALLS_PER_CLIENT))
+    ]
     async with AsyncExitStack() as stack:
         for client in clients:
             await stack.enter_async_context(client)
@@ -45,7 +50,9 @@ async def _in_flight(url: str, tool: str, calls: int, server_pid: int, redis_url
         async def call(i: int) -> None:
             nonlocal in_flight
             k = i // CALLS_PER_CLIENT
-            async with clients[k].stream("POST", url, json=tool_call(i + 1, tool, {"seconds": 600}, i), headers=sessions[k]) as stream:
+            async with clients[k].stream(
+                "POST", url, json=tool_call(i + 1, tool, {"seconds": 600}, i), headers=sessions[k]
+            ) as stream:
                 in_flight += 1
                 async for line in stream.aiter_lines():
                     if line.startswith("data:") and '"notifications/progress"' in line:
@@ -58,7 +65,9 @@ async def _in_flight(url: str, tool: str, calls: int, server_pid: int, redis_url
         tasks = [asyncio.ensure_future(call(i)) for i in range(calls)]
         deadline = time.monotonic() + 300
         # In flight: the response stream is open, and (for the bridge) the job's channel subscribed.
-        while time.monotonic() < deadline and (in_flight < calls or (admin and len(admin.pubsub_channels(f"{namespace}:job:*")) < calls)):
+        while time.monotonic() < deadline and (
+            in_flight < calls or (admin and len(admin.pubsub_channels(f"{namespace}:job:*")) < calls)
+        ):
             await asyncio.sleep(0.2)
         subscribed = len(admin.pubsub_channels(f"{namespace}:job:*")) if admin else in_flight
         await asyncio.sleep(1)  # let the first notices and allocations settle
@@ -89,13 +98,37 @@ def in_flight(quick: bool) -> list[Row]:
     rows: list[Row] = []
     for calls in (1000,) if quick else (1000, 10_000):
         with bench_stack(workers=1, concurrency=100, pool="threads", keepalive_interval="60") as stack:
-            f = anyio.run(_in_flight, stack.url, "hold", calls, stack.server.pid, stack.redis.url, stack.env["MCP_JOBS_NAMESPACE"])
+            f = anyio.run(
+                _in_flight, stack.url, "hold", calls, stack.server.pid, stack.redis.url, stack.env["MCP_JOBS_NAMESPACE"]
+            )
         scenario = f"6 scale {calls:,} in flight"
         rows += [
             Row(scenario, "calls in flight (subscribed)", f["in_flight"], "calls"),
-            Row(scenario, "server Redis connections", f["connections_loaded"], "conns", f["connections_idle"], "constant", "bounded pool of 50 + 1 pub/sub; baseline: idle"),
-            Row(scenario, "server RSS per in-flight call", f["rss_per_call_kb"], "KB", sdk["rss_per_call_kb"], "≤ 50 KB", "baseline: plain SDK tool holding 1,000 calls"),
-            Row(scenario, "progress latency p50", f["latency_p50_ms"], "ms", note=f"{f['samples']} samples from 100 running jobs"),
+            Row(
+                scenario,
+                "server Redis connections",
+                f["connections_loaded"],
+                "conns",
+                f["connections_idle"],
+                "constant",
+                "bounded pool of 50 + 1 pub/sub; baseline: idle",
+            ),
+            Row(
+                scenario,
+                "server RSS per in-flight call",
+                f["rss_per_call_kb"],
+                "KB",
+                sdk["rss_per_call_kb"],
+                "≤ 50 KB",
+                "baseline: plain SDK tool holding 1,000 calls",
+            ),
+            Row(
+                scenario,
+                "progress latency p50",
+                f["latency_p50_ms"],
+                "ms",
+                note=f"{f['samples']} samples from 100 running jobs",
+            ),
             Row(scenario, "progress latency p99", f["latency_p99_ms"], "ms"),
         ]
     return rows
@@ -120,6 +153,13 @@ def scaling_out(quick: bool) -> list[Row]:
         with bench_stack(workers=workers, concurrency=1) as stack:
             rates[workers] = anyio.run(_primes_per_second, stack.url, jobs)
     return [
-        Row("7 scaling out", f"count_primes jobs/s, {n} worker process{'es' if n > 1 else ''}", rate, "/s", rates[1], note="baseline: 1 process; 2 cores")
+        Row(
+            "7 scaling out",
+            f"count_primes jobs/s, {n} worker process{'es' if n > 1 else ''}",
+            rate,
+            "/s",
+            rates[1],
+            note="baseline: 1 process; 2 cores",
+        )
         for n, rate in rates.items()
     ]

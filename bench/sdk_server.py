@@ -1,6 +1,6 @@
 """The baseline: a plain `mcp` SDK server whose tools do the work in-process (no Celery, no Redis).
 
-    python -m bench.sdk_server --port 8123
+python -m bench.sdk_server --port 8123
 """
 
 from __future__ import annotations

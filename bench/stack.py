@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from server.embedded import RedisProcess, free_port
+from mcp_jobs.server.embedded import RedisProcess, free_port
 from tests.processes import REPO, ManagedProcess, start_http_server, start_worker, wait_until
 
-BENCH_JOB_MODULES = "workers.examples,tests.jobs,bench.jobs"
+BENCH_JOB_MODULES = "mcp_jobs.examples,tests.jobs,bench.jobs"
 
 
 @dataclass
@@ -70,7 +70,9 @@ _sdk_servers: dict[str, int] = {}
 def sdk_server() -> Iterator[str]:
     """The plain SDK baseline server; yields its MCP URL (`sdk_server_pid(url)` gives its pid)."""
     port = free_port()
-    process = ManagedProcess("sdk server", [sys.executable, "-m", "bench.sdk_server", "--port", str(port)], bench_env(""))
+    process = ManagedProcess(
+        "sdk server", [sys.executable, "-m", "bench.sdk_server", "--port", str(port)], bench_env("")
+    )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         wait_until(lambda: _accepts(port), timeout=30, what="the SDK baseline server", process=process)

@@ -92,7 +92,17 @@ def server_throughput(quick: bool) -> list[Row]:
         bridge = anyio.run(notifications_per_second, stack.url, "burst", {"steps": count}, calls)
     with sdk_server() as url:
         sdk = anyio.run(notifications_per_second, url, "sdk_push", {"count": count}, calls)
-    return [Row("3 server throughput", "notifications/s forwarded", bridge, "/s", sdk, "≥ 0.8×", f"{calls} calls x {count} steps; baseline: SDK report_progress loop")]
+    return [
+        Row(
+            "3 server throughput",
+            "notifications/s forwarded",
+            bridge,
+            "/s",
+            sdk,
+            "≥ 0.8×",
+            f"{calls} calls x {count} steps; baseline: SDK report_progress loop",
+        )
+    ]
 
 
 def overhead_and_job_throughput(quick: bool) -> list[Row]:
@@ -115,9 +125,32 @@ def overhead_and_job_throughput(quick: bool) -> list[Row]:
         sdk_lat = anyio.run(sequential_latencies, url, "sdk_noop", sequential)
     b, c, s = (1000 * p50(x) for x in (bridge_lat, celery_lat, sdk_lat))
     return [
-        Row("4 per-job overhead", "zero-step job p50", b, "ms", c + s, "", f"baseline: Celery no-op {c:.2f} + SDK tool {s:.2f}"),
-        Row("4 per-job overhead", "added by the bridge p50", b - c - s, "ms", target="≤ 0.5 ms", note="bridge - Celery - SDK"),
+        Row(
+            "4 per-job overhead",
+            "zero-step job p50",
+            b,
+            "ms",
+            c + s,
+            "",
+            f"baseline: Celery no-op {c:.2f} + SDK tool {s:.2f}",
+        ),
+        Row(
+            "4 per-job overhead",
+            "added by the bridge p50",
+            b - c - s,
+            "ms",
+            target="≤ 0.5 ms",
+            note="bridge - Celery - SDK",
+        ),
         Row("4 per-job overhead", "zero-step job p50 vs Celery", b, "ms", c),
         Row("4 per-job overhead", "zero-step job p50 vs SDK tool", b, "ms", s),
-        Row("5 job throughput", "no-op jobs/s through the server", bridge_rate, "/s", celery_rate, "≥ 0.8×", f"{burst} jobs, 2 workers x 2 processes; baseline: bare Celery"),
+        Row(
+            "5 job throughput",
+            "no-op jobs/s through the server",
+            bridge_rate,
+            "/s",
+            celery_rate,
+            "≥ 0.8×",
+            f"{burst} jobs, 2 workers x 2 processes; baseline: bare Celery",
+        ),
     ]

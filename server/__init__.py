@@ -1,16 +1,13 @@
-"""mcp-jobs, server side: the MCP server that turns tool calls into Celery jobs with live progress."""
+"""mcp-jobs, server side: the MCP server that turns tool calls into Celery jobs with live progress.
 
-from server.app import JOB_ID_META_KEY, Runtime, build_http_app, build_mcp_server
-from server.dispatch import Dispatcher
-from server.gate import ProgressGate, ProgressUpdate
-from server.listener import JobListener
+Operators run it with the `mcp-jobs` command (`mcp_jobs.server.cli`). To embed it in your own
+ASGI app or MCP setup, use the names below; the other modules of this package are internal.
+"""
+
+from mcp_jobs.server.app import JOB_ID_META_KEY, Runtime, build_http_app, build_mcp_server
 
 __all__ = [
     "JOB_ID_META_KEY",
-    "Dispatcher",
-    "JobListener",
-    "ProgressGate",
-    "ProgressUpdate",
     "Runtime",
     "build_http_app",
     "build_mcp_server",

@@ -1,3 +1,6 @@
-from server.cli import main
+"""`python -m mcp_jobs.server`: the `mcp-jobs` command."""
 
-main()
+from mcp_jobs.server.cli import main
+
+if __name__ == "__main__":
+    main()

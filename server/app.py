@@ -8,6 +8,7 @@ process's `Dispatcher`, created in the server lifespan (once per process, for HT
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,20 +19,22 @@ from celery import Celery
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic_core import to_jsonable_python
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.dispatch import Dispatcher
-from server.follow import SendProgress
-from server.gate import ProgressUpdate
-from server.listener import JobListener
-from server.snapshots import AsyncJobStore
-from workers.celery_app import create_celery_app
-from workers.events import Keys
-from workers.registry import JobSpec, load_jobs
-from workers.settings import Settings
+from mcp_jobs._events import Keys
+from mcp_jobs.celery_app import create_celery_app
+from mcp_jobs.registry import JobSpec, load_jobs
+from mcp_jobs.server.dispatch import Dispatcher
+from mcp_jobs.server.follow import SendProgress
+from mcp_jobs.server.gate import ProgressUpdate
+from mcp_jobs.server.listener import JobListener
+from mcp_jobs.server.snapshots import AsyncJobStore
+from mcp_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def build_mcp_server(runtime: Runtime) -> MCPServer:
         log_level=runtime.settings.log_level.upper(),  # type: ignore[arg-type]
     )
 
-    @server.custom_route("/healthz", methods=["GET"])
+    @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def health(_: Request) -> JSONResponse:
         ok = await runtime.healthy()
         return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
@@ -127,7 +130,8 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
     async def call(**kwargs: Any) -> Any:
         ctx: Context = kwargs.pop(_CONTEXT_KWARG)
         arguments = to_jsonable_python(kwargs, by_alias=True)
-        job_id, result = await runtime.dispatcher.run(spec, arguments, _progress_sender(ctx))
+        send = _progress_sender(ctx, runtime.settings.max_progress_token_bytes)
+        job_id, result = await runtime.dispatcher.run(spec, arguments, send)
         converted = spec.metadata.convert_result(result)
         converted.meta = {**(converted.meta or {}), JOB_ID_META_KEY: job_id}
         return converted
@@ -144,11 +148,22 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
     )
 
 
-def _progress_sender(ctx: Context) -> SendProgress | None:
-    """How to send progress for this call, or None when the caller asked for none."""
+def _progress_sender(ctx: Context, max_token_bytes: int) -> SendProgress | None:
+    """How to send progress for this call, or None when the caller asked for none.
+
+    The token is echoed on every notification, so an oversized one is refused (-32602) before
+    anything is queued.
+    """
     meta = ctx.request_context.meta or {}
-    if meta.get("progress_token", meta.get("progressToken")) is None:
+    token = meta.get("progress_token", meta.get("progressToken"))
+    if token is None:
         return None
+    size = len(json.dumps(token, separators=(",", ":")))
+    if size > max_token_bytes:
+        raise MCPError(
+            INVALID_PARAMS,
+            f"The progressToken is {size} bytes of JSON, over the {max_token_bytes}-byte limit.",
+        )
 
     async def send(update: ProgressUpdate) -> None:
         await ctx.report_progress(update.progress, update.total, update.message)

@@ -8,9 +8,10 @@
 3. follow the job to its end (`follow.JobFollower`: progress, snapshots, deadlines, notices);
 4. return the result, or raise `ToolError` with a message the model can act on.
 
-If the call is cancelled (client cancel, or a closed HTTP stream on 2026-07-28), the job is
-cancelled too: the cancellation flag is set for the job's `Progress` reporter and the Celery task
-is revoked, in a shielded scope, and the cancellation is re-raised.
+If the call is cancelled (client cancel, or a closed HTTP stream on 2026-07-28), or ends in any
+other way than with the job's outcome, the job is cancelled too: the cancellation flag is set for
+the job's `Progress` reporter and the Celery task is revoked, in a shielded scope, and the
+exception goes on.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from kombu.exceptions import OperationalError
 from mcp.server.mcpserver.exceptions import ToolError
 from redis.exceptions import RedisError
 
-from server.follow import FollowedJob, FollowPolicy, JobFollower, SendProgress
-from server.listener import JobListener, JobWatch
-from server.snapshots import AsyncJobStore
-from workers.celery_app import task_name
-from workers.events import JobEvent, JobState
-from workers.registry import JobSpec
-from workers.settings import Settings
-from workers.store import WriteOutcome
+from mcp_jobs._events import JobEvent, JobState
+from mcp_jobs._store import WriteOutcome
+from mcp_jobs.celery_app import task_name
+from mcp_jobs.registry import JobSpec
+from mcp_jobs.server.follow import FollowedJob, FollowPolicy, JobFollower, SendProgress
+from mcp_jobs.server.listener import JobListener, JobWatch
+from mcp_jobs.server.snapshots import AsyncJobStore
+from mcp_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Dispatcher:
                 f"The arguments are {size} bytes of JSON, over the {self._settings.max_argument_bytes}-byte limit."
             )
         job_id = str(uuid.uuid4())
-        async with self._watching(job_id) as watch, self._cancel_job_if_cancelled(job_id):
+        async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
             created = await self._create(spec, job_id)
             await self._enqueue(spec, job_id, arguments)
             final = await self._follower(spec.name, spec, job_id, watch, send).run(created.seq)
@@ -82,12 +83,16 @@ class Dispatcher:
         The snapshot is read right after subscribing, so a job that ended before anyone listened
         returns at once. Cancelling the caller cancels the job, as with `run`.
         """
-        async with self._watching(job_id) as watch, self._cancel_job_if_cancelled(job_id):
+        async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
             first, _ = await self._store.read(job_id)
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
             name = spec.name if spec else (await self._store.job_name(job_id) or "job")
-            final = first if first.state.terminal else await self._follower(name, spec, job_id, watch, send).run(snapshot=first)
+            final = (
+                first
+                if first.state.terminal
+                else await self._follower(name, spec, job_id, watch, send).run(snapshot=first)
+            )
         return _outcome(name, job_id, final)
 
     async def cancel(self, job_id: str) -> None:
@@ -125,11 +130,21 @@ class Dispatcher:
             raise ToolError(REDIS_DOWN) from exc
 
     @asynccontextmanager
-    async def _cancel_job_if_cancelled(self, job_id: str) -> AsyncIterator[None]:
-        """Cancel the job when the call is cancelled; shielded, so the cancel itself completes."""
+    async def _cancel_job_unless_it_ended(self, job_id: str) -> AsyncIterator[None]:
+        """Cancel the job if the call ends any way but with the job's outcome: the caller cancelled,
+        or the call failed in the server. No job runs on that nobody waits for.
+
+        A `ToolError` from inside means the job was never queued or has already ended (its snapshot
+        says so), so there is nothing to cancel. The cancel is shielded, so it completes even when
+        the call itself is being cancelled.
+        """
         try:
             yield
-        except anyio.get_cancelled_exc_class():
+        except ToolError:
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                logger.error("job %s: the call failed (%r); cancelling the job", job_id, exc)
             with anyio.CancelScope(shield=True):
                 await self.cancel(job_id)
             raise
@@ -156,7 +171,9 @@ class Dispatcher:
             logger.warning("job %s: broker unavailable (%r)", job_id, exc)
             error = "The job queue (broker) is unavailable, so the job was not started; try again shortly."
             try:
-                await self._store.write(job_id, JobState.FAILED, expect=JobState.QUEUED, error=error, error_type="BrokerDown")
+                await self._store.write(
+                    job_id, JobState.FAILED, expect=JobState.QUEUED, error=error, error_type="BrokerDown"
+                )
             except RedisError:
                 pass  # the snapshot expires by itself
             raise ToolError(error) from exc

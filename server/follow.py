@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from server.gate import ProgressGate, ProgressUpdate
-from server.listener import RESYNC, JobWatch
-from server.snapshots import AsyncJobStore
-from workers.celery_app import UNACKED_RESTORE_INTERVAL
-from workers.events import JobEvent, JobState
-from workers.settings import Settings
+from mcp_jobs._events import JobEvent, JobState
+from mcp_jobs.celery_app import UNACKED_RESTORE_INTERVAL
+from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
+from mcp_jobs.server.listener import RESYNC, JobWatch
+from mcp_jobs.server.snapshots import AsyncJobStore
+from mcp_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class FollowPolicy:
     worker_lost_after: float
     heartbeat_interval: float
     redelivery_wait: float
+    max_message_chars: int
+    """Messages longer than this are cut (workers refuse them; this guards against other writers)."""
     """How long a retry-safe job whose worker died may take to start again: the broker hands it on
     only after the visibility timeout (plus one restore sweep), then it may queue like any job."""
 
@@ -63,6 +65,7 @@ class FollowPolicy:
             worker_lost_after=settings.worker_lost_after,
             heartbeat_interval=settings.heartbeat_interval,
             redelivery_wait=settings.visibility_timeout + UNACKED_RESTORE_INTERVAL + settings.max_queue_wait,
+            max_message_chars=settings.max_message_chars,
         )
 
 
@@ -163,11 +166,11 @@ class JobFollower:
             self._state = event.state
             self._next_poll = self._poll_after(now)
         if event.message:
-            self._message = event.message
+            self._message = _capped(event.message, self._policy.max_message_chars)
         if event.progress is not None:
             # A terminal event carries no progress, but a terminal snapshot keeps the job's last one,
             # which the caller may not have seen yet: the events carrying it can still be on the way.
-            message = event.message
+            message = self._message if event.message else None
             if self._attempt > 1 and message:
                 message = f"{message} (attempt {self._attempt})"
             self._gate.offer(ProgressUpdate(event.progress, event.total, message))
@@ -252,3 +255,7 @@ class JobFollower:
     async def _emit(self, update: ProgressUpdate | None) -> None:
         if update is not None and self._send is not None:
             await self._send(update)
+
+
+def _capped(message: str, limit: int) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"

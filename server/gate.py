@@ -71,7 +71,9 @@ class ProgressGate:
         if self._closed or self._pending is not None:
             return None
         base = self._sent_value
-        return self._mark_sent(ProgressUpdate(0.0 if base is None else just_above(base), self._last_total, message), now)
+        return self._mark_sent(
+            ProgressUpdate(0.0 if base is None else just_above(base), self._last_total, message), now
+        )
 
     def due(self, now: float) -> ProgressUpdate | None:
         """The pending update if the rate cap lets it go at `now`."""

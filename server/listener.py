@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from workers.events import JobEvent, Keys
+from mcp_jobs._events import JobEvent, Keys
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,8 @@ class JobListener:
     async def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            try:
+            with suppress(asyncio.CancelledError):
                 await self._reader
-            except asyncio.CancelledError:
-                pass
         await self._pubsub.aclose()
 
     @asynccontextmanager

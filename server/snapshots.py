@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from workers.events import JobEvent, JobState, Keys
-from workers.store import WRITE_SCRIPT, WriteOutcome, script_args
+from mcp_jobs._events import JobEvent, JobState, Keys
+from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
+
+logger = logging.getLogger(__name__)
 
 
 class AsyncJobStore:
@@ -30,7 +33,12 @@ class AsyncJobStore:
         pipe.hgetall(self._keys.job(job_id))
         pipe.exists(self._keys.alive(job_id))
         fields, alive = await pipe.execute()
-        return JobEvent.from_snapshot(fields), bool(alive)
+        try:
+            return JobEvent.from_snapshot(fields), bool(alive)
+        except ValueError as exc:
+            # Only a writer other than our workers can put this there; treat the job as unreadable.
+            logger.warning("job %s: ignoring a malformed snapshot (%s)", job_id, exc)
+            return None, bool(alive)
 
     async def job_name(self, job_id: str) -> str | None:
         name = await self._client.hget(self._keys.job(job_id), "job")

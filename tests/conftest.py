@@ -17,11 +17,11 @@ import pytest
 import redis
 from mcp import Client, StdioServerParameters
 
-from server.embedded import RedisProcess, free_port
+from mcp_jobs._events import Keys
+from mcp_jobs.server.embedded import RedisProcess, free_port
 from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
-from workers.events import Keys
 
-TEST_JOB_MODULES = "workers.examples,tests.jobs,bench.jobs"
+TEST_JOB_MODULES = "mcp_jobs.examples,tests.jobs,bench.jobs"
 PROGRESS_RATE = 20.0
 
 
@@ -109,7 +109,7 @@ def connect(stack: Stack, transport: str) -> Connect:
         if transport == "stdio":
             params = StdioServerParameters(
                 command=sys.executable,
-                args=["-m", "server.cli", "serve", "--transport", "stdio"],
+                args=["-m", "mcp_jobs.server.cli", "serve", "--transport", "stdio"],
                 env=stack.env,
                 cwd=str(REPO),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -9,7 +10,7 @@ import anyio
 import mcp_types as types
 import redis
 
-from workers.events import Keys
+from mcp_jobs._events import Keys
 
 
 @dataclass
@@ -47,7 +48,7 @@ class ProgressLog:
 
 
 def assert_strictly_increasing(values: list[float]) -> None:
-    assert all(b > a for a, b in zip(values, values[1:])), values
+    assert all(b > a for a, b in itertools.pairwise(values)), values
 
 
 def job_keys(client: redis.Redis, keys: Keys) -> set[str]:
@@ -66,7 +67,7 @@ async def wait_for_state(client: redis.Redis, key: str, states: set[str], timeou
 
 
 def job_id_of(result: types.CallToolResult) -> str:
-    from server.app import JOB_ID_META_KEY
+    from mcp_jobs.server.app import JOB_ID_META_KEY
 
     assert result.meta is not None and JOB_ID_META_KEY in result.meta, result.meta
     return str(result.meta[JOB_ID_META_KEY])

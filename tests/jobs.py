@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import contextlib
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from workers import JobError, Progress, job
+from mcp_jobs import JobError, Progress, job
 
 
 @job
@@ -87,10 +88,8 @@ def stubborn(progress: Progress, seconds: float = 30) -> str:
     progress.report(1, "ignoring limits")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(BaseException):
             time.sleep(0.05)
-        except BaseException:  # noqa: BLE001 - swallowing the soft limit on purpose
-            pass
     return "finished"
 
 
@@ -135,3 +134,34 @@ def unsafe_steps(progress: Progress, tag: str, steps: int = 10, delay: float = 0
 def big_result(size: int) -> str:
     """Return a string of `size` characters."""
     return "x" * size
+
+
+MISTAKES = ("nan", "inf", "string", "bool", "number-message", "huge-message", "nan-result", "object-result")
+
+
+@job
+def careless(progress: Progress, mistake: str) -> dict[str, object]:
+    """Make one of the mistakes of a careless job author, after a valid first report."""
+    progress.report(1, "fine so far", total=3)
+    bad: Any
+    if mistake == "nan":
+        progress.report(float("nan"), "not a number")
+    elif mistake == "inf":
+        progress.report(float("inf"), "infinite")
+    elif mistake == "string":
+        bad = "abc"
+        progress.report(bad)
+    elif mistake == "bool":
+        bad = True
+        progress.report(bad)
+    elif mistake == "number-message":
+        bad = 12345
+        progress.report(2, bad)
+    elif mistake == "huge-message":
+        progress.report(2, "x" * 10_000_000)
+    elif mistake == "nan-result":
+        return {"x": float("nan")}
+    elif mistake == "object-result":
+        return {"x": object()}
+    progress.report(3, "done")
+    return {"x": 1}

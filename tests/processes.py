@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 class ManagedProcess:
     """A child process whose combined output is captured line by line and can be waited on."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path = REPO) -> None:
         self.name = name
         self.args = args
         self.lines: list[str] = []
@@ -31,7 +31,7 @@ class ManagedProcess:
         self.process = subprocess.Popen(
             args,
             env=env,
-            cwd=REPO,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -95,13 +95,17 @@ def start_worker(
     args += ["--without-mingle", "--without-gossip"]
     if queues:
         args += ["-Q", queues]
-    worker = ManagedProcess(f"worker {name}", python_module("server.cli", *args), env)
+    worker = ManagedProcess(f"worker {name}", python_module("mcp_jobs.server.cli", *args), env)
     worker.wait_for_line(r"ready\.", timeout=60)
     return worker
 
 
-def start_http_server(env: dict[str, str], port: int) -> ManagedProcess:
-    server = ManagedProcess("server", python_module("server.cli", "serve", "--port", str(port)), env)
+def start_http_server(
+    env: dict[str, str], port: int, command: list[str] | None = None, cwd: Path = REPO
+) -> ManagedProcess:
+    """The HTTP server (by default from this checkout; `command` runs another `mcp-jobs`)."""
+    args = [*(command or python_module("mcp_jobs.server.cli")), "serve", "--port", str(port)]
+    server = ManagedProcess("server", args, env, cwd)
     wait_until(lambda: _healthy(port), timeout=60, what="server health check", process=server)
     return server
 

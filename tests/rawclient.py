@@ -30,7 +30,9 @@ def tool_call(request_id: int, tool: str, arguments: dict[str, Any], token: str 
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
-async def call_messages(http: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]) -> list[dict[str, Any]]:
+async def call_messages(
+    http: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]
+) -> list[dict[str, Any]]:
     """POST one request and return every JSON-RPC message of its SSE stream, in wire order."""
     messages = []
     async with http.stream("POST", url, json=body, headers=headers) as stream:

@@ -29,8 +29,12 @@ NAMES = st.sampled_from(["text", "number", "item", "maybe", "query", "levels", "
 ARGUMENTS = st.dictionaries(NAMES | st.text(max_size=10), JSON, max_size=5)
 TEXT = st.text(min_size=1, max_size=30)
 VALID = {
-    "echo": st.fixed_dictionaries({"text": st.text(max_size=30), "number": st.integers(), "item": st.fixed_dictionaries({"name": TEXT})}),
-    "search_logs": st.fixed_dictionaries({"query": TEXT}, optional={"levels": st.lists(st.integers(1, 5), min_size=1, max_size=3)}),
+    "echo": st.fixed_dictionaries(
+        {"text": st.text(max_size=30), "number": st.integers(), "item": st.fixed_dictionaries({"name": TEXT})}
+    ),
+    "search_logs": st.fixed_dictionaries(
+        {"query": TEXT}, optional={"levels": st.lists(st.integers(1, 5), min_size=1, max_size=3)}
+    ),
     "process_documents": st.fixed_dictionaries({"texts": st.lists(st.text(max_size=40), min_size=1, max_size=5)}),
 }
 
@@ -86,7 +90,10 @@ BODIES = (
     st.binary(max_size=200)
     | JSON.map(lambda value: json.dumps(value).encode())
     | st.fixed_dictionaries(
-        {"jsonrpc": st.sampled_from(["2.0", "1.0", 2]), "method": st.sampled_from(["tools/call", "tools/list", "x"]) | st.text(max_size=10)},
+        {
+            "jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
+            "method": st.sampled_from(["tools/call", "tools/list", "x"]) | st.text(max_size=10),
+        },
         optional={"id": JSON, "params": JSON},
     ).map(lambda value: json.dumps(value).encode())
 )

@@ -108,7 +108,9 @@ async def test_unexpected_error_names_type_and_job_but_hides_text(connect: Conne
     redis = stack.redis()
     failed = [k for k in job_keys(redis, stack.keys) if redis.hget(k, "job") == "crash"]
     assert any(stack.keys.job_id(k) in text for k in failed), text
-    assert any("KeyError: 'hunter2-token'" in w.output(500) for w in stack.workers), "the traceback is in the worker log"
+    assert any("KeyError: 'hunter2-token'" in w.output(500) for w in stack.workers), (
+        "the traceback is in the worker log"
+    )
     assert not after.is_error
 
 

@@ -1,5 +1,5 @@
 """`mcp-jobs dev`, the quick start's command: with no Redis reachable it starts an embedded Valkey,
-a worker and the server, serves a real call, and Ctrl-C stops all of it.
+a worker and the server with the example jobs, serves a real call, and Ctrl-C stops all of it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import psutil
 import pytest
 from mcp import Client
 
-from server.embedded import free_port
+from mcp_jobs.server.embedded import free_port
 from tests.helpers import ProgressLog
 from tests.processes import ManagedProcess, python_module, wait_until
 from tests.processes import _healthy as healthy
@@ -21,10 +21,12 @@ from tests.processes import _healthy as healthy
 def test_dev_runs_everything_and_stops_cleanly_on_ctrl_c(stack_env: dict[str, str]) -> None:
     port = free_port()
     env = {k: v for k, v in stack_env.items() if not k.startswith("MCP_JOBS_")}
-    env |= {"MCP_JOBS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "MCP_JOBS_PORT": str(port)}
-    dev = ManagedProcess("dev", python_module("server.cli", "dev", "--concurrency", "1"), env)
+    # Nothing answers at this URL, and its password must never be printed.
+    env |= {"MCP_JOBS_REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0", "MCP_JOBS_PORT": str(port)}
+    dev = ManagedProcess("dev", python_module("mcp_jobs.server.cli", "dev", "--concurrency", "1"), env)
     try:
-        dev.wait_for_line(r"started an embedded Valkey", timeout=30)
+        line = dev.wait_for_line(r"started an embedded Valkey", timeout=30)
+        assert "redis://:***@127.0.0.1:" in line
         wait_until(lambda: healthy(port), timeout=60, what="dev server", process=dev)
         dev.wait_for_line(r"ready\.", timeout=60)
         children = psutil.Process(dev.pid).children(recursive=True)
@@ -42,12 +44,13 @@ def test_dev_runs_everything_and_stops_cleanly_on_ctrl_c(stack_env: dict[str, st
         os.killpg(dev.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
         assert dev.process.wait(30) == 0, dev.output()
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert "hunter2" not in dev.output(10_000)
     finally:
         dev.stop()
 
 
 @pytest.mark.parametrize("args", [["serve", "--help"], ["worker", "--help"], ["dev", "--help"]])
 def test_commands_have_help(args: list[str], stack_env: dict[str, str]) -> None:
-    proc = ManagedProcess("help", python_module("server.cli", *args), stack_env)
+    proc = ManagedProcess("help", python_module("mcp_jobs.server.cli", *args), stack_env)
     assert proc.process.wait(60) == 0
     proc.wait_for_line(r"Usage|usage", timeout=5)

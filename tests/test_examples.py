@@ -1,56 +1,96 @@
-"""The example jobs compute real answers (run in-process with a recording reporter)."""
+"""The example jobs compute real answers, run in-process with the public `RecordingProgress`
+test double, and read only regular files inside the data directory."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from workers import JobError
-from workers.examples import count_primes, process_documents, search_logs
+from mcp_jobs import JobCancelled, JobError, RecordingProgress, get_settings
+from mcp_jobs.examples import count_primes, process_documents, search_logs, sleep_steps
 
-
-class Recorder:
-    """A stand-in reporter for unit tests of job logic (the real one is exercised end to end)."""
-
-    def __init__(self) -> None:
-        self.value = 0.0
-        self.total: float | None = None
-        self.reports: list[tuple[float, float | None, str | None]] = []
-
-    def report(self, value: float, message: str | None = None, *, total: float | None = None) -> None:
-        self.total = total if total is not None else self.total
-        self.value = value
-        self.reports.append((value, self.total, message))
-
-    def set_total(self, total: float | None, message: str | None = None) -> None:
-        self.total = total
-        self.report(self.value, message)
-
-
-def run(fn: Any, **kwargs: Any) -> tuple[Any, Recorder]:
-    recorder = Recorder()
-    return fn(recorder, **kwargs), recorder
+SAMPLE_DATA = Path(get_settings().data_path)
 
 
 def test_count_primes_matches_known_counts() -> None:
     for limit, expected, largest in [(10, 4, 7), (100, 25, 97), (1_000_000, 78_498, 999_983)]:
-        result, rec = run(count_primes, limit=limit, chunks=7)
+        progress = RecordingProgress()
+        result = count_primes(progress, limit=limit, chunks=7)
         assert (result.primes, result.largest) == (expected, largest)
-        assert [r[0] for r in rec.reports] == [0, 1, 2, 3, 4, 5, 6, 7]
+        assert [u.progress for u in progress.updates] == [0, 1, 2, 3, 4, 5, 6, 7]
+        assert {u.total for u in progress.updates} == {7}
 
 
 def test_search_logs_runs_one_step_per_level() -> None:
-    result, rec = run(search_logs, query="isr4431", levels=[1, 2, 3], folder="logs", max_lines=20)
+    progress = RecordingProgress()
+    result = search_logs(progress, query="isr4431", levels=[1, 2, 3], folder="logs", max_lines=20)
     assert [(h.level, h.count) for h in result.levels] == [("1", 1), ("2", 2), ("3", 2)]
-    assert [r[2] for r in rec.reports[1:]] == ["severity 1: 1 hits", "severity 2: 2 hits", "severity 3: 2 hits"]
+    assert [u.message for u in progress.updates[1:]] == [
+        "severity 1: 1 hits",
+        "severity 2: 2 hits",
+        "severity 3: 2 hits",
+    ]
 
 
 def test_process_documents_reads_a_folder_and_refuses_escapes() -> None:
-    result, rec = run(process_documents, texts=None, folder="docs", min_words=1, top=3)
+    progress = RecordingProgress()
+    result = process_documents(progress, texts=None, folder="docs", min_words=1, top=3)
     assert result.documents == 3 and result.words > 40
-    assert [r[0] for r in rec.reports] == [0, 1, 2, 3, 4]
+    assert [u.progress for u in progress.updates] == [0, 1, 2, 3, 4]
     with pytest.raises(JobError, match="outside"):
-        run(process_documents, texts=None, folder="../../", min_words=1, top=3)
+        process_documents(RecordingProgress(), texts=None, folder="../../", min_words=1, top=3)
     with pytest.raises(JobError, match="No documents"):
-        run(process_documents, texts=[], folder=None, min_words=1, top=3)
+        process_documents(RecordingProgress(), texts=[], folder=None, min_words=1, top=3)
+
+
+def test_the_recording_double_skips_sleeps_and_plays_the_caller_cancelling() -> None:
+    progress = RecordingProgress()
+    assert sleep_steps(progress, steps=3, delay=60).steps == 3
+    assert progress.slept == 180, "sleeps are added up, not slept"
+    assert [u.message for u in progress.updates][-1] == "step 3/3 done"
+    cancelled = RecordingProgress(cancel_after=2)
+    with pytest.raises(JobCancelled):
+        sleep_steps(cancelled, steps=10, delay=1)
+    assert len(cancelled.updates) == 2
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data directory of our own (a copy of the sample data), with a secret file beside it."""
+    root = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, root)
+    (tmp_path / "secret.txt").write_text("the password is hunter2")
+    monkeypatch.setenv("MCP_JOBS_DATA_DIR", str(root))
+    get_settings.cache_clear()
+    yield root
+    get_settings.cache_clear()
+
+
+def test_a_symlinked_file_pointing_outside_is_refused(data_dir: Path) -> None:
+    (data_dir / "docs" / "leak.txt").symlink_to(data_dir.parent / "secret.txt")
+    (data_dir / "logs" / "leak.log").symlink_to(data_dir.parent / "secret.txt")
+    with pytest.raises(JobError, match=r"leak\.txt points outside the data directory"):
+        process_documents(RecordingProgress(), folder="docs")
+    with pytest.raises(JobError, match=r"leak\.log points outside the data directory"):
+        search_logs(RecordingProgress(), query="hunter2", folder="logs")
+
+
+def test_a_symlink_that_stays_inside_is_read(data_dir: Path) -> None:
+    (data_dir / "docs" / "again.txt").symlink_to(data_dir / "docs" / "redis.txt")
+    assert process_documents(RecordingProgress(), folder="docs").documents == 4
+
+
+def test_a_fifo_named_like_a_document_is_refused_without_blocking(data_dir: Path) -> None:
+    os.mkfifo(data_dir / "docs" / "pipe.txt")  # opening it for reading would block forever
+    with pytest.raises(JobError, match=r"pipe\.txt is not a regular file"):
+        process_documents(RecordingProgress(), folder="docs")
+
+
+def test_files_over_the_size_cap_are_refused(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mcp_jobs.examples.MAX_FILE_BYTES", 100)
+    with pytest.raises(JobError, match=r"over the 100-byte limit"):
+        process_documents(RecordingProgress(), folder="docs")

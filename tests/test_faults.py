@@ -21,11 +21,11 @@ import pytest
 import redis
 from mcp import Client
 
-from server.embedded import RedisProcess, free_port
+from mcp_jobs._events import Keys
+from mcp_jobs.server.embedded import RedisProcess, free_port
 from tests.conftest import TEST_JOB_MODULES
 from tests.helpers import ProgressLog, assert_strictly_increasing, job_keys
 from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
-from workers.events import Keys
 
 pytestmark = pytest.mark.anyio
 
@@ -158,7 +158,9 @@ async def test_a_silent_job_is_kept_alive_with_increasing_notifications(stack: F
     assert max(gaps) < KEEPALIVE + 1.0, gaps
 
 
-async def _kill_when_running(stack: FaultStack, tool: str, tag: str, log: ProgressLog, *, whole_worker: bool) -> tuple[object, float]:
+async def _kill_when_running(
+    stack: FaultStack, tool: str, tag: str, log: ProgressLog, *, whole_worker: bool
+) -> tuple[object, float]:
     """Start `tool`, kill its pool process (or its whole worker) at step 2, return the result and
     the seconds from the kill to the end of the call."""
     outcome: dict[str, object] = {}
@@ -171,7 +173,11 @@ async def _kill_when_running(stack: FaultStack, tool: str, tag: str, log: Progre
         tg.start_soon(call)
         await log.wait_for(2)
         redis_client = stack.client()
-        (key,) = [k for k in job_keys(redis_client, stack.keys) if (redis_client.hget(k, "message") or "").startswith(f"{tag}:")]
+        (key,) = [
+            k
+            for k in job_keys(redis_client, stack.keys)
+            if (redis_client.hget(k, "message") or "").startswith(f"{tag}:")
+        ]
         pid = stack.job_pid(stack.keys.job_id(key))
         if whole_worker:
             worker = stack.worker_of(pid)
@@ -190,7 +196,9 @@ async def _kill_when_running(stack: FaultStack, tool: str, tag: str, log: Progre
     ],
     ids=["pool-process", "whole-worker"],
 )
-async def test_a_retry_safe_job_that_loses_its_worker_is_run_again(stack: FaultStack, whole_worker: bool, bound: float) -> None:
+async def test_a_retry_safe_job_that_loses_its_worker_is_run_again(
+    stack: FaultStack, whole_worker: bool, bound: float
+) -> None:
     log = ProgressLog()
     tag = f"safe-{'worker' if whole_worker else 'pool'}"
     result, took = await _kill_when_running(stack, "safe_steps", tag, log, whole_worker=whole_worker)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from server.gate import ProgressGate, ProgressUpdate
+import itertools
+
+from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
 
 
 def test_first_update_goes_at_once_then_one_per_interval() -> None:
@@ -62,7 +64,7 @@ def test_a_restarted_job_counts_afresh_but_the_client_only_sees_increases() -> N
         assert gate.offer(ProgressUpdate(value, 4, f"b{value}"))
         sent.append(gate.due(10 + value))
     values = [u.progress for u in sent if u]
-    assert all(b > a for a, b in zip(values, values[1:])), values
+    assert all(b > a for a, b in itertools.pairwise(values)), values
     assert [u.message for u in sent if u][3:] == ["b0", "b1", "b2", "b3", "b4"]
     assert values[-1] == 4
 

@@ -42,7 +42,9 @@ async def test_two_hundred_concurrent_calls_each_get_their_own_progress_and_resu
         assert result.structured_content == {"result": f"{tag} done after attempt 1"}  # type: ignore[attr-defined]
         log = logs[tag]
         await log.wait_for(STEPS, timeout=5)  # callbacks run in tasks of their own
-        assert all(u.message and (u.message.startswith(f"{tag}:") or u.message.startswith("queued")) for u in log.updates)
+        assert all(
+            u.message and (u.message.startswith(f"{tag}:") or u.message.startswith("queued")) for u in log.updates
+        )
         assert_strictly_increasing(log.values)
         assert log.updates[-1].progress == STEPS and log.updates[-1].message == f"{tag}: step {STEPS}"
 
@@ -55,7 +57,9 @@ async def test_two_hundred_concurrent_legacy_calls_on_the_wire(stack: Stack) -> 
 
             async def call(i: int) -> None:
                 body = tool_call(i + 1, "tagged", {"tag": f"w{i}", "steps": STEPS}, f"w{i}")
-                problems.extend(wire_problems(f"w{i}", await call_messages(http, stack.http_url, sessions[i % 4], body), STEPS))
+                problems.extend(
+                    wire_problems(f"w{i}", await call_messages(http, stack.http_url, sessions[i % 4], body), STEPS)
+                )
 
             async with anyio.create_task_group() as tg:
                 for i in range(CALLS):

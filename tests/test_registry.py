@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from workers import Progress, Settings, job
-from workers.registry import build_spec, load_jobs
+from mcp_jobs import Progress, Settings, job
+from mcp_jobs.registry import build_spec, load_jobs
 
 
 class Out(BaseModel):
@@ -57,7 +57,7 @@ def test_a_second_job_with_the_same_name_is_refused() -> None:
 
 
 def test_example_jobs_are_registered() -> None:
-    jobs = load_jobs(["workers.examples"])
+    jobs = load_jobs(["mcp_jobs.examples"])
     assert {"sleep_steps", "process_documents", "search_logs", "count_primes"} <= set(jobs)
 
 

@@ -15,17 +15,16 @@ import anyio
 import pytest
 import redis
 from mcp import Client
-
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.app import REDIS_CLIENT_NAME, Runtime
-from server.gate import ProgressUpdate
+from mcp_jobs._events import JobState
+from mcp_jobs._store import JobStore
+from mcp_jobs.server.app import REDIS_CLIENT_NAME, Runtime
+from mcp_jobs.server.gate import ProgressUpdate
+from mcp_jobs.settings import Settings
 from tests.conftest import TEST_JOB_MODULES, Stack
 from tests.helpers import assert_strictly_increasing, wait_for_state
 from tests.processes import wait_until
-from workers.events import JobState
-from workers.settings import Settings
-from workers.store import JobStore
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +101,7 @@ async def _follow_in_background(runtime: Runtime, job_id: str, tg: anyio.abc.Tas
 
     tg.start_soon(follow)
     with anyio.fail_after(5):
-        while runtime.dispatcher._listener.watching == 0:  # noqa: SLF001 - waiting for the subscription
+        while runtime.dispatcher._listener.watching == 0:
             await anyio.sleep(0.01)
     return outcome
 
@@ -124,9 +123,7 @@ async def test_a_sequence_gap_triggers_a_snapshot_read(stack: Stack, runtime: Ru
 
 
 @pytest.mark.parametrize("runtime", [0.3], indirect=True)
-async def test_a_lost_final_event_is_caught_by_the_safety_poll(
-    stack: Stack, runtime: Runtime, store: JobStore
-) -> None:
+async def test_a_lost_final_event_is_caught_by_the_safety_poll(stack: Stack, runtime: Runtime, store: JobStore) -> None:
     client = stack.redis()
     job_id = str(uuid.uuid4())
     key = stack.keys.job(job_id)
@@ -182,7 +179,7 @@ async def test_the_listener_reconnects_and_catches_up(stack: Stack, runtime: Run
             await first.wait()
         killed = admin.client_kill_filter(_type="pubsub")
         assert killed >= 1
-    job_id, result = outcome["result"]  # type: ignore[misc]
+    _job_id, result = outcome["result"]  # type: ignore[misc]
     assert result == {"steps": 8, "slept_seconds": pytest.approx(1.2)}
     assert_strictly_increasing([u.progress for u in sent])
     assert sent[-1].progress == 8

@@ -6,6 +6,7 @@ Runs against the fault-test stack, whose keep-alive interval is 0.5 s.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -31,7 +32,15 @@ def node() -> str:
     return binary
 
 
-def ts_call(node: str, url: str, tool: str, arguments: dict[str, Any], timeout_ms: int, reset: bool, abort_after: float | None = None) -> dict[str, Any]:
+def ts_call(
+    node: str,
+    url: str,
+    tool: str,
+    arguments: dict[str, Any],
+    timeout_ms: int,
+    reset: bool,
+    abort_after: float | None = None,
+) -> dict[str, Any]:
     args = [node, "call.mjs", url, tool, json.dumps(arguments), str(timeout_ms), "1" if reset else "0"]
     if abort_after is not None:
         args.append(str(abort_after))
@@ -47,7 +56,7 @@ def test_a_slow_silent_job_outlives_the_clients_timeout_through_keepalive(node: 
     assert kept["ok"], kept
     assert kept["result"]["structuredContent"] == {"result": "done quietly"}
     values = [p["progress"] for p in kept["progress"]]
-    assert len(values) >= silent_for / KEEPALIVE - 2 and all(b > a for a, b in zip(values, values[1:])), values
+    assert len(values) >= silent_for / KEEPALIVE - 2 and all(b > a for a, b in itertools.pairwise(values)), values
     # The same client without resetting on progress gives up: the timeout is real.
     impatient = ts_call(node, stack.url, "silent", {"seconds": silent_for}, timeout_ms, reset=False)
     assert not impatient["ok"] and "timed out" in impatient["error"].lower(), impatient
@@ -56,7 +65,15 @@ def test_a_slow_silent_job_outlives_the_clients_timeout_through_keepalive(node: 
 def test_the_typescript_clients_cancel_stops_the_job(node: str, stack: FaultStack) -> None:
     client = stack.client()
     before = job_keys(client, stack.keys)
-    out = ts_call(node, stack.url, "unsafe_steps", {"tag": "ts-cancel", "steps": 50, "delay": 0.1}, 60_000, reset=True, abort_after=2)
+    out = ts_call(
+        node,
+        stack.url,
+        "unsafe_steps",
+        {"tag": "ts-cancel", "steps": 50, "delay": 0.1},
+        60_000,
+        reset=True,
+        abort_after=2,
+    )
     aborted_at = time.monotonic()
     assert out["aborted"], out
     (key,) = job_keys(client, stack.keys) - before

@@ -5,6 +5,7 @@ follows it, and the Host/Origin checks are on.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +31,11 @@ def session(stack: Stack) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
             "jsonrpc": "2.0",
             "id": 0,
             "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"},
+            },
         }
         with http.stream("POST", "/mcp", json=init, headers=HEADERS) as response:
             assert response.status_code == 200
@@ -61,7 +66,7 @@ def test_progress_token_is_echoed_exactly_and_nothing_follows_the_result(
     assert progress, kinds
     assert all(p["progressToken"] == token and type(p["progressToken"]) is type(token) for p in progress)
     values = [p["progress"] for p in progress]
-    assert all(b > a for a, b in zip(values, values[1:])) and values[-1] == 30
+    assert all(b > a for a, b in itertools.pairwise(values)) and values[-1] == 30
     assert messages[-1]["result"]["structuredContent"] == {"result": 30}
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
@@ -28,11 +30,11 @@ from celery.signals import task_failure, task_revoked
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from workers.events import JobState, Keys
-from workers.registry import JobSpec, load_jobs
-from workers.runner import Heartbeats, RunLimits, run_job, time_limit_error
-from workers.settings import Settings, get_settings
-from workers.store import JobStore
+from mcp_jobs._events import JobState, Keys
+from mcp_jobs._runner import Heartbeats, RunLimits, run_job, time_limit_error
+from mcp_jobs._store import JobStore
+from mcp_jobs.registry import JobSpec, load_jobs
+from mcp_jobs.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,19 @@ def task_name(job_name: str) -> str:
 def time_limit(spec: JobSpec, settings: Settings) -> float | None:
     """The time limit a job runs under: its own, else the global default."""
     return spec.time_limit if spec.time_limit is not None else settings.default_time_limit
+
+
+def broker_tls(url: str) -> dict[str, Any] | None:
+    """TLS options for a `rediss://` broker URL: certificates verified unless the URL says otherwise.
+
+    Celery's Redis transport skips certificate verification when a `rediss://` URL does not say
+    `ssl_cert_reqs`, while redis-py (our own connections) verifies by default: make the broker
+    verify too. A URL with its own `ssl_cert_reqs=...` (`none` to opt out, for a test setup) wins.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parts.query):
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 class _StoreHolder:
@@ -100,6 +115,8 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
         },
         worker_hijack_root_logger=False,
     )
+    if (use_ssl := broker_tls(settings.effective_broker_url)) is not None:
+        app.conf.broker_use_ssl = use_ssl
     stores = _StoreHolder(settings)
     heartbeats = Heartbeats(stores.get, settings.heartbeat_interval, settings.worker_lost_after)
     for spec in jobs.values():
@@ -114,6 +131,7 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, heartbeats: Hear
     limits = RunLimits(
         time_limit=limit,
         max_result_bytes=settings.max_result_bytes,
+        max_message_chars=settings.max_message_chars,
         alive_for=settings.worker_lost_after,
     )
     options: dict[str, Any] = {
@@ -128,7 +146,7 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, heartbeats: Hear
         options["soft_time_limit"] = limit
         options["time_limit"] = limit + TIME_LIMIT_GRACE
 
-    def run(task: Task, job_id: str, arguments: dict[str, Any]) -> None:
+    def run(task: Task[Any, Any], job_id: str, arguments: dict[str, Any]) -> None:
         run_job(spec, stores.get(), heartbeats, job_id, arguments, limits, worker=task.request.hostname or "")
 
     run.__name__ = spec.name

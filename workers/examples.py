@@ -5,23 +5,29 @@
 - `count_primes`: CPU-bound work in chunks (a segmented sieve).
 - `sleep_steps`: a demo that waits `delay` seconds per step; handy for trying cancellation.
 
-File-reading jobs only read below `MCP_JOBS_DATA_DIR` (default: the bundled sample data).
+File-reading jobs only read regular files that resolve inside `MCP_JOBS_DATA_DIR` (default: the
+bundled sample data), of at most `MAX_FILE_BYTES` each.
+
+Not served unless asked for: `mcp-jobs dev` loads them, `serve` and `worker` with
+`--jobs mcp_jobs.examples` (or `MCP_JOBS_JOB_MODULES=mcp_jobs.examples`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from workers.errors import JobError
-from workers.progress import Progress
-from workers.registry import job
-from workers.settings import get_settings
+from mcp_jobs.errors import JobError
+from mcp_jobs.progress import Progress
+from mcp_jobs.registry import job
+from mcp_jobs.settings import get_settings
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 
@@ -74,8 +80,8 @@ def process_documents(
     progress.set_total(4, "loading documents")
     documents: dict[str, str] = {f"text[{i}]": text for i, text in enumerate(texts or [])}
     if folder is not None:
-        for path in sorted(_data_path(folder).glob("*.txt")):
-            documents[path.name] = path.read_text(errors="replace")
+        for name, path in _data_files(folder, "*.txt"):
+            documents[name] = _read_data_file(path)
     if not documents:
         raise JobError("No documents: pass `texts`, or a `folder` that holds .txt files.")
     progress.report(1, f"loaded {len(documents)} documents; validating")
@@ -120,20 +126,22 @@ class SearchResult(BaseModel):
     total: int
 
 
+DEFAULT_LEVELS = [1, 2, 3]
+"""The severity levels `search_logs` searches unless told otherwise (only read, never changed)."""
+
+
 @job(time_limit=600)
 def search_logs(
     progress: Progress,
     query: Annotated[str, Field(min_length=1, max_length=200, description="Text to find (case-insensitive)")],
-    levels: Annotated[list[int], Field(min_length=1, max_length=10, description="Severity levels, one search each")] = [
-        1,
-        2,
-        3,
-    ],
+    levels: Annotated[
+        list[int], Field(min_length=1, max_length=10, description="Severity levels, one search each")
+    ] = DEFAULT_LEVELS,
     folder: Annotated[str, Field(description="A folder below the data dir holding *.log files")] = "logs",
     max_lines: Annotated[int, Field(ge=0, le=1000)] = 20,
 ) -> SearchResult:
     """Search log files for `query`, running one search per severity level (`sev=N`)."""
-    files = sorted(_data_path(folder).glob("*.log"))
+    files = _data_files(folder, "*.log")
     if not files:
         raise JobError(f"No .log files in {folder!r}.")
     needle = query.lower()
@@ -143,8 +151,8 @@ def search_logs(
         marker = f"sev={level} "
         lines = [
             line.strip()
-            for path in files
-            for line in path.read_text(errors="replace").splitlines()
+            for _, path in files
+            for line in _read_data_file(path).splitlines()
             if marker in line and needle in line.lower()
         ]
         hits.append(LevelHits(level=str(level), count=len(lines), lines=lines[:max_lines]))
@@ -203,6 +211,10 @@ def _sieve_segment(low: int, high: int, base: list[int]) -> tuple[int, int | Non
     return segment.count(1), (low + last if last >= 0 else None)
 
 
+MAX_FILE_BYTES = 20_000_000
+"""Largest data file the file-reading examples read."""
+
+
 def _data_path(folder: str) -> Path:
     """Resolve `folder` below the data dir, refusing anything that escapes it."""
     root = get_settings().data_path.resolve()
@@ -212,3 +224,39 @@ def _data_path(folder: str) -> Path:
     if not path.is_dir():
         raise JobError(f"Folder {folder!r} does not exist in the data directory.")
     return path
+
+
+def _data_files(folder: str, pattern: str) -> list[tuple[str, Path]]:
+    """The files matching `pattern` in `folder` as (name, resolved path), symlinks followed; a
+    file that resolves outside the data directory is refused."""
+    root = get_settings().data_path.resolve()
+    files = []
+    for path in sorted(_data_path(folder).glob(pattern)):
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            raise JobError(f"{folder}/{path.name} points outside the data directory; refusing to read it.")
+        files.append((path.name, resolved))
+    return files
+
+
+def _read_data_file(path: Path) -> str:
+    """The text of a regular file of at most `MAX_FILE_BYTES`.
+
+    Opened without following a symlink and without blocking, then checked on the open descriptor,
+    so a FIFO or device named `*.txt` (or a file swapped for one after `_data_files` looked) is
+    refused instead of blocking or exhausting the worker.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise JobError(f"Cannot open {path.name}: {exc.strerror}.") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise JobError(f"{path.name} is not a regular file; refusing to read it.")
+        if info.st_size > MAX_FILE_BYTES:
+            raise JobError(f"{path.name} is {info.st_size} bytes, over the {MAX_FILE_BYTES}-byte limit for one file.")
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise JobError(f"{path.name} grew past the {MAX_FILE_BYTES}-byte limit while being read.")
+    return data.decode(errors="replace")

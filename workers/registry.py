@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
 
-from workers.progress import Progress
+from mcp_jobs.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,6 +11,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,14 +25,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MCP_JOBS_", env_file=".env", extra="ignore")
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis holding the job snapshots and carrying the progress events (pub/sub)."""
-    broker_url: str | None = None
+    # repr=False: URLs can carry passwords, and settings end up in tracebacks and debug logs.
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    """Redis holding the job snapshots and carrying the progress events (pub/sub). `rediss://`
+    for TLS, with certificate verification on unless the URL says `ssl_cert_reqs=none`."""
+    broker_url: str | None = Field(default=None, repr=False)
     """Celery broker; defaults to `redis_url`."""
     namespace: str = "mcp-jobs"
     """Prefix of every Redis key and channel, so several deployments can share one Redis."""
-    job_modules: CommaList = Field(default_factory=lambda: ["workers.examples"])
-    """Python modules whose `@job` functions become tools (imported by server and worker alike)."""
+    job_modules: CommaList = Field(default_factory=list)
+    """Python modules whose `@job` functions become tools (imported by server and worker alike).
+    None by default: `serve` and `worker` refuse to start without any, `dev` uses the examples."""
     host: str = "127.0.0.1"
     """HTTP bind address. Localhost unless you say otherwise."""
     port: int = 8000
@@ -67,6 +71,10 @@ class Settings(BaseSettings):
     """Largest tool arguments (as JSON) the server accepts."""
     max_result_bytes: int = Field(default=4_000_000, gt=0)
     """Largest job result (as JSON) a worker returns; larger results fail with a clear error."""
+    max_message_chars: int = Field(default=1000, gt=0)
+    """Longest progress message a job may report (longer ones raise in the job)."""
+    max_progress_token_bytes: int = Field(default=256, gt=0)
+    """Largest `progressToken` (as JSON) a caller may send; it is echoed on every notification."""
     data_dir: Path | None = None
     """Folder the file-reading example jobs may read (default: the bundled sample data)."""
     log_level: str = "INFO"
@@ -88,6 +96,19 @@ class Settings(BaseSettings):
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.redis_url
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)

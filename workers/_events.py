@@ -17,6 +17,7 @@ so an event and the snapshot can never disagree.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -75,38 +76,50 @@ class JobEvent:
 
     @classmethod
     def from_message(cls, data: bytes | str) -> JobEvent:
-        """Parse a published event."""
-        raw = json.loads(data)
+        """Parse a published event; `ValueError` if it is not one a worker could have sent."""
+        raw = strict_json(data)
+        if not isinstance(raw, dict):
+            raise ValueError("an event must be a JSON object")
         return cls(
-            seq=int(raw["seq"]),
-            state=JobState(raw["state"]),
-            progress=raw.get("progress"),
-            total=raw.get("total"),
-            message=raw.get("message"),
+            seq=_integer(raw.get("seq")),
+            state=JobState(raw.get("state")),
+            progress=_finite(raw.get("progress")),
+            total=_finite(raw.get("total")),
+            message=_string(raw.get("message")),
             result=raw.get("result"),
-            error=raw.get("error"),
-            error_type=raw.get("error_type"),
-            attempt=int(raw.get("attempt", 0)),
+            error=_string(raw.get("error")),
+            error_type=_string(raw.get("error_type")),
+            attempt=_integer(raw.get("attempt", 0)),
         )
 
     @classmethod
     def from_snapshot(cls, fields: dict[bytes, bytes] | dict[str, str]) -> JobEvent | None:
-        """Parse a snapshot hash (`HGETALL`); None when the job is unknown or expired."""
+        """Parse a snapshot hash (`HGETALL`); None when the job is unknown or expired, `ValueError`
+        if it holds what no worker writes."""
         snap = {_text(k): _text(v) for k, v in fields.items()}
         if "state" not in snap:
             return None
         result = snap.get("result")
         return cls(
-            seq=int(snap.get("seq", 0)),
+            seq=_integer(snap.get("seq", "0")),
             state=JobState(snap["state"]),
-            progress=_number(snap.get("progress")),
-            total=_number(snap.get("total")),
+            progress=_finite(_number(snap.get("progress"))),
+            total=_finite(_number(snap.get("total"))),
             message=snap.get("message") or None,
-            result=json.loads(result) if result else None,
+            result=strict_json(result) if result else None,
             error=snap.get("error") or None,
             error_type=snap.get("error_type") or None,
-            attempt=int(snap.get("attempt") or 0),
+            attempt=_integer(snap.get("attempt") or "0"),
         )
+
+
+def strict_json(data: bytes | str) -> Any:
+    """`json.loads` that refuses NaN and Infinity, which Python accepts but JSON does not have."""
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _text(value: bytes | str) -> str:
@@ -115,3 +128,30 @@ def _text(value: bytes | str) -> str:
 
 def _number(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
+
+
+def _finite(value: object) -> float | None:
+    """A finite number or None; anything else (a string, a bool, NaN, Infinity) is malformed."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("a number too large for a float") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{number} is not a finite number")
+    return number
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _string(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value

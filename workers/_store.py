@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from workers.events import TERMINAL_STATES, JobState, Keys
+from mcp_jobs._events import TERMINAL_STATES, JobState, Keys
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ elseif ARGV[3] ~= '' then
 end
 redis.call('PUBLISH', key, '{"seq":' .. seq .. ',"attempt":' .. attempt .. ',' .. string.sub(ARGV[5], 2))
 return {seq, cancel, attempt}
-""" % " or ".join(f"state == '{s}'" for s in sorted(TERMINAL_STATES))
+""" % " or ".join(f"state == '{s}'" for s in sorted(TERMINAL_STATES))  # noqa: UP031 - braces are Lua syntax here
 
 
 def script_args(
@@ -100,11 +100,15 @@ def encode_write(
         elif not state.terminal:
             fields[name] = ""
     if state.terminal:
-        fields |= {"result": json.dumps(result, separators=(",", ":")), "error": error or "", "error_type": error_type or ""}
+        fields |= {
+            "result": json.dumps(result, separators=(",", ":"), allow_nan=False),
+            "error": error or "",
+            "error_type": error_type or "",
+        }
         event |= {"result": result, "error": error, "error_type": error_type}
     fields |= extra or {}
     flat = [item for pair in fields.items() for item in pair]
-    return json.dumps(event, separators=(",", ":")), flat
+    return json.dumps(event, separators=(",", ":"), allow_nan=False), flat
 
 
 @dataclass

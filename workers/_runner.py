@@ -30,13 +30,13 @@ from typing import Any
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from workers.errors import JobCancelled, JobError
-from workers.events import JobState
-from workers.progress import Progress
-from workers.registry import JobSpec
-from workers.store import JobStore
+from mcp_jobs._events import JobState
+from mcp_jobs._store import JobStore
+from mcp_jobs.errors import JobCancelled, JobError
+from mcp_jobs.progress import Progress
+from mcp_jobs.registry import JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +47,26 @@ class RunLimits:
 
     time_limit: float | None
     max_result_bytes: int
+    max_message_chars: int
     alive_for: float
     """How long one heartbeat keeps the job alive (the server's `worker_lost_after`)."""
 
 
 def run_job(
-    spec: JobSpec, store: JobStore, heartbeats: Heartbeats, job_id: str, arguments: dict[str, Any], limits: RunLimits, worker: str = ""
+    spec: JobSpec,
+    store: JobStore,
+    heartbeats: Heartbeats,
+    job_id: str,
+    arguments: dict[str, Any],
+    limits: RunLimits,
+    worker: str = "",
 ) -> None:
     """Run `spec` for `job_id` and write its terminal state; never raises for a job's own failure."""
     where = {"worker": worker, "pid": str(os.getpid())}
     # One round trip: count the attempt, mark the job alive and running.
-    start = store.write(job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message="started", extra=where)
+    start = store.write(
+        job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message="started", extra=where
+    )
     if start.seq == 0:
         logger.info("job %s (%s) already finished; skipping", job_id, spec.name)
         return
@@ -77,17 +86,19 @@ def _execute(
 ) -> tuple[JobState, dict[str, Any]]:
     """Call the job; return the terminal state and the values to record with it."""
     try:
-        result = _call(spec, Progress(store, job_id, attempt), arguments)
-        size = len(json.dumps(result, separators=(",", ":")))
+        result = _call(spec, Progress(store, job_id, attempt, limits.max_message_chars), arguments)
     except JobCancelled:
         logger.info("job %s (%s) cancelled", job_id, spec.name)
         return JobState.CANCELLED, {}
     except JobError as exc:
         logger.info("job %s (%s) failed: %s", job_id, spec.name, exc)
-        return JobState.FAILED, {"error": str(exc) or type(exc).__name__, "error_type": "JobError"}
+        return JobState.FAILED, {"error": _capped(str(exc) or type(exc).__name__), "error_type": "JobError"}
     except SoftTimeLimitExceeded:
         logger.warning("job %s (%s) exceeded its time limit", job_id, spec.name)
-        return JobState.FAILED, {"error": time_limit_error(spec.name, job_id, limits.time_limit), "error_type": "TimeLimitExceeded"}
+        return JobState.FAILED, {
+            "error": time_limit_error(spec.name, job_id, limits.time_limit),
+            "error_type": "TimeLimitExceeded",
+        }
     except ValidationError as exc:
         # The server validated these arguments already: a mismatch means the two sides run different code.
         logger.error("job %s (%s) got arguments its signature rejects: %s", job_id, spec.name, exc)
@@ -98,6 +109,12 @@ def _execute(
         name = type(exc).__name__
         error = f"Job {spec.name} failed with an unexpected {name} (job id {job_id}); details are in the worker log."
         return JobState.FAILED, {"error": error, "error_type": name}
+    try:
+        result, size = _as_json(result)
+    except ValueError as exc:
+        error = f"Job {spec.name} returned a value that cannot be sent as JSON: {exc} (job id {job_id})."
+        logger.error(error)
+        return JobState.FAILED, {"error": error, "error_type": "UnserialisableResult"}
     if size > limits.max_result_bytes:
         error = f"Job {spec.name} returned {size} bytes of JSON, over the {limits.max_result_bytes}-byte result limit (job id {job_id})."
         logger.warning(error)
@@ -109,12 +126,33 @@ def time_limit_error(job_name: str, job_id: str, limit: float | None) -> str:
     return f"Job {job_name} exceeded its time limit of {limit:g} s and was stopped (job id {job_id})."
 
 
+MAX_ERROR_CHARS = 4000
+"""Longest `JobError` message passed on to the caller; longer ones are cut (the log keeps them whole)."""
+
+
+def _capped(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[:MAX_ERROR_CHARS] + f"... ({len(text) - MAX_ERROR_CHARS} more characters in the worker log)"
+
+
 def _call(spec: JobSpec, progress: Progress, arguments: dict[str, Any]) -> Any:
     kwargs = spec.validate_arguments(arguments)
     if spec.progress_param:
         kwargs[spec.progress_param] = progress
-    value = asyncio.run(spec.fn(**kwargs)) if spec.is_async else spec.fn(**kwargs)
-    return to_jsonable_python(value, by_alias=True)
+    return asyncio.run(spec.fn(**kwargs)) if spec.is_async else spec.fn(**kwargs)
+
+
+def _as_json(value: Any) -> tuple[Any, int]:
+    """The JSON form of a job's return value and its size in bytes, strictly: NaN and Infinity
+    (which JSON does not have) and objects pydantic cannot serialise raise `ValueError`."""
+    try:
+        jsonable = to_jsonable_python(value, by_alias=True)
+        return jsonable, len(json.dumps(jsonable, separators=(",", ":"), allow_nan=False))
+    except PydanticSerializationError as exc:
+        raise ValueError(str(exc)) from exc
+    except ValueError as exc:
+        raise ValueError(f"{exc} (NaN and Infinity are not JSON)") from exc
 
 
 class Heartbeats:

@@ -1,0 +1,61 @@
+"""What a job may pass to `Progress`: checked in the job, before anything leaves the worker.
+
+Run against the public `RecordingProgress`, which shares the checks with the real reporter (the
+end-to-end side is in `test_hardening.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mcp_jobs import RecordingProgress
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (float("nan"), ValueError, "finite"),
+        (float("inf"), ValueError, "finite"),
+        (float("-inf"), ValueError, "finite"),
+        (10**400, ValueError, "too large"),
+        ("abc", TypeError, "number, not str"),
+        (True, TypeError, "number, not bool"),
+        (b"1", TypeError, "number, not bytes"),
+    ],
+)
+def test_values_must_be_finite_numbers(value: Any, error: type[Exception], match: str) -> None:
+    progress = RecordingProgress()
+    with pytest.raises(error, match=match):
+        progress.report(value)
+    with pytest.raises(error, match=match):
+        progress.report(1, total=value)
+    with pytest.raises(error, match=match):
+        progress.advance(value)
+    assert progress.updates == [], "nothing is sent for a bad report"
+
+
+def test_messages_must_be_strings_within_the_limit() -> None:
+    progress = RecordingProgress(max_message_chars=10)
+    bad: Any = 12345
+    with pytest.raises(TypeError, match="str or None, not int"):
+        progress.report(1, bad)
+    with pytest.raises(ValueError, match="11 characters is over the limit of 10"):
+        progress.report(1, "x" * 11)
+    progress.report(1, "x" * 10)
+    assert [(u.progress, u.message) for u in progress.updates] == [(1, "x" * 10)]
+
+
+def test_good_reports_keep_value_and_total() -> None:
+    progress = RecordingProgress()
+    progress.set_total(4, "go")
+    progress.advance()
+    progress.advance(2, "three")
+    progress.report(3.5)
+    assert [(u.progress, u.total, u.message) for u in progress.updates] == [
+        (0, 4, "go"),
+        (1, 4, None),
+        (3, 4, "three"),
+        (3.5, 4, None),
+    ]
