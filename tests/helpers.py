@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import mcp_types as types
 import redis
+from mcp import Client
 
 from mcp_jobs._events import Keys
 
@@ -71,3 +73,17 @@ def job_id_of(result: types.CallToolResult) -> str:
 
     assert result.meta is not None and JOB_ID_META_KEY in result.meta, result.meta
     return str(result.meta[JOB_ID_META_KEY])
+
+
+async def cancel_once_it_reports(
+    client: Client, tool: str, arguments: dict[str, Any], log: ProgressLog, at: float
+) -> None:
+    """Call `tool` and cancel the call (as a caller would) once its progress reached `at`."""
+    async with anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            await client.call_tool(tool, arguments, progress_callback=log)
+
+        tg.start_soon(call)
+        await log.wait_for(at)
+        tg.cancel_scope.cancel()

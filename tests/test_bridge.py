@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import time
 
-import anyio
 import mcp_types as types
 import pytest
 
 from tests.conftest import PROGRESS_RATE, Connect, Stack
-from tests.helpers import ProgressLog, assert_strictly_increasing, job_id_of, job_keys, wait_for_state
+from tests.helpers import (
+    ProgressLog,
+    assert_strictly_increasing,
+    cancel_once_it_reports,
+    job_id_of,
+    job_keys,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -145,14 +151,7 @@ async def test_cancelling_the_call_stops_the_job(connect: Connect, stack: Stack)
     before = job_keys(redis, stack.keys)
     log = ProgressLog()
     async with connect() as client:
-        async with anyio.create_task_group() as tg:
-
-            async def call() -> None:
-                await client.call_tool("sleep_steps", {"steps": 100, "delay": 0.1}, progress_callback=log)
-
-            tg.start_soon(call)
-            await log.wait_for(2)
-            tg.cancel_scope.cancel()
+        await cancel_once_it_reports(client, "sleep_steps", {"steps": 100, "delay": 0.1}, log, at=2)
         cancelled_at = time.monotonic()
         (key,) = job_keys(redis, stack.keys) - before
         state = await wait_for_state(redis, key, {"cancelled", "succeeded", "failed"}, timeout=10)

@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import pytest
 from mcp import Client
+from redis import Redis
 
+from mcp_jobs._events import Keys
 from mcp_jobs.server.embedded import RedisProcess, free_port
-from tests.helpers import ProgressLog, assert_strictly_increasing, job_keys, wait_for_state
+from tests.helpers import ProgressLog, assert_strictly_increasing, cancel_once_it_reports, job_keys, wait_for_state
 from tests.processes import REPO, ManagedProcess, start_http_server
 
 pytestmark = pytest.mark.timeout(600)
@@ -137,29 +138,14 @@ async def test_the_installed_service_completes_a_call_with_progress(served: tupl
 @pytest.mark.anyio
 async def test_the_installed_service_cancels_a_call(served: tuple[str, RedisProcess, str]) -> None:
     url, redis_server, namespace = served
-    from mcp_jobs._events import Keys
-
-    redis = redis_server_client(redis_server)
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
     keys = Keys(namespace)
     before = job_keys(redis, keys)
     log = ProgressLog()
     async with Client(url) as client:
-        async with anyio.create_task_group() as tg:
-
-            async def call() -> None:
-                await client.call_tool("sleep_steps", {"steps": 100, "delay": 0.1}, progress_callback=log)
-
-            tg.start_soon(call)
-            await log.wait_for(2)
-            tg.cancel_scope.cancel()
+        await cancel_once_it_reports(client, "sleep_steps", {"steps": 100, "delay": 0.1}, log, at=2)
         cancelled_at = time.monotonic()
         (key,) = job_keys(redis, keys) - before
         assert await wait_for_state(redis, key, {"cancelled", "succeeded", "failed"}, timeout=10) == "cancelled"
     assert time.monotonic() - cancelled_at < 3.0
     assert float(redis.hget(key, "progress") or 0) < 100
-
-
-def redis_server_client(server: RedisProcess):  # type: ignore[no-untyped-def]
-    import redis
-
-    return redis.Redis.from_url(server.url, decode_responses=True)
