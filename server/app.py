@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from mcp_jobs import __version__
 from mcp_jobs._events import Keys
 from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.registry import JobSpec, load_jobs
@@ -110,6 +111,7 @@ def build_mcp_server(runtime: Runtime) -> MCPServer:
 
     server = MCPServer(
         "mcp-jobs",
+        version=__version__,
         instructions="Tools here run as background jobs and report progress while they work.",
         tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()],
         lifespan=lifespan,
@@ -131,10 +133,10 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
         ctx: Context = kwargs.pop(_CONTEXT_KWARG)
         arguments = to_jsonable_python(kwargs, by_alias=True)
         send = _progress_sender(ctx, runtime.settings.max_progress_token_bytes)
-        job_id, result = await runtime.dispatcher.run(spec, arguments, send)
-        converted = spec.metadata.convert_result(result)
-        converted.meta = {**(converted.meta or {}), JOB_ID_META_KEY: job_id}
-        return converted
+        job_id, stored = await runtime.dispatcher.run(spec, arguments, send)
+        result = spec.tool_result(stored)
+        result.meta = {**(result.meta or {}), JOB_ID_META_KEY: job_id}
+        return result
 
     call.__name__ = spec.name
     return Tool(

@@ -21,7 +21,7 @@ from mcp_jobs._events import Keys
 from mcp_jobs.server.embedded import RedisProcess, free_port
 from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
 
-TEST_JOB_MODULES = "mcp_jobs.examples,tests.jobs,bench.jobs"
+TEST_JOB_MODULES = "mcp_jobs.examples,tests.jobs,bench.jobs,mcp_jobs.conformance"
 PROGRESS_RATE = 20.0
 
 

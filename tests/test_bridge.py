@@ -6,6 +6,7 @@ Every test runs over Streamable HTTP in both protocol eras (2026-07-28 via `mode
 
 from __future__ import annotations
 
+import base64
 import time
 
 import mcp_types as types
@@ -161,3 +162,16 @@ async def test_cancelling_the_call_stops_the_job(connect: Connect, stack: Stack)
     assert took < 3.0, f"the job took {took:.2f} s to stop"
     assert float(redis.hget(key, "progress") or 0) < 100
     assert not after.is_error, "the connection and server keep working after a cancel"
+
+
+async def test_a_job_returns_an_image_and_a_file_beside_its_text(connect: Connect) -> None:
+    async with connect() as client:
+        result = await client.call_tool("log_report", {"query": "isr4431"})
+    assert not result.is_error, result.content
+    text, image, csv = result.content
+    assert isinstance(text, types.TextContent) and "severity 2: 2" in text.text
+    assert isinstance(image, types.ImageContent) and image.mime_type == "image/png"
+    assert base64.b64decode(image.data).startswith(b"\x89PNG\r\n\x1a\n")
+    assert isinstance(csv, types.EmbeddedResource) and csv.resource.mime_type == "text/csv"
+    assert csv.resource.text.splitlines()[0] == "level,file,count"  # type: ignore[union-attr]
+    assert result.structured_content is None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from pydantic import BaseModel
+from typing import Annotated
 
-from mcp_jobs import Progress, Settings, job
+import pytest
+from pydantic import BaseModel, Field
+
+from mcp_jobs import Progress, Settings, content, job
 from mcp_jobs.registry import build_spec, load_jobs
 
 
@@ -70,3 +72,27 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.allowed_hosts == ["mcp.example.com"]
     assert settings.effective_broker_url == "redis://redis:6379/1"
     assert settings.host == "127.0.0.1", "bind to localhost unless told otherwise"
+
+
+def test_a_header_mirrored_parameter_must_be_valid() -> None:
+    def routed(tenant: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Tenant"})]) -> str:
+        return tenant
+
+    def bad(ratio: Annotated[float, Field(json_schema_extra={"x-mcp-header": "Ratio"})]) -> float:
+        return ratio
+
+    assert build_spec(routed).input_schema["properties"]["tenant"]["x-mcp-header"] == "Tenant"
+    with pytest.raises(ValueError, match="invalid x-mcp-header"):
+        build_spec(bad)
+
+
+def test_content_returns_are_detected_and_round_trip() -> None:
+    def chart() -> list[content.TextContent | content.Image]:
+        return [content.text("hi"), content.Image(data=b"\x89PNG", format="png")]
+
+    spec = build_spec(chart)
+    assert spec.returns_content and spec.metadata.output_schema is None
+    stored = spec.encode_result(chart())
+    assert stored == [{"type": "text", "text": "hi"}, {"type": "image", "data": "iVBORw==", "mimeType": "image/png"}]
+    assert [block.type for block in spec.tool_result(stored).content] == ["text", "image"]
+    assert not build_spec(sample).returns_content

@@ -140,7 +140,8 @@ def _call(spec: JobSpec, progress: Progress, arguments: dict[str, Any]) -> Any:
     kwargs = spec.validate_arguments(arguments)
     if spec.progress_param:
         kwargs[spec.progress_param] = progress
-    return asyncio.run(spec.fn(**kwargs)) if spec.is_async else spec.fn(**kwargs)
+    value = asyncio.run(spec.fn(**kwargs)) if spec.is_async else spec.fn(**kwargs)
+    return spec.encode_result(value)
 
 
 def _as_json(value: Any) -> tuple[Any, int]:

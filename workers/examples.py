@@ -2,6 +2,7 @@
 
 - `process_documents`: a document batch in four stages (load, validate, index, finalize).
 - `search_logs`: one search per severity level over local log files.
+- `log_report`: the same counts as a summary, a PNG bar chart and a CSV file (mixed content).
 - `count_primes`: CPU-bound work in chunks (a segmented sieve).
 - `sleep_steps`: a demo that waits `delay` seconds per step; handy for trying cancellation.
 
@@ -24,6 +25,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from mcp_jobs import content
+from mcp_jobs._png import bar_chart
 from mcp_jobs.errors import JobError
 from mcp_jobs.progress import Progress
 from mcp_jobs.registry import job
@@ -158,6 +161,43 @@ def search_logs(
         hits.append(LevelHits(level=str(level), count=len(lines), lines=lines[:max_lines]))
         progress.report(done, f"severity {level}: {len(lines)} hits")
     return SearchResult(query=query, files_searched=len(files), levels=hits, total=sum(h.count for h in hits))
+
+
+@job(time_limit=600)
+def log_report(
+    progress: Progress,
+    query: Annotated[str, Field(min_length=1, max_length=200, description="Text to count (case-insensitive)")],
+    levels: Annotated[
+        list[int], Field(min_length=1, max_length=10, description="Severity levels, one bar each")
+    ] = DEFAULT_LEVELS,
+    folder: Annotated[str, Field(description="A folder below the data dir holding *.log files")] = "logs",
+) -> list[content.TextContent | content.Image | content.EmbeddedResource]:
+    """Report how often `query` occurs per severity level: a summary, a PNG bar chart and a CSV file.
+
+    An example of results beyond JSON (mixed content: text, an image and an embedded file).
+    """
+    files = _data_files(folder, "*.log")
+    if not files:
+        raise JobError(f"No .log files in {folder!r}.")
+    progress.set_total(len(levels) + 1, f"counting in {len(files)} files")
+    lines = {name: _read_data_file(path).lower().splitlines() for name, path in files}
+    needle = query.lower()
+    rows = ["level,file,count"]
+    totals = []
+    for done, level in enumerate(levels, start=1):
+        marker = f"sev={level} "
+        counts = {name: sum(marker in line and needle in line for line in text) for name, text in lines.items()}
+        rows += [f"{level},{name},{count}" for name, count in counts.items()]
+        totals.append(sum(counts.values()))
+        progress.report(done, f"severity {level}: {totals[-1]} hits")
+    chart = bar_chart(totals)
+    progress.report(len(levels) + 1, "rendered the chart")
+    summary = ", ".join(f"severity {level}: {total}" for level, total in zip(levels, totals))
+    return [
+        content.text(f"{query!r} in {len(files)} files: {summary}."),
+        content.Image(data=chart, format="png"),
+        content.embedded_file(f"report://{folder}/{query}.csv", "\n".join(rows) + "\n", "text/csv"),
+    ]
 
 
 class PrimeCount(BaseModel):

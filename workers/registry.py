@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+from mcp.shared.inbound import find_invalid_x_mcp_header
+from mcp.types import CallToolResult
 
+from mcp_jobs.content import decode_blocks, encode_blocks, returns_content
 from mcp_jobs.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,6 +45,11 @@ class JobSpec:
     """Celery queue to route the job to (None: the default queue)."""
     retry_safe: bool
     """Whether a re-run after a lost worker is harmless (enables late acknowledgement)."""
+    returns_content: bool = False
+    """Whether `fn` returns content blocks (images, audio, files: see `mcp_jobs.content`) rather
+    than JSON data."""
+    schema_override: dict[str, Any] | None = None
+    """A hand-written input schema published instead of the one derived from the signature."""
 
     @property
     def is_async(self) -> bool:
@@ -49,11 +57,27 @@ class JobSpec:
 
     @property
     def input_schema(self) -> dict[str, Any]:
-        return self.metadata.arg_model.model_json_schema(by_alias=True)
+        """The tool's published input schema."""
+        return self.schema_override or self.metadata.arg_model.model_json_schema(by_alias=True)
 
     def validate_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Validate raw (JSON) arguments into the keyword arguments of `fn`."""
         return self.metadata.validate_arguments(arguments)
+
+    def encode_result(self, value: Any) -> Any:
+        """What the worker stores for a return value: content blocks in their JSON form, or the
+        value itself (made JSON-able by the caller)."""
+        return encode_blocks(self.metadata.convert_result(value)) if self.returns_content else value  # type: ignore[arg-type]
+
+    def tool_result(self, stored: Any) -> CallToolResult:
+        """The tool result for what the worker stored: blocks validated back into content, or data
+        validated against the output schema (the SDK's own conversion)."""
+        if self.returns_content:
+            return CallToolResult(content=decode_blocks(stored))
+        converted = self.metadata.convert_result(stored)
+        if not isinstance(converted, CallToolResult):
+            raise TypeError(f"job {self.name} produced a {type(converted).__name__}, not a tool result")
+        return converted
 
 
 @overload
@@ -68,6 +92,7 @@ def job(
     time_limit: float | None = None,
     queue: str | None = None,
     retry_safe: bool = False,
+    input_schema: dict[str, Any] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -80,11 +105,24 @@ def job(
     time_limit: float | None = None,
     queue: str | None = None,
     retry_safe: bool = False,
+    input_schema: dict[str, Any] | None = None,
 ) -> F | Callable[[F], F]:
     """Register a function as a job, and so as an MCP tool.
 
     Usable bare (`@job`) or with options (`@job(time_limit=60)`). The function is returned
     unchanged, so it stays callable in unit tests.
+
+    - `time_limit`: seconds; the job gets `SoftTimeLimitExceeded` at the limit, a kill 5 s later.
+    - `queue`: the Celery queue to route it to.
+    - `retry_safe`: running it again from the start is harmless (re-run after a lost worker).
+    - `input_schema`: publish this JSON Schema instead of the derived one, for what pydantic
+      cannot express (2020-12 `if`/`then`/`else`, `$anchor`, ...). Arguments are still
+      validated against the signature, so keep the two in agreement.
+
+    A parameter can be mirrored into an HTTP header for routing (SEP-2243), so a load balancer
+    sees it without reading bodies: `tenant: Annotated[str, Field(json_schema_extra={"x-mcp-header":
+    "Tenant"})]` makes 2026-07-28 clients send `Mcp-Param-Tenant`, which the server checks
+    against the argument (a mismatch is refused with -32020 before anything is queued).
     """
 
     def register(func: F) -> F:
@@ -95,6 +133,7 @@ def job(
             time_limit=time_limit,
             queue=queue,
             retry_safe=retry_safe,
+            input_schema=input_schema,
         )
         existing = _registry.get(spec.name)
         if existing is not None and existing.fn is not func:
@@ -113,13 +152,14 @@ def build_spec(
     time_limit: float | None = None,
     queue: str | None = None,
     retry_safe: bool = False,
+    input_schema: dict[str, Any] | None = None,
 ) -> JobSpec:
     """Inspect `fn` and build its `JobSpec` (without registering it)."""
     if time_limit is not None and time_limit <= 0:
         raise ValueError("time_limit must be positive")
     progress_param = _find_progress_param(fn)
     skip = [progress_param] if progress_param else []
-    return JobSpec(
+    spec = JobSpec(
         name=name or fn.__name__,
         fn=fn,
         description=inspect.cleandoc(description or fn.__doc__ or ""),
@@ -128,7 +168,12 @@ def build_spec(
         time_limit=time_limit,
         queue=queue,
         retry_safe=retry_safe,
+        returns_content=returns_content(typing.get_type_hints(fn, include_extras=True).get("return")),
+        schema_override=input_schema,
     )
+    if (reason := find_invalid_x_mcp_header(spec.input_schema)) is not None:
+        raise ValueError(f"job {spec.name!r} has an invalid x-mcp-header annotation: {reason}")
+    return spec
 
 
 def _find_progress_param(fn: Callable[..., Any]) -> str | None:
