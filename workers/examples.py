@@ -130,23 +130,32 @@ class SearchResult(BaseModel):
 
 
 DEFAULT_LEVELS = [1, 2, 3]
-"""The severity levels `search_logs` searches unless told otherwise (only read, never changed)."""
+"""The severity levels searched unless told otherwise (only read, never changed)."""
+
+LogQuery = Annotated[str, Field(min_length=1, max_length=200, description="Text to find (case-insensitive)")]
+Levels = Annotated[
+    list[int], Field(min_length=1, max_length=10, description="Severity levels (`sev=N`), one step each")
+]
+LogFolder = Annotated[str, Field(description="A folder below the data dir holding *.log files")]
+
+
+def _log_files(folder: str) -> list[tuple[str, Path]]:
+    files = _data_files(folder, "*.log")
+    if not files:
+        raise JobError(f"No .log files in {folder!r}.")
+    return files
 
 
 @job(time_limit=600)
 def search_logs(
     progress: Progress,
-    query: Annotated[str, Field(min_length=1, max_length=200, description="Text to find (case-insensitive)")],
-    levels: Annotated[
-        list[int], Field(min_length=1, max_length=10, description="Severity levels, one search each")
-    ] = DEFAULT_LEVELS,
-    folder: Annotated[str, Field(description="A folder below the data dir holding *.log files")] = "logs",
+    query: LogQuery,
+    levels: Levels = DEFAULT_LEVELS,
+    folder: LogFolder = "logs",
     max_lines: Annotated[int, Field(ge=0, le=1000)] = 20,
 ) -> SearchResult:
     """Search log files for `query`, running one search per severity level (`sev=N`)."""
-    files = _data_files(folder, "*.log")
-    if not files:
-        raise JobError(f"No .log files in {folder!r}.")
+    files = _log_files(folder)
     needle = query.lower()
     progress.set_total(len(levels), f"searching {len(files)} files")
     hits: list[LevelHits] = []
@@ -166,19 +175,15 @@ def search_logs(
 @job(time_limit=600)
 def log_report(
     progress: Progress,
-    query: Annotated[str, Field(min_length=1, max_length=200, description="Text to count (case-insensitive)")],
-    levels: Annotated[
-        list[int], Field(min_length=1, max_length=10, description="Severity levels, one bar each")
-    ] = DEFAULT_LEVELS,
-    folder: Annotated[str, Field(description="A folder below the data dir holding *.log files")] = "logs",
+    query: LogQuery,
+    levels: Levels = DEFAULT_LEVELS,
+    folder: LogFolder = "logs",
 ) -> list[content.TextContent | content.Image | content.EmbeddedResource]:
     """Report how often `query` occurs per severity level: a summary, a PNG bar chart and a CSV file.
 
     An example of results beyond JSON (mixed content: text, an image and an embedded file).
     """
-    files = _data_files(folder, "*.log")
-    if not files:
-        raise JobError(f"No .log files in {folder!r}.")
+    files = _log_files(folder)
     progress.set_total(len(levels) + 1, f"counting in {len(files)} files")
     lines = {name: _read_data_file(path).lower().splitlines() for name, path in files}
     needle = query.lower()
