@@ -30,11 +30,14 @@ from mcp_jobs import __version__
 from mcp_jobs._events import Keys
 from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.registry import JobSpec, load_jobs
-from mcp_jobs.server.dispatch import Dispatcher
+from mcp_jobs.server.callers import CALLER_FIELD, caller_of
+from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff
 from mcp_jobs.server.follow import SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
+from mcp_jobs.server.handoff import handed_off, handoff_tools
 from mcp_jobs.server.listener import JobListener
 from mcp_jobs.server.snapshots import AsyncJobStore
+from mcp_jobs.server.tasks import TasksExtension
 from mcp_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -109,11 +112,16 @@ def build_mcp_server(runtime: Runtime) -> MCPServer:
         async with runtime.running():
             yield runtime
 
+    handoff_configured = runtime.settings.handoff_after is not None or any(
+        spec.handoff_after is not None for spec in runtime.jobs.values()
+    )
+    handoff = handoff_tools(runtime) if handoff_configured else []
     server = MCPServer(
         "mcp-jobs",
         version=__version__,
         instructions="Tools here run as background jobs and report progress while they work.",
-        tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()],
+        tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()] + handoff,
+        extensions=[TasksExtension(runtime)],
         lifespan=lifespan,
         log_level=runtime.settings.log_level.upper(),  # type: ignore[arg-type]
     )
@@ -133,7 +141,12 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
         ctx: Context = kwargs.pop(_CONTEXT_KWARG)
         arguments = to_jsonable_python(kwargs, by_alias=True)
         send = _progress_sender(ctx, runtime.settings.max_progress_token_bytes)
-        job_id, stored = await runtime.dispatcher.run(spec, arguments, send)
+        handoff_after = spec.handoff_after if spec.handoff_after is not None else runtime.settings.handoff_after
+        record = {CALLER_FIELD: caller_of(ctx)}
+        try:
+            job_id, stored = await runtime.dispatcher.run(spec, arguments, send, handoff_after, record)
+        except JobHandedOff as exc:
+            return handed_off(exc, {JOB_ID_META_KEY: exc.job_id})
         result = spec.tool_result(stored)
         result.meta = {**(result.meta or {}), JOB_ID_META_KEY: job_id}
         return result

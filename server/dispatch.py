@@ -16,6 +16,7 @@ exception goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ import anyio.to_thread
 from celery import Celery
 from kombu.exceptions import OperationalError
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from redis.exceptions import RedisError
 
 from mcp_jobs._events import JobEvent, JobState
@@ -45,6 +47,19 @@ logger = logging.getLogger(__name__)
 REDIS_DOWN = "Redis is unavailable, so the job could not be started; try again shortly."
 
 
+class JobHandedOff(ToolError):
+    """The call ends while its job goes on: the caller follows it with the status tools."""
+
+    def __init__(self, job_name: str, job_id: str, after: float) -> None:
+        self.job_name = job_name
+        self.job_id = job_id
+        super().__init__(
+            f"Job {job_name} is still running after {after:g} s and goes on in the background (job id {job_id}). "
+            "This is not a failure. Call job_status with this job id to see its progress, job_result to "
+            "get its result once it is done (it can wait for it), or job_cancel to stop it."
+        )
+
+
 class Dispatcher:
     """Runs jobs for tool calls; one per server process, shared by all calls."""
 
@@ -59,31 +74,70 @@ class Dispatcher:
         # apply_async and revoke block on the broker: they run on threads, at most this many at once.
         self._broker_threads = anyio.CapacityLimiter(16)
 
-    async def run(self, spec: JobSpec, arguments: dict[str, Any], send: SendProgress | None) -> tuple[str, Any]:
+    async def run(
+        self,
+        spec: JobSpec,
+        arguments: dict[str, Any],
+        send: SendProgress | None,
+        handoff_after: float | None = None,
+        record: dict[str, str] | None = None,
+    ) -> tuple[str, Any]:
         """Run `spec` with validated `arguments`; return the job id and its JSON result.
 
-        `send` receives the gated progress (None: the caller asked for no progress).
+        `send` receives the gated progress (None: the caller asked for no progress). With
+        `handoff_after`, a job still going after that many seconds is left running and
+        `JobHandedOff` is raised. `record` is stored with the job's snapshot (its caller).
         Raises `ToolError` when the job could not start, failed or was cancelled.
         """
+        self._check_size(arguments)
+        job_id = str(uuid.uuid4())
+        until = None if handoff_after is None else time.monotonic() + handoff_after
+        async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
+            created = await self._create(spec, job_id, record)
+            await self._enqueue(spec, job_id, arguments)
+            final = await self._follower(spec.name, spec, job_id, watch, send).run(created.seq, until=until)
+            if final is None:
+                raise JobHandedOff(spec.name, job_id, handoff_after or 0)
+        return job_id, outcome(spec.name, job_id, final)
+
+    async def start(self, spec: JobSpec, arguments: dict[str, Any], record: dict[str, str]) -> str:
+        """Queue `spec` and return its job id without following it (a task: callers poll the
+        snapshot). `record` is stored with the snapshot (task fields, the caller).
+
+        The job's first snapshot is written before it is queued, so once this returns any server
+        replica can read it. If the start is interrupted after queueing, the job is cancelled.
+        """
+        self._check_size(arguments)
+        job_id = str(uuid.uuid4())
+        async with self._cancel_job_unless_it_ended(job_id):
+            await self._create(spec, job_id, record)
+            await self._enqueue(spec, job_id, arguments)
+        return job_id
+
+    def _check_size(self, arguments: dict[str, Any]) -> None:
         size = len(json.dumps(arguments, separators=(",", ":")))
         if size > self._settings.max_argument_bytes:
             raise ToolError(
                 f"The arguments are {size} bytes of JSON, over the {self._settings.max_argument_bytes}-byte limit."
             )
-        job_id = str(uuid.uuid4())
-        async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
-            created = await self._create(spec, job_id)
-            await self._enqueue(spec, job_id, arguments)
-            final = await self._follower(spec.name, spec, job_id, watch, send).run(created.seq)
-        return job_id, _outcome(spec.name, job_id, final)
 
-    async def follow(self, job_id: str, send: SendProgress | None, spec: JobSpec | None = None) -> Any:
+    async def follow(
+        self,
+        job_id: str,
+        send: SendProgress | None,
+        spec: JobSpec | None = None,
+        wait: float | None = None,
+        owned: bool = True,
+    ) -> Any:
         """Attach to a job that is already queued, running or finished, and return its result.
 
         The snapshot is read right after subscribing, so a job that ended before anyone listened
-        returns at once. Cancelling the caller cancels the job, as with `run`.
+        returns at once. If `owned`, cancelling the caller cancels the job, as with `run`. A job
+        still going after `wait` seconds raises `JobHandedOff`.
         """
-        async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
+        until = None if wait is None else time.monotonic() + wait
+        ownership = self._cancel_job_unless_it_ended(job_id) if owned else contextlib.nullcontext()
+        async with self._watching(job_id) as watch, ownership:
             first, _ = await self._store.read(job_id)
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
@@ -91,9 +145,11 @@ class Dispatcher:
             final = (
                 first
                 if first.state.terminal
-                else await self._follower(name, spec, job_id, watch, send).run(snapshot=first)
+                else await self._follower(name, spec, job_id, watch, send).run(snapshot=first, until=until)
             )
-        return _outcome(name, job_id, final)
+            if final is None:
+                raise JobHandedOff(name, job_id, wait or 0)
+        return outcome(name, job_id, final)
 
     async def cancel(self, job_id: str) -> None:
         """Ask the job to stop: the flag its reporter checks, plus a Celery revoke for a queued job."""
@@ -108,17 +164,28 @@ class Dispatcher:
         except OperationalError as exc:
             logger.warning("could not revoke job %s: %r", job_id, exc)
 
-    def _follower(
-        self, name: str, spec: JobSpec | None, job_id: str, watch: JobWatch, send: SendProgress | None
-    ) -> JobFollower:
+    @property
+    def policy(self) -> FollowPolicy:
+        return self._policy
+
+    @property
+    def store(self) -> AsyncJobStore:
+        return self._store
+
+    def followed_job(self, name: str, spec: JobSpec | None, job_id: str) -> FollowedJob:
+        """What a follower (or a task's status read) needs to know about a job."""
         queue = (spec.queue if spec else None) or self._celery.conf.task_default_queue
-        job = FollowedJob(
+        return FollowedJob(
             job_id=job_id,
             name=name,
             queue=queue if self._broker_is_redis else None,
             retry_safe=bool(spec and spec.retry_safe),
         )
-        return JobFollower(job, watch, self._store, send, self._policy)
+
+    def _follower(
+        self, name: str, spec: JobSpec | None, job_id: str, watch: JobWatch, send: SendProgress | None
+    ) -> JobFollower:
+        return JobFollower(self.followed_job(name, spec, job_id), watch, self._store, send, self._policy)
 
     @asynccontextmanager
     async def _watching(self, job_id: str) -> AsyncIterator[JobWatch]:
@@ -149,11 +216,10 @@ class Dispatcher:
                 await self.cancel(job_id)
             raise
 
-    async def _create(self, spec: JobSpec, job_id: str) -> WriteOutcome:
+    async def _create(self, spec: JobSpec, job_id: str, record: dict[str, str] | None = None) -> WriteOutcome:
+        extra = {"job": spec.name, "created_at": repr(time.time()), **(record or {})}
         try:
-            return await self._store.write(
-                job_id, JobState.QUEUED, message="queued", extra={"job": spec.name, "created_at": repr(time.time())}
-            )
+            return await self._store.write(job_id, JobState.QUEUED, message="queued", extra=extra)
         except RedisError as exc:
             raise ToolError(REDIS_DOWN) from exc
 
@@ -179,10 +245,13 @@ class Dispatcher:
             raise ToolError(error) from exc
 
 
-def _outcome(job_name: str, job_id: str, final: JobEvent) -> Any:
-    """The tool's return value for a finished job, or the `ToolError` the model should read."""
+def outcome(job_name: str, job_id: str, final: JobEvent) -> Any:
+    """The tool's return value for a finished job, or the `ToolError` the model should read
+    (`MCPError` for a job that ended with a protocol error)."""
     if final.state is JobState.SUCCEEDED:
         return final.result
+    if final.error_code is not None:
+        raise MCPError(final.error_code, final.error or f"Job {job_name} failed (job id {job_id}).")
     if final.state is JobState.CANCELLED:
         raise ToolError(f"Job {job_name} was cancelled (job id {job_id}).")
     raise ToolError(final.error or f"Job {job_name} failed (job id {job_id}).")

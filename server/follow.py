@@ -80,6 +80,24 @@ class FollowedJob:
     retry_safe: bool
 
 
+def queue_timeout_error(job: FollowedJob, policy: FollowPolicy) -> str:
+    return (
+        f"No worker started job {job.name} within {policy.max_queue_wait:g} s (job id {job.job_id}); "
+        f"is a worker running for queue {job.queue or 'celery'!r}?"
+    )
+
+
+def worker_lost_error(job: FollowedJob, policy: FollowPolicy) -> str:
+    if not job.retry_safe:
+        return (
+            f"Job {job.name} lost its worker (no heartbeat for {policy.worker_lost_after:g} s) and is not "
+            f"marked safe to re-run (job id {job.job_id})."
+        )
+    return (
+        f"Job {job.name} lost its worker and was not re-run within {policy.redelivery_wait:g} s (job id {job.job_id})."
+    )
+
+
 class JobFollower:
     """Follows one job to its end, sending the call's progress on the way."""
 
@@ -103,10 +121,13 @@ class JobFollower:
         self._lost_since: float | None = None
         self._missing_since: float | None = None
         self._next_poll = self._poll_after(now)
+        self._until: float | None = None
 
-    async def run(self, seq: int = 0, snapshot: JobEvent | None = None) -> JobEvent:
+    async def run(self, seq: int = 0, snapshot: JobEvent | None = None, until: float | None = None) -> JobEvent | None:
         """Follow from sequence number `seq` (already seen), or from a `snapshot` already read,
-        and return the terminal event."""
+        and return the terminal event; None if the job is still going at `until` (monotonic
+        time: the call hands the job off), after the last progress is flushed."""
+        self._until = until
         self._seq = seq
         if snapshot is not None:
             self._apply(snapshot, time.monotonic(), authoritative=True)
@@ -120,7 +141,7 @@ class JobFollower:
                 if item.seq > self._seq + 1 or (item.seq <= self._seq and self._missing_since is not None):
                     await self._check(now)  # events were lost, or Redis lost the job: trust the snapshot
                 self._apply(item, now)
-            if self._final is not None:
+            if self._final is not None or (until is not None and now >= until):
                 await self._emit(self._gate.drain(now))
                 return self._final
             await self._emit(self._gate.due(now))
@@ -128,7 +149,7 @@ class JobFollower:
                 await self._emit(self._gate.notice(await self._notice_text(), now))
 
     def _next_wake(self) -> float:
-        wake = min(self._next_poll, self._notice_due())
+        wake = min(self._next_poll, self._notice_due(), self._until or float("inf"))
         due = self._gate.next_due()
         return wake if due is None else min(wake, due)
 
@@ -198,11 +219,7 @@ class JobFollower:
     async def _enforce_deadlines(self, now: float, alive: bool) -> None:
         job, policy = self._job, self._policy
         if self._state is JobState.QUEUED and now - self._queued_since > policy.max_queue_wait:
-            error = (
-                f"No worker started job {job.name} within {policy.max_queue_wait:g} s (job id {job.job_id}); "
-                f"is a worker running for queue {job.queue or 'celery'!r}?"
-            )
-            await self._end(JobState.QUEUED, error, "QueueTimeout")
+            await self._end(JobState.QUEUED, queue_timeout_error(job, policy), "QueueTimeout")
         elif self._state is JobState.RUNNING and alive:
             self._lost_since = None
         elif self._state is JobState.RUNNING:
@@ -211,18 +228,8 @@ class JobFollower:
             self._lost_since = self._lost_since or now
             if now - self._lost_since < 2 * policy.heartbeat_interval:
                 self._next_poll = min(self._next_poll, now + policy.heartbeat_interval)
-            elif not job.retry_safe:
-                error = (
-                    f"Job {job.name} lost its worker (no heartbeat for {policy.worker_lost_after:g} s) and is not "
-                    f"marked safe to re-run (job id {job.job_id})."
-                )
-                await self._end(JobState.RUNNING, error, "WorkerLost")
-            elif now - self._lost_since > policy.redelivery_wait:
-                error = (
-                    f"Job {job.name} lost its worker and was not re-run within {policy.redelivery_wait:g} s "
-                    f"(job id {job.job_id})."
-                )
-                await self._end(JobState.RUNNING, error, "WorkerLost")
+            elif not job.retry_safe or now - self._lost_since > policy.redelivery_wait:
+                await self._end(JobState.RUNNING, worker_lost_error(job, policy), "WorkerLost")
 
     async def _end(self, expect: JobState, error: str, kind: str) -> None:
         """End the job as failed, unless it moved on meanwhile (then the next check sees where to)."""

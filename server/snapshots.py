@@ -29,16 +29,13 @@ class AsyncJobStore:
 
     async def read(self, job_id: str) -> tuple[JobEvent | None, bool]:
         """The job's snapshot (None: unknown or gone) and whether its worker beat recently."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hgetall(self._keys.job(job_id))
-        pipe.exists(self._keys.alive(job_id))
-        fields, alive = await pipe.execute()
+        fields, alive = await self.read_record(job_id)
         try:
-            return JobEvent.from_snapshot(fields), bool(alive)
+            return JobEvent.from_snapshot(fields), alive
         except ValueError as exc:
             # Only a writer other than our workers can put this there; treat the job as unreadable.
             logger.warning("job %s: ignoring a malformed snapshot (%s)", job_id, exc)
-            return None, bool(alive)
+            return None, alive
 
     async def job_name(self, job_id: str) -> str | None:
         name = await self._client.hget(self._keys.job(job_id), "job")
@@ -50,3 +47,16 @@ class AsyncJobStore:
     async def queue_depth(self, queue: str) -> int:
         """Messages waiting in a Celery queue on a Redis broker that shares this Redis."""
         return int(await self._client.llen(queue))
+
+    async def read_record(self, job_id: str) -> tuple[dict[str, str], bool]:
+        """The job's raw snapshot fields (empty: unknown or expired) and whether its worker beat
+        recently."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self._keys.job(job_id))
+        pipe.exists(self._keys.alive(job_id))
+        fields, alive = await pipe.execute()
+        return {_text(k): _text(v) for k, v in fields.items()}, bool(alive)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -6,6 +6,8 @@ on a service that happens to run on the machine.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -127,3 +129,18 @@ def connect(stack: Stack, transport: str) -> Connect:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+TS_CLIENT_DIR = REPO / "tests" / "ts_client"
+"""The official TypeScript clients (MCP SDK, and ext-tasks for the Tasks extension), from the lock file."""
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary, with the TypeScript clients' npm dependencies installed (from the lock file)."""
+    binary, npm = shutil.which("node"), shutil.which("npm")
+    assert binary and npm, "Node.js and npm are needed for the TypeScript client tests (.ci/run installs them)"
+    modules = TS_CLIENT_DIR / "node_modules" / "@modelcontextprotocol"
+    if not all((modules / package).exists() for package in ("sdk", "client", "ext-tasks")):
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=TS_CLIENT_DIR, check=True, timeout=300)
+    return binary

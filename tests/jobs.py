@@ -165,3 +165,13 @@ def careless(progress: Progress, mistake: str) -> dict[str, object]:
         return {"x": object()}
     progress.report(3, "done")
     return {"x": 1}
+
+
+@job(handoff_after=1)
+def long_haul(progress: Progress, steps: int = 30, delay: float = 0.1) -> int:
+    """Report `steps` steps `delay` apart; a call still running after 1 s hands the job off."""
+    progress.set_total(steps)
+    for step in range(1, steps + 1):
+        progress.sleep(delay)
+        progress.report(step, f"haul {step}/{steps}")
+    return steps

@@ -44,3 +44,40 @@ async def call_messages(
 
 def progress_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m["params"] for m in messages if m.get("method") == "notifications/progress"]
+
+
+MODERN = "2026-07-28"
+TASKS = "io.modelcontextprotocol/tasks"
+
+
+async def modern_request(
+    http: httpx.AsyncClient,
+    url: str,
+    method: str,
+    params: dict[str, Any],
+    *,
+    tasks: bool = True,
+    name: str | None = None,
+    request_id: int = 1,
+) -> dict[str, Any]:
+    """One stateless 2026-07-28 request (what a Tasks-aware client sends); returns the JSON-RPC
+    response, whether the server answered with JSON or SSE. `tasks`: opt in to the extension;
+    `name`: the `Mcp-Name` header (default: the tool name or task id)."""
+    capabilities: dict[str, Any] = {"extensions": {TASKS: {}}} if tasks else {}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    }
+    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": method}
+    routed = name if name is not None else params.get("name", params.get("taskId"))
+    if routed is not None:
+        headers["Mcp-Name"] = str(routed)
+    body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**params, "_meta": meta}}
+    response = await http.post(url, json=body, headers=headers)
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        events = [
+            json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()
+        ]
+        return next(e for e in events if e.get("id") == request_id)
+    return dict(response.json())

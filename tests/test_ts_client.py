@@ -8,28 +8,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.conftest import TS_CLIENT_DIR as CLIENT_DIR
 from tests.helpers import job_keys
 from tests.test_faults import KEEPALIVE, FaultStack, faults, stack  # noqa: F401 - the fault stack fixtures
-
-CLIENT_DIR = Path(__file__).parent / "ts_client"
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """The node binary, with the client's npm dependencies installed (from the lock file)."""
-    binary, npm = shutil.which("node"), shutil.which("npm")
-    assert binary and npm, "Node.js and npm are needed for the TypeScript client tests (.ci/run installs them)"
-    if not (CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=CLIENT_DIR, check=True, timeout=300)
-    return binary
 
 
 def ts_call(

@@ -4,6 +4,7 @@ Redis layout (all under the configured namespace `<ns>`):
 
 - `<ns>:job:<job_id>` (hash): the job's *snapshot*, the source of truth. Fields: `job` (name),
   `state`, `seq`, `progress`, `total`, `message`, `result` (JSON), `error`, `error_type`,
+  `error_code` (a JSON-RPC error code, for a job that ended with a protocol error),
   `attempt` (1, then 2... when a retry-safe job is re-run after a lost worker), `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`.
 - `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
   absence while the state is `running` means the worker was lost.
@@ -71,6 +72,8 @@ class JobEvent:
     result: Any = None
     error: str | None = None
     error_type: str | None = None
+    error_code: int | None = None
+    """The JSON-RPC error code when the job ended with a protocol error (it raised `MCPError`)."""
     attempt: int = 0
     """Which run of the job this is: 0 while queued, 1 for the first run, 2+ after a lost worker."""
 
@@ -89,6 +92,7 @@ class JobEvent:
             result=raw.get("result"),
             error=_string(raw.get("error")),
             error_type=_string(raw.get("error_type")),
+            error_code=None if raw.get("error_code") is None else _integer(raw.get("error_code")),
             attempt=_integer(raw.get("attempt", 0)),
         )
 
@@ -109,6 +113,7 @@ class JobEvent:
             result=strict_json(result) if result else None,
             error=snap.get("error") or None,
             error_type=snap.get("error_type") or None,
+            error_code=_integer(snap["error_code"]) if snap.get("error_code") else None,
             attempt=_integer(snap.get("attempt") or "0"),
         )
 

@@ -5,6 +5,8 @@ caller's `tools/call` on the server:
 
 - returned: `succeeded` with the JSON form of the return value (if within `max_result_bytes`);
 - raised `JobError`: `failed` with the job's own message (meant for the model to read);
+- raised the SDK's `MCPError`: `failed` with its code and message, answered as a JSON-RPC error
+  (a protocol error, not a tool result; a task ends `failed`);
 - cancelled by the caller: `cancelled`;
 - exceeded its time limit: `failed`, naming the limit;
 - raised anything else: `failed`, naming the exception type and the job id only. The traceback
@@ -29,6 +31,7 @@ from typing import Any
 
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded
+from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -90,6 +93,9 @@ def _execute(
     except JobCancelled:
         logger.info("job %s (%s) cancelled", job_id, spec.name)
         return JobState.CANCELLED, {}
+    except MCPError as exc:
+        logger.info("job %s (%s) ended with protocol error %s: %s", job_id, spec.name, exc.code, exc.message)
+        return JobState.FAILED, {"error": _capped(exc.message), "error_type": "ProtocolError", "error_code": exc.code}
     except JobError as exc:
         logger.info("job %s (%s) failed: %s", job_id, spec.name, exc)
         return JobState.FAILED, {"error": _capped(str(exc) or type(exc).__name__), "error_type": "JobError"}

@@ -82,6 +82,7 @@ def encode_write(
     result: Any = None,
     error: str | None = None,
     error_type: str | None = None,
+    error_code: int | None = None,
     extra: dict[str, str] | None = None,
 ) -> tuple[str, list[str]]:
     """The event JSON and the snapshot field/value pairs for one write.
@@ -104,8 +105,9 @@ def encode_write(
             "result": json.dumps(result, separators=(",", ":"), allow_nan=False),
             "error": error or "",
             "error_type": error_type or "",
+            "error_code": "" if error_code is None else str(error_code),
         }
-        event |= {"result": result, "error": error, "error_type": error_type}
+        event |= {"result": result, "error": error, "error_type": error_type, "error_code": error_code}
     fields |= extra or {}
     flat = [item for pair in fields.items() for item in pair]
     return json.dumps(event, separators=(",", ":"), allow_nan=False), flat

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR
 from pydantic import Field
 
 from mcp_jobs import content
@@ -134,3 +136,36 @@ def json_schema_2020_12_tool(
 ) -> str:
     """Tool with JSON Schema 2020-12 features (published as written, not derived)."""
     return f"contact {name or 'someone'} by {contactMethod or 'email'}"
+
+
+# The Tasks extension's fixtures (the suite's tasks-* scenarios).
+
+
+@job(task="forbidden")
+def greet(name: str) -> content.TextContent:
+    """Greet `name` at once (never a task)."""
+    return content.text(f"Hello, {name}!")
+
+
+@job(task="optional")
+def slow_compute(progress: Progress, seconds: Annotated[float, Field(ge=0, le=600)] = 1, label: str = "job") -> str:
+    """Work for `seconds`, reporting each second; a task for clients that opt in."""
+    steps = max(1, int(seconds))
+    progress.set_total(steps, f"{label}: starting")
+    for step in range(1, steps + 1):
+        progress.sleep(seconds / steps)
+        progress.report(step, f"{label}: {step}/{steps} s")
+    return f"{label} computed for {seconds:g} s"
+
+
+@job(task="required")
+def failing_job(progress: Progress) -> str:
+    """Run only as a task, and fail with a tool error."""
+    progress.report(1, "about to fail", total=1)
+    raise JobError("failing_job failed on purpose")
+
+
+@job(task="required")
+def protocol_error_job() -> str:
+    """Run only as a task, and end with a protocol (JSON-RPC) error rather than a tool error."""
+    raise MCPError(INTERNAL_ERROR, "protocol_error_job raised a protocol error on purpose")

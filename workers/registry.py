@@ -14,7 +14,7 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
 from mcp.shared.inbound import find_invalid_x_mcp_header
@@ -24,6 +24,11 @@ from mcp_jobs.content import decode_blocks, encode_blocks, returns_content
 from mcp_jobs.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+TaskSupport = Literal["forbidden", "optional", "required"]
+"""Whether a job may run as an MCP task (Tasks extension), for clients that opt in:
+`optional` (a task for clients that opt in, a streaming call for the others), `required` (clients
+that do not opt in get -32021), `forbidden` (always a streaming call)."""
 
 _registry: dict[str, JobSpec] = {}
 
@@ -50,6 +55,11 @@ class JobSpec:
     than JSON data."""
     schema_override: dict[str, Any] | None = None
     """A hand-written input schema published instead of the one derived from the signature."""
+    task: TaskSupport = "optional"
+    """Whether it may run as an MCP task (see `TaskSupport`)."""
+    handoff_after: float | None = None
+    """Seconds after which a streaming call still running hands the job off (None: the global
+    `MCP_JOBS_HANDOFF_AFTER`)."""
 
     @property
     def is_async(self) -> bool:
@@ -93,6 +103,8 @@ def job(
     queue: str | None = None,
     retry_safe: bool = False,
     input_schema: dict[str, Any] | None = None,
+    task: TaskSupport = "optional",
+    handoff_after: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -106,6 +118,8 @@ def job(
     queue: str | None = None,
     retry_safe: bool = False,
     input_schema: dict[str, Any] | None = None,
+    task: TaskSupport = "optional",
+    handoff_after: float | None = None,
 ) -> F | Callable[[F], F]:
     """Register a function as a job, and so as an MCP tool.
 
@@ -118,6 +132,9 @@ def job(
     - `input_schema`: publish this JSON Schema instead of the derived one, for what pydantic
       cannot express (2020-12 `if`/`then`/`else`, `$anchor`, ...). Arguments are still
       validated against the signature, so keep the two in agreement.
+    - `task`: whether it may run as an MCP task for clients that opt in (`TaskSupport`).
+    - `handoff_after`: seconds after which a call still running returns and leaves the job
+      running, for clients that cannot wait that long (see `mcp_jobs.server.handoff`).
 
     A parameter can be mirrored into an HTTP header for routing (SEP-2243), so a load balancer
     sees it without reading bodies: `tenant: Annotated[str, Field(json_schema_extra={"x-mcp-header":
@@ -134,6 +151,8 @@ def job(
             queue=queue,
             retry_safe=retry_safe,
             input_schema=input_schema,
+            task=task,
+            handoff_after=handoff_after,
         )
         existing = _registry.get(spec.name)
         if existing is not None and existing.fn is not func:
@@ -153,10 +172,14 @@ def build_spec(
     queue: str | None = None,
     retry_safe: bool = False,
     input_schema: dict[str, Any] | None = None,
+    task: TaskSupport = "optional",
+    handoff_after: float | None = None,
 ) -> JobSpec:
     """Inspect `fn` and build its `JobSpec` (without registering it)."""
     if time_limit is not None and time_limit <= 0:
         raise ValueError("time_limit must be positive")
+    if handoff_after is not None and handoff_after <= 0:
+        raise ValueError("handoff_after must be positive")
     progress_param = _find_progress_param(fn)
     skip = [progress_param] if progress_param else []
     spec = JobSpec(
@@ -170,6 +193,8 @@ def build_spec(
         retry_safe=retry_safe,
         returns_content=returns_content(typing.get_type_hints(fn, include_extras=True).get("return")),
         schema_override=input_schema,
+        task=task,
+        handoff_after=handoff_after,
     )
     if (reason := find_invalid_x_mcp_header(spec.input_schema)) is not None:
         raise ValueError(f"job {spec.name!r} has an invalid x-mcp-header annotation: {reason}")

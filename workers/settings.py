@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     """Seconds between safety reads of a job's snapshot while no event arrives."""
     default_time_limit: float | None = Field(default=None, gt=0)
     """Time limit in seconds for jobs that set none of their own (None: no limit)."""
+    handoff_after: float | None = Field(default=None, gt=0)
+    """Seconds after which a call whose job is still running returns, leaving the job running for
+    the caller to follow with `job_status`/`job_result`/`job_cancel` (None: calls wait to the end).
+    Jobs can set their own (`@job(handoff_after=...)`)."""
     max_queue_wait: float = Field(default=300.0, gt=0)
     """Seconds a job may wait for a worker; then its call ends with an error and a late worker skips it."""
     keepalive_interval: float = Field(default=10.0, gt=0)

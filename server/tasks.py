@@ -1,0 +1,278 @@
+"""The MCP Tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) on the job queue.
+
+A task is a job. The job id (uuid4) is the task id, and the job's snapshot hash is the task
+record, with three more fields: `task` ("1"), `caller` (who started it: checked on every task
+request, so one caller never reaches another's task) and `created_at`. So any server replica
+answers for any task with one snapshot read, as fresh as the worker's last step, and a task
+outlives the server process (and the connection) that created it.
+
+- `tools/call` from a client that opts in (its per-request capabilities carry the extension) for
+  a job that allows tasks returns a `CreateTaskResult` once the job's first snapshot is written;
+  a job that requires a task, called without the opt-in, gets -32021.
+- `tasks/get` maps the job's state: queued/running -> `working` (with `statusMessage` from the
+  job's last progress, "[3/5] 60% scanning logs"), succeeded or failed with a job error ->
+  `completed` (the result inline, `isError` for a job error), cancelled -> `cancelled`, a protocol
+  error (the job raised `MCPError`) -> `failed` with the JSON-RPC error. The deadlines a streaming
+  call's follower enforces (queue wait, lost worker) are applied here, when the task is read.
+- `tasks/cancel` is the streaming call's cancel (flag + revoke); `tasks/update` is acknowledged
+  (jobs never ask for input, so there is nothing outstanding).
+- Over HTTP, `tasks/*` requests must carry `Mcp-Name: <taskId>` (-32020 otherwise).
+
+`ttlMs` is the time from creation to the snapshot's expiry (`MCP_JOBS_RESULT_TTL` after its last
+update), so it grows while the job reports; Redis removes expired tasks. `pollIntervalMs` follows
+how often the job has been reporting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension, MethodBinding
+from mcp.server.mcpserver import require_client_extension
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import decode_header_value
+from mcp.types import (
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    CallToolRequestParams,
+    CallToolResult,
+    ClientCapabilities,
+    MissingRequiredClientCapabilityErrorData,
+    RequestParams,
+    TextContent,
+)
+from pydantic import Field, ValidationError
+from pydantic_core import to_jsonable_python
+
+from mcp_jobs._events import JobEvent, JobState
+from mcp_jobs.registry import JobSpec
+from mcp_jobs.server.callers import CALLER_FIELD, caller_of
+from mcp_jobs.server.dispatch import Dispatcher
+from mcp_jobs.server.follow import queue_timeout_error, worker_lost_error
+from mcp_jobs.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TASKS = "io.modelcontextprotocol/tasks"
+MODERN = frozenset({"2026-07-28"})
+
+POLL_MIN_MS, POLL_MAX_MS, POLL_QUEUED_MS = 250, 5000, 1000
+
+
+class RuntimeState(Protocol):
+    """What the extension needs of the server process's runtime (`app.Runtime`)."""
+
+    settings: Settings
+    jobs: dict[str, JobSpec]
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+
+
+class TaskParams(RequestParams):
+    task_id: str = Field(alias="taskId")
+
+
+class UpdateTaskParams(TaskParams):
+    input_responses: dict[str, Any] | None = Field(default=None, alias="inputResponses")
+
+
+class TasksExtension(Extension):
+    """Serves `tasks/get`, `tasks/update` and `tasks/cancel`, and turns opted-in tool calls into tasks."""
+
+    identifier = TASKS
+
+    def __init__(self, state: RuntimeState) -> None:
+        self._state = state
+
+    def methods(self) -> Sequence[MethodBinding]:
+        return [
+            MethodBinding("tasks/get", TaskParams, self._get, protocol_versions=MODERN),
+            MethodBinding("tasks/update", UpdateTaskParams, self._update, protocol_versions=MODERN),
+            MethodBinding("tasks/cancel", TaskParams, self._cancel, protocol_versions=MODERN),
+        ]
+
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        spec = self._state.jobs.get(params.name)
+        if spec is None or spec.task == "forbidden":
+            return await call_next(ctx)
+        if not _opted_in(ctx):
+            if spec.task == "required":
+                raise _missing_extension(f"Tool {spec.name} runs only as a task: declare the {TASKS} extension.")
+            return await call_next(ctx)
+        try:
+            arguments = spec.validate_arguments(params.arguments or {})
+        except ValidationError as exc:
+            return _error_result(f"Error executing tool {spec.name}: {exc}")
+        created = time.time()
+        record = {"task": "1", CALLER_FIELD: caller_of(ctx), "created_at": repr(created)}
+        try:
+            job_id = await self._state.dispatcher.start(spec, to_jsonable_python(arguments, by_alias=True), record)
+        except ToolError as exc:
+            return _error_result(str(exc))
+        queued = JobEvent(seq=1, state=JobState.QUEUED)
+        return {
+            "resultType": "task",
+            "taskId": job_id,
+            "status": "working",
+            "statusMessage": status_message(queued),
+            "createdAt": _iso(created),
+            "lastUpdatedAt": _iso(created),
+            "ttlMs": self._ttl_ms(created, created),
+            "pollIntervalMs": POLL_QUEUED_MS,
+        }
+
+    async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
+        task = await self._task(ctx, params)
+        return {"resultType": "complete", **task}
+
+    async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> HandlerResult:
+        await self._task(ctx, params)  # jobs never ask for input: nothing is outstanding
+        return {"resultType": "complete"}
+
+    async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
+        task = await self._task(ctx, params)
+        if task["status"] in ("working", "input_required"):
+            await self._state.dispatcher.cancel(params.task_id)
+        return {"resultType": "complete"}
+
+    async def _task(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+        """The task's current state, after the checks every `tasks/*` request goes through."""
+        require_client_extension(ctx, TASKS)  # before looking the task up: -32021, not -32602
+        _check_name_header(ctx, params.task_id)
+        store = self._state.dispatcher.store
+        fields, alive = await store.read_record(params.task_id)
+        if fields.get("task") != "1" or fields.get(CALLER_FIELD, "") != caller_of(ctx):
+            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {params.task_id} (unknown or expired)")
+        try:
+            event = JobEvent.from_snapshot(fields)
+        except ValueError as exc:
+            logger.warning("task %s: malformed snapshot (%s)", params.task_id, exc)
+            event = None
+        if event is None:
+            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: task {params.task_id} is unreadable")
+        spec = self._state.jobs.get(fields.get("job", ""))
+        event = await self._enforce_deadlines(params.task_id, spec, fields, event, alive)
+        return self._describe(params.task_id, spec, fields, event)
+
+    async def _enforce_deadlines(
+        self, task_id: str, spec: JobSpec | None, fields: dict[str, str], event: JobEvent, alive: bool
+    ) -> JobEvent:
+        """End a task whose job waited too long for a worker, or lost its worker: what a streaming
+        call's follower does, done here from the snapshot's own timestamps."""
+        dispatcher = self._state.dispatcher
+        policy = dispatcher.policy
+        job = dispatcher.followed_job(fields.get("job", "job"), spec, task_id)
+        now = time.time()
+        error, expect = None, None
+        if event.state is JobState.QUEUED and now - _stamp(fields, "created_at") > policy.max_queue_wait:
+            error, expect, kind = queue_timeout_error(job, policy), JobState.QUEUED, "QueueTimeout"
+        elif event.state is JobState.RUNNING and not alive:
+            silent = now - _stamp(fields, "updated_at")
+            if silent > policy.worker_lost_after and (not job.retry_safe or silent > policy.redelivery_wait):
+                error, expect, kind = worker_lost_error(job, policy), JobState.RUNNING, "WorkerLost"
+        if error is None or expect is None:
+            return event
+        outcome = await dispatcher.store.write(task_id, JobState.FAILED, expect=expect, error=error, error_type=kind)
+        if outcome.seq:
+            logger.warning(error)
+            return JobEvent(seq=outcome.seq, state=JobState.FAILED, error=error, error_type=kind)
+        return event
+
+    def _ttl_ms(self, created: float, updated: float) -> int:
+        """From creation to the record's expiry: `result_ttl` after the job's last update."""
+        return round((max(created, updated) + self._state.settings.result_ttl - created) * 1000)
+
+    def _describe(self, task_id: str, spec: JobSpec | None, fields: dict[str, str], event: JobEvent) -> dict[str, Any]:
+        created, updated = _stamp(fields, "created_at"), _stamp(fields, "updated_at")
+        task: dict[str, Any] = {
+            "taskId": task_id,
+            "createdAt": _iso(created),
+            "lastUpdatedAt": _iso(max(created, updated)),
+            "ttlMs": self._ttl_ms(created, updated),
+            "pollIntervalMs": _poll_interval_ms(event, created, updated),
+        }
+        if not event.state.terminal:
+            return task | {"status": "working", "statusMessage": status_message(event)}
+        if event.state is JobState.CANCELLED:
+            return task | {"status": "cancelled", "statusMessage": "cancelled"}
+        if event.error_code is not None:
+            error = {"code": event.error_code, "message": event.error or "protocol error"}
+            return task | {"status": "failed", "statusMessage": event.error or "failed", "error": error}
+        if event.state is JobState.FAILED or spec is None:
+            result = CallToolResult(content=[TextContent(type="text", text=event.error or "failed")], is_error=True)
+        else:
+            result = spec.tool_result(event.result)
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        message = event.error if event.state is JobState.FAILED else (event.message or "completed")
+        return task | {"status": "completed", "statusMessage": message, "result": dumped}
+
+
+def status_message(event: JobEvent) -> str:
+    """A working task's status line from the job's last progress: "[3/5] 60% scanning logs"."""
+    if event.state is JobState.QUEUED:
+        return "queued, waiting for a worker"
+    parts = []
+    if event.progress is not None:
+        if event.total:
+            parts.append(f"[{event.progress:g}/{event.total:g}] {event.progress / event.total:.0%}")
+        else:
+            parts.append(f"[{event.progress:g}]")
+    if event.message:
+        parts.append(event.message)
+    return " ".join(parts) or "running"
+
+
+def _opted_in(ctx: ServerRequestContext[Any, Any]) -> bool:
+    capabilities = ctx.session.client_capabilities
+    return bool(capabilities and capabilities.extensions and TASKS in capabilities.extensions)
+
+
+def _missing_extension(message: str) -> MCPError:
+    data = MissingRequiredClientCapabilityErrorData(
+        required_capabilities=ClientCapabilities(extensions={TASKS: {}})
+    ).model_dump(by_alias=True, mode="json", exclude_none=True)
+    return MCPError(MISSING_REQUIRED_CLIENT_CAPABILITY, message, data)
+
+
+def _check_name_header(ctx: ServerRequestContext[Any, Any], task_id: str) -> None:
+    """Over HTTP a `tasks/*` request names its task in `Mcp-Name` too, for routing: they must agree."""
+    request = ctx.request
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return  # stdio: no headers
+    named = decode_header_value(headers.get("mcp-name"))
+    if named is None or named.strip() != task_id:
+        raise MCPError(HEADER_MISMATCH, f"The Mcp-Name header must name the task ({task_id})")
+
+
+def _error_result(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+def _stamp(fields: dict[str, str], name: str) -> float:
+    try:
+        return float(fields.get(name) or 0)
+    except ValueError:
+        return 0.0
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _poll_interval_ms(event: JobEvent, created: float, updated: float) -> int:
+    """How often it is worth asking: about as often as the job has been reporting."""
+    if event.state is JobState.QUEUED or event.seq <= 2:
+        return POLL_QUEUED_MS
+    every = (updated - created) / (event.seq - 2) * 1000
+    return int(min(max(every, POLL_MIN_MS), POLL_MAX_MS))
