@@ -16,13 +16,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
+from mcp.server.auth.provider import TokenVerifier
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 from pydantic_core import to_jsonable_python
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -30,6 +30,7 @@ from mcp_jobs import __version__
 from mcp_jobs._events import Keys
 from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.registry import JobSpec, load_jobs
+from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff
 from mcp_jobs.server.follow import SendProgress
@@ -104,8 +105,9 @@ class Runtime:
             return False
 
 
-def build_mcp_server(runtime: Runtime) -> MCPServer:
-    """The MCP server exposing every job of `runtime` as a tool."""
+def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) -> MCPServer:
+    """The MCP server exposing every job of `runtime` as a tool; with `verifier`, every request
+    needs a bearer token it accepts (HTTP only: on stdio the client owns the process)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Runtime]:
@@ -122,6 +124,8 @@ def build_mcp_server(runtime: Runtime) -> MCPServer:
         instructions="Tools here run as background jobs and report progress while they work.",
         tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()] + handoff,
         extensions=[TasksExtension(runtime)],
+        token_verifier=verifier,
+        auth=auth_settings(runtime.settings) if verifier else None,
         lifespan=lifespan,
         log_level=runtime.settings.log_level.upper(),  # type: ignore[arg-type]
     )
@@ -186,18 +190,20 @@ def _progress_sender(ctx: Context, max_token_bytes: int) -> SendProgress | None:
     return send
 
 
-def build_http_app(runtime: Runtime) -> Starlette:
-    """The Streamable HTTP app (SSE mode, sessions on) with Host/Origin checks from the settings."""
+def build_http_app(runtime: Runtime) -> ASGIApp:
+    """The Streamable HTTP app (SSE mode, sessions on) with Host/Origin checks from the settings,
+    and authentication when the settings configure a verifier."""
     settings = runtime.settings
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
     )
-    return build_mcp_server(runtime).streamable_http_app(
+    verifier = token_verifier(settings)
+    app = build_mcp_server(runtime, verifier).streamable_http_app(
         streamable_http_path=settings.path,
         transport_security=security,
         host=settings.host,
-        # Room for the largest accepted arguments plus the JSON-RPC envelope.
-        max_request_body_size=max(4 * 1024 * 1024, 2 * settings.max_argument_bytes),
+        max_request_body_size=settings.max_request_body_bytes,
     )
+    return ScopeChallenges(app, settings, verifier, runtime.jobs.values()) if verifier else app

@@ -1,4 +1,4 @@
-"""The `mcp-jobs` command line: `serve`, `worker` and `dev`.
+"""The `mcp-jobs` command line: `serve`, `worker`, `dev` and `token`.
 
 `serve` and `worker` run exactly the job modules they are given (`--jobs` or
 `MCP_JOBS_JOB_MODULES`) and refuse to start without any; `dev` serves the bundled examples when
@@ -7,8 +7,11 @@ none are configured, so the quick start works on its own.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import uvicorn
 
 from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.server.app import Runtime, build_http_app, build_mcp_server
+from mcp_jobs.server.auth import hash_token
 from mcp_jobs.server.embedded import RedisProcess, reachable
 from mcp_jobs.settings import Settings, get_settings, redact_url
 
@@ -66,8 +70,11 @@ def serve(transport: Literal["http", "stdio"], host: str | None, port: int | Non
     _configure_logging(settings.log_level)
     runtime = Runtime(settings)
     if transport == "stdio":
+        if settings.auth_enabled:
+            logger.info("stdio: no authentication; the client that launched this process owns it")
         anyio.run(build_mcp_server(runtime).run_stdio_async)
         return
+    _require_auth_off_loopback(settings)
     _serve_http(runtime)
 
 
@@ -143,6 +150,37 @@ def _settings_with(*, job_modules: str | None = None, **overrides: object) -> Se
     if job_modules is not None:
         update["job_modules"] = [module.strip() for module in job_modules.split(",") if module.strip()]
     return settings.model_copy(update=update) if update else settings
+
+
+def _require_auth_off_loopback(settings: Settings) -> None:
+    """Anyone who reaches the port could run any job: off loopback, authentication is required."""
+    if settings.auth_enabled or settings.allow_unauthenticated or _is_loopback(settings.host):
+        return
+    raise click.UsageError(
+        f"refusing to serve on {settings.host} without authentication: configure MCP_JOBS_AUTH_TOKENS "
+        "or MCP_JOBS_AUTH_JWKS_URL, or set MCP_JOBS_ALLOW_UNAUTHENTICATED=true if something in front "
+        "of this server authenticates callers"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command()
+@click.option("--caller", required=True, help="The caller id jobs started with this token are recorded under.")
+@click.option("--scope", "scopes", multiple=True, help="A scope the token carries (repeat for more).")
+def token(caller: str, scopes: tuple[str, ...]) -> None:
+    """Make a static bearer token: prints it once, and its MCP_JOBS_AUTH_TOKENS entry (a hash)."""
+    value = secrets.token_urlsafe(32)
+    entry = {"sha256": hash_token(value), "caller": caller, "scopes": list(scopes)}
+    click.echo(f"token (give it to the caller; it is not stored): {value}")
+    click.echo(f"MCP_JOBS_AUTH_TOKENS entry: {json.dumps(entry)}")
 
 
 def _require_jobs(settings: Settings) -> Settings:

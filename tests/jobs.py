@@ -175,3 +175,9 @@ def long_haul(progress: Progress, steps: int = 30, delay: float = 0.1) -> int:
         progress.sleep(delay)
         progress.report(step, f"haul {step}/{steps}")
     return steps
+
+
+@job(scopes=["reports"])
+def scoped_report(title: str = "report") -> str:
+    """Needs the `reports` scope when authentication is on."""
+    return f"{title} ready"

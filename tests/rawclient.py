@@ -59,6 +59,7 @@ async def modern_request(
     tasks: bool = True,
     name: str | None = None,
     request_id: int = 1,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """One stateless 2026-07-28 request (what a Tasks-aware client sends); returns the JSON-RPC
     response, whether the server answered with JSON or SSE. `tasks`: opt in to the extension;
@@ -73,8 +74,12 @@ async def modern_request(
     routed = name if name is not None else params.get("name", params.get("taskId"))
     if routed is not None:
         headers["Mcp-Name"] = str(routed)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**params, "_meta": meta}}
     response = await http.post(url, json=body, headers=headers)
+    if response.status_code in (401, 403):
+        return {"status": response.status_code, "www-authenticate": response.headers.get("www-authenticate", "")}
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         events = [
             json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()

@@ -60,6 +60,8 @@ class JobSpec:
     handoff_after: float | None = None
     """Seconds after which a streaming call still running hands the job off (None: the global
     `MCP_JOBS_HANDOFF_AFTER`)."""
+    scopes: tuple[str, ...] = ()
+    """OAuth scopes a caller's token must carry to run it (when authentication is on)."""
 
     @property
     def is_async(self) -> bool:
@@ -105,6 +107,7 @@ def job(
     input_schema: dict[str, Any] | None = None,
     task: TaskSupport = "optional",
     handoff_after: float | None = None,
+    scopes: Iterable[str] = (),
 ) -> Callable[[F], F]: ...
 
 
@@ -120,6 +123,7 @@ def job(
     input_schema: dict[str, Any] | None = None,
     task: TaskSupport = "optional",
     handoff_after: float | None = None,
+    scopes: Iterable[str] = (),
 ) -> F | Callable[[F], F]:
     """Register a function as a job, and so as an MCP tool.
 
@@ -135,6 +139,7 @@ def job(
     - `task`: whether it may run as an MCP task for clients that opt in (`TaskSupport`).
     - `handoff_after`: seconds after which a call still running returns and leaves the job
       running, for clients that cannot wait that long (see `mcp_jobs.server.handoff`).
+    - `scopes`: OAuth scopes a caller's token must carry to run it (403 `insufficient_scope`).
 
     A parameter can be mirrored into an HTTP header for routing (SEP-2243), so a load balancer
     sees it without reading bodies: `tenant: Annotated[str, Field(json_schema_extra={"x-mcp-header":
@@ -153,6 +158,7 @@ def job(
             input_schema=input_schema,
             task=task,
             handoff_after=handoff_after,
+            scopes=scopes,
         )
         existing = _registry.get(spec.name)
         if existing is not None and existing.fn is not func:
@@ -174,6 +180,7 @@ def build_spec(
     input_schema: dict[str, Any] | None = None,
     task: TaskSupport = "optional",
     handoff_after: float | None = None,
+    scopes: Iterable[str] = (),
 ) -> JobSpec:
     """Inspect `fn` and build its `JobSpec` (without registering it)."""
     if time_limit is not None and time_limit <= 0:
@@ -195,6 +202,7 @@ def build_spec(
         schema_override=input_schema,
         task=task,
         handoff_after=handoff_after,
+        scopes=tuple(scopes),
     )
     if (reason := find_invalid_x_mcp_header(spec.input_schema)) is not None:
         raise ValueError(f"job {spec.name!r} has an invalid x-mcp-header annotation: {reason}")

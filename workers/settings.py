@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
 """A list read from one environment variable, either as JSON (`["a","b"]`) or comma-separated (`a,b`)."""
+
+
+class StaticToken(BaseModel):
+    """One bearer token of `MCP_JOBS_AUTH_TOKENS`: its SHA-256 (never the token), its caller, its scopes."""
+
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+    caller: Annotated[str, Field(min_length=1, max_length=200)]
+    scopes: list[str] = []
 
 
 class Settings(BaseSettings):
@@ -47,6 +55,24 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     )
     """Origin header values accepted from browsers; requests without Origin are allowed."""
+    public_url: str | None = None
+    """This server's URL as clients reach it (`https://jobs.example.com/mcp`): the resource its
+    access tokens must be issued for. Default: `http://<host>:<port><path>`."""
+    auth_tokens: list[StaticToken] = Field(default_factory=list, repr=False)
+    """Static bearer tokens, as a JSON list of `{"sha256": ..., "caller": ..., "scopes": [...]}`
+    (`mcp-jobs token` makes one). Turns authentication on."""
+    auth_jwks_url: str | None = None
+    """JWKS of the authorization server whose JWT access tokens are accepted. Turns authentication
+    on (and wins over static tokens)."""
+    auth_issuer_url: str | None = None
+    """The authorization server: the JWTs' required `iss`, and what the protected resource metadata
+    tells clients (default: this server's origin, for static tokens)."""
+    auth_scopes: CommaList = Field(default_factory=list)
+    """Scopes every call needs (403 `insufficient_scope` without them); jobs can require more."""
+    auth_algorithms: CommaList = Field(default_factory=lambda: ["RS256", "ES256", "PS256", "EdDSA"])
+    """JWT signature algorithms accepted (never `none` or HMAC)."""
+    allow_unauthenticated: bool = False
+    """Serve without authentication on a non-loopback address (refused by default)."""
     progress_rate: float = Field(default=15.0, gt=0)
     """Most progress notifications per second sent for one call; extra updates are coalesced."""
     result_ttl: int = Field(default=3600, gt=0)
@@ -83,7 +109,7 @@ class Settings(BaseSettings):
     """Folder the file-reading example jobs may read (default: the bundled sample data)."""
     log_level: str = "INFO"
 
-    @field_validator("job_modules", "allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("job_modules", "allowed_hosts", "allowed_origins", "auth_scopes", "auth_algorithms", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -92,6 +118,20 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_jwks_url or self.auth_tokens)
+
+    @property
+    def resource_url(self) -> str:
+        """This server's resource identifier (what its tokens' audience must be)."""
+        return self.public_url or f"http://{self.host}:{self.port}{self.path}"
+
+    @property
+    def max_request_body_bytes(self) -> int:
+        """Room for the largest accepted arguments plus the JSON-RPC envelope."""
+        return max(4 * 1024 * 1024, 2 * self.max_argument_bytes)
 
     @property
     def data_path(self) -> Path:

@@ -1,0 +1,211 @@
+"""Authentication and per-caller isolation, against real server processes: static tokens and
+JWTs from a local issuer (its JWKS served over HTTP here), two callers, every path that reaches
+an existing job (tasks, the handoff tools), job scopes, and the off-loopback refusal.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import httpx2
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_jobs.server.auth import hash_token
+from mcp_jobs.server.embedded import free_port
+from tests.conftest import Stack
+from tests.helpers import job_id_of
+from tests.processes import REPO, ManagedProcess, start_http_server
+from tests.rawclient import modern_request
+
+pytestmark = pytest.mark.anyio
+
+ALICE, BOB = "alice-token-" + "a" * 20, "bob-token-" + "b" * 20
+TOKENS = [
+    {"sha256": hash_token(ALICE), "caller": "alice", "scopes": ["jobs"]},
+    {"sha256": hash_token(BOB), "caller": "bob", "scopes": ["jobs", "reports"]},
+]
+
+
+@asynccontextmanager
+async def client_with(url: str, token: str, mode: str = "auto") -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        yield client
+
+
+def serve(stack: Stack, **settings: str) -> tuple[str, ManagedProcess]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    env = stack.env | {"MCP_JOBS_PUBLIC_URL": url, **{f"MCP_JOBS_{k.upper()}": v for k, v in settings.items()}}
+    return url, start_http_server(env, port)
+
+
+@pytest.fixture(scope="module")
+def static_server(stack: Stack) -> Iterator[str]:
+    url, server = serve(stack, auth_tokens=json.dumps(TOKENS), auth_scopes="jobs")
+    try:
+        yield url
+    finally:
+        server.stop()
+        assert ALICE not in server.output(100_000) and BOB not in server.output(100_000), "tokens never logged"
+
+
+async def test_requests_without_a_valid_token_get_a_complete_challenge(static_server: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        missing = await modern_request(http, static_server, "tools/list", {})
+        wrong = await modern_request(http, static_server, "tools/list", {}, token="not-a-token")
+        metadata = (await http.get(static_server.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"))).json()
+        health = await http.get(static_server.replace("/mcp", "/healthz"))
+    for refused in (missing, wrong):
+        assert refused["status"] == 401
+        assert 'resource_metadata="http://127.0.0.1:' in refused["www-authenticate"]
+        assert 'scope="jobs"' in refused["www-authenticate"]
+    assert metadata["resource"] == static_server and metadata["authorization_servers"]
+    assert health.status_code == 200, "probes need no token"
+
+
+async def test_a_job_that_requires_a_scope_refuses_tokens_without_it(static_server: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        alice = await modern_request(
+            http, static_server, "tools/call", {"name": "scoped_report", "arguments": {}}, token=ALICE, tasks=False
+        )
+        bob = await modern_request(
+            http, static_server, "tools/call", {"name": "scoped_report", "arguments": {}}, token=BOB, tasks=False
+        )
+    assert alice["status"] == 403 and 'error="insufficient_scope"' in alice["www-authenticate"]
+    assert 'scope="jobs reports"' in alice["www-authenticate"]
+    assert bob["result"]["structuredContent"] == {"result": "report ready"}
+
+
+async def test_one_callers_task_is_invisible_to_another(static_server: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        call = {"name": "sleep_steps", "arguments": {"steps": 50, "delay": 0.1}}
+        created = (await modern_request(http, static_server, "tools/call", call, token=ALICE))["result"]
+        task = {"taskId": created["taskId"]}
+        for method in ("tasks/get", "tasks/cancel", "tasks/update"):
+            params = task | ({"inputResponses": {}} if method == "tasks/update" else {})
+            foreign = await modern_request(http, static_server, method, params, token=BOB)
+            assert foreign["error"]["code"] == -32602, (method, foreign)
+        own = await modern_request(http, static_server, "tasks/get", task, token=ALICE)
+        assert own["result"]["status"] == "working"
+        await modern_request(http, static_server, "tasks/cancel", task, token=ALICE)
+
+
+async def test_one_callers_handed_off_job_is_invisible_to_another(static_server: str) -> None:
+    async with client_with(static_server, ALICE) as alice, client_with(static_server, BOB) as bob:
+        handed = await alice.call_tool("long_haul", {"steps": 40, "delay": 0.1})
+        job_id = job_id_of(handed)
+        for tool, arguments in [("job_status", {}), ("job_result", {}), ("job_cancel", {})]:
+            foreign = await bob.call_tool(tool, {"job_id": job_id, **arguments})
+            assert foreign.is_error and "started by another caller" in foreign.content[0].text  # type: ignore[union-attr]
+        status = await alice.call_tool("job_status", {"job_id": job_id})
+        assert status.structured_content["state"] in ("running", "succeeded")  # type: ignore[index]
+        cancelled = await alice.call_tool("job_cancel", {"job_id": job_id})
+        assert not cancelled.is_error
+
+
+class Issuer:
+    """A local authorization server's signing key, with its JWKS served over HTTP."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        jwks = json.dumps({"keys": [public | {"kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(jwks)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, audience: str, sub: str = "carol", scope: str = "jobs", **claims: Any) -> str:
+        payload = {"iss": self.url, "aud": audience, "sub": sub, "scope": scope, "exp": int(time.time()) + 300}
+        return jwt.encode(payload | claims, self.key, algorithm="RS256", headers={"kid": "k1"})
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[Issuer]:
+    issuer = Issuer()
+    yield issuer
+    issuer.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def jwt_server(stack: Stack, issuer: Issuer) -> Iterator[str]:
+    url, server = serve(stack, auth_jwks_url=f"{issuer.url}/jwks.json", auth_issuer_url=issuer.url, auth_scopes="jobs")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+async def test_jwt_access_tokens_are_checked_for_signature_expiry_audience_issuer_and_scope(
+    jwt_server: str, issuer: Issuer
+) -> None:
+    other_key = Issuer()
+    cases = {
+        "good": (issuer.token(jwt_server), 200),
+        "expired": (issuer.token(jwt_server, exp=int(time.time()) - 10), 401),
+        "other audience": (issuer.token("https://elsewhere.example/mcp"), 401),
+        "other issuer": (issuer.token(jwt_server, iss="https://evil.example"), 401),
+        "other key": (other_key.token(jwt_server, iss=issuer.url), 401),
+        "no scope": (issuer.token(jwt_server, scope="other"), 403),
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        for name, (token, status) in cases.items():
+            answer = await modern_request(
+                http,
+                jwt_server,
+                "tools/call",
+                {"name": "echo", "arguments": {"text": "hi", "number": 1, "item": {"name": "x"}}},
+                token=token,
+            )
+            assert answer.get("status", 200) == status, (name, answer)
+        good = await modern_request(
+            http,
+            jwt_server,
+            "tools/call",
+            {"name": "sleep_steps", "arguments": {"steps": 1, "delay": 0}},
+            token=issuer.token(jwt_server),
+            tasks=False,
+        )
+    other_key.server.shutdown()
+    assert good["result"]["structuredContent"]["steps"] == 1
+
+
+async def test_jwt_callers_are_isolated_by_subject(jwt_server: str, issuer: Issuer) -> None:
+    carol, dave = issuer.token(jwt_server, sub="carol"), issuer.token(jwt_server, sub="dave")
+    async with httpx.AsyncClient(timeout=30) as http:
+        call = {"name": "slow_compute", "arguments": {"seconds": 0.2}}
+        created = (await modern_request(http, jwt_server, "tools/call", call, token=carol))["result"]
+        foreign = await modern_request(http, jwt_server, "tasks/get", {"taskId": created["taskId"]}, token=dave)
+        own = await modern_request(http, jwt_server, "tasks/get", {"taskId": created["taskId"]}, token=carol)
+    assert foreign["error"]["code"] == -32602 and own["result"]["taskId"] == created["taskId"]
+
+
+def test_serving_off_loopback_without_authentication_is_refused(stack: Stack) -> None:
+    args = [sys.executable, "-m", "mcp_jobs.server.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())]
+    done = subprocess.run(args, env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "without authentication" in done.stderr, done.stderr
