@@ -22,13 +22,15 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic_core import to_jsonable_python
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from mcp_jobs import __version__
 from mcp_jobs._events import Keys
 from mcp_jobs.celery_app import create_celery_app
+from mcp_jobs.presence import queues_served
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
@@ -37,6 +39,7 @@ from mcp_jobs.server.follow import SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.handoff import handed_off, handoff_tools
 from mcp_jobs.server.listener import JobListener
+from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.server.tasks import TasksExtension
 from mcp_jobs.settings import Settings
@@ -62,6 +65,11 @@ class Runtime:
         self.settings = settings
         self.jobs = jobs if jobs is not None else load_jobs(settings.job_modules)
         self.celery: Celery = create_celery_app(settings, self.jobs)
+        self.metrics = Metrics()
+        self.can_hand_off = settings.handoff_after is not None or any(
+            spec.handoff_after is not None for spec in self.jobs.values()
+        )
+        """Whether the handoff tools are served (a job or the settings configure a handoff)."""
         self._dispatcher: Dispatcher | None = None
         self._client: aioredis.Redis | None = None
 
@@ -86,7 +94,7 @@ class Runtime:
         await listener.start()
         self._client = client
         store = AsyncJobStore(client, Keys(self.settings.namespace), self.settings.result_ttl)
-        self._dispatcher = Dispatcher(self.settings, store, listener, self.celery)
+        self._dispatcher = Dispatcher(self.settings, store, listener, self.celery, self.metrics, self.can_hand_off)
         try:
             yield self
         finally:
@@ -95,14 +103,31 @@ class Runtime:
             await client.aclose()
             await pool.aclose()
 
-    async def healthy(self) -> bool:
-        """Whether Redis answers; the broker is checked by the workers themselves."""
+    @property
+    def queues(self) -> set[str]:
+        """The Celery queues this server routes jobs to."""
+        default = str(self.celery.conf.task_default_queue)
+        return {spec.queue or default for spec in self.jobs.values()}
+
+    async def readiness(self) -> dict[str, Any]:
+        """Whether this server can serve calls: Redis answers, and every queue it routes to has
+        a live worker. Also refreshes the queue depth and live worker gauges."""
         if self._client is None:
-            return False
+            return {"ready": False, "redis": False}
+        keys = Keys(self.settings.namespace)
         try:
-            return bool(await self._client.ping())
-        except Exception:  # any failure means "not healthy"
-            return False
+            await self._client.ping()
+            names = [name async for name in self._client.scan_iter(match=keys.worker("*"), count=500)]
+            served = queues_served(await self._client.mget(names) if names else [])
+            depths = {queue: int(await self._client.llen(queue)) for queue in self.queues}
+        except Exception:  # any failure means "not ready"
+            return {"ready": False, "redis": False}
+        for queue in self.queues:
+            self.metrics.workers_alive.labels(queue).set(served.get(queue, 0))
+            if self.settings.effective_broker_url == self.settings.redis_url:
+                self.metrics.queue_depth.labels(queue).set(depths[queue])
+        missing = sorted(queue for queue in self.queues if not served.get(queue))
+        return {"ready": not missing, "redis": True, "queues_without_workers": missing}
 
 
 def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) -> MCPServer:
@@ -114,10 +139,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
         async with runtime.running():
             yield runtime
 
-    handoff_configured = runtime.settings.handoff_after is not None or any(
-        spec.handoff_after is not None for spec in runtime.jobs.values()
-    )
-    handoff = handoff_tools(runtime) if handoff_configured else []
+    handoff = handoff_tools(runtime) if runtime.can_hand_off else []
     server = MCPServer(
         "mcp-jobs",
         version=__version__,
@@ -132,8 +154,20 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def health(_: Request) -> JSONResponse:
-        ok = await runtime.healthy()
-        return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
+        """Liveness: the process is up and serving HTTP."""
+        return JSONResponse({"status": "ok"})
+
+    @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def ready(_: Request) -> JSONResponse:
+        """Readiness: Redis answers and every queue this server routes to has a live worker."""
+        state = await runtime.readiness()
+        return JSONResponse(state, status_code=200 if state["ready"] else 503)
+
+    @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def metrics(_: Request) -> Response:
+        """Prometheus metrics of this process."""
+        await runtime.readiness()
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return server
 

@@ -7,6 +7,7 @@ none are configured, so the quick start works on its own.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -15,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from types import FrameType
 from typing import Literal
 
 import anyio
@@ -22,6 +24,7 @@ import click
 import uvicorn
 
 from mcp_jobs.celery_app import create_celery_app
+from mcp_jobs.logs import configure_logging
 from mcp_jobs.server.app import Runtime, build_http_app, build_mcp_server
 from mcp_jobs.server.auth import hash_token
 from mcp_jobs.server.embedded import RedisProcess, reachable
@@ -46,13 +49,6 @@ jobs_option = click.option(
 )
 
 
-def _configure_logging(level: str) -> None:
-    # stderr only: on stdio, stdout belongs to the protocol.
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 @click.group()
 @click.version_option(package_name="mcp-jobs")
 def main() -> None:
@@ -67,7 +63,7 @@ def main() -> None:
 def serve(transport: Literal["http", "stdio"], host: str | None, port: int | None, job_modules: str | None) -> None:
     """Serve the jobs as MCP tools over Streamable HTTP or stdio."""
     settings = _require_jobs(_settings_with(host=host, port=port, job_modules=job_modules))
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
     if transport == "stdio":
         if settings.auth_enabled:
@@ -85,7 +81,46 @@ def _serve_http(runtime: Runtime) -> None:
         f"mcp-jobs: serving {len(runtime.jobs)} tools at http://{settings.host}:{settings.port}{settings.path}",
         err=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 2,
+    )
+    DrainingServer(config, runtime).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, plus a drain on SIGTERM/SIGINT: new calls are refused at once, calls in flight get
+    `shutdown_grace` seconds to finish, then the rest are handed off (or cancelled, each with a
+    result that says so) before the server stops."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+        self._draining: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining is None:
+            try:
+                self._draining = asyncio.get_running_loop().create_task(self._drain())
+            except RuntimeError:
+                pass  # no loop yet: nothing in flight
+        super().handle_exit(sig, frame)
+
+    async def _drain(self) -> None:
+        grace = self._runtime.settings.shutdown_grace
+        try:
+            dispatcher = self._runtime.dispatcher
+        except RuntimeError:
+            return
+        dispatcher.close()
+        logger.info("shutting down: refusing new calls; %g s for calls in flight to finish", grace)
+        await asyncio.sleep(grace)
+        dispatcher.drain()
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -94,6 +129,8 @@ def _serve_http(runtime: Runtime) -> None:
 def worker(job_modules: str | None, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for the jobs; any `celery worker` option is passed through."""
     settings = _require_jobs(_settings_with(job_modules=job_modules))
+    if settings.log_format == "json":
+        configure_logging(settings.log_level, settings.log_format)  # Celery keeps a root logger that has handlers
     app = create_celery_app(settings)
     args = list(celery_args)
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
@@ -110,7 +147,7 @@ def dev(port: int | None, concurrency: int, job_modules: str | None) -> None:
     settings = _settings_with(port=port, job_modules=job_modules)
     if not settings.job_modules:
         settings = settings.model_copy(update={"job_modules": [EXAMPLE_JOBS]})
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     embedded: RedisProcess | None = None
     if not reachable(settings.redis_url):
         try:

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,8 +37,10 @@ from mcp_jobs._events import JobEvent, JobState
 from mcp_jobs._store import WriteOutcome
 from mcp_jobs.celery_app import task_name
 from mcp_jobs.registry import JobSpec
+from mcp_jobs.server.callers import CALLER_FIELD
 from mcp_jobs.server.follow import FollowedJob, FollowPolicy, JobFollower, SendProgress
 from mcp_jobs.server.listener import JobListener, JobWatch
+from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.settings import Settings
 
@@ -60,15 +62,33 @@ class JobHandedOff(ToolError):
         )
 
 
+class CallRefused(ToolError):
+    """A call refused before anything was queued (a quota, or the server shutting down)."""
+
+
 class Dispatcher:
     """Runs jobs for tool calls; one per server process, shared by all calls."""
 
-    def __init__(self, settings: Settings, store: AsyncJobStore, listener: JobListener, celery: Celery) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: AsyncJobStore,
+        listener: JobListener,
+        celery: Celery,
+        metrics: Metrics | None = None,
+        can_hand_off: bool = False,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._listener = listener
         self._celery = celery
+        self._metrics = metrics or Metrics()
+        self._can_hand_off = can_hand_off
+        """Whether this server serves the handoff tools (then a drain hands calls off)."""
         self._policy = FollowPolicy.from_settings(settings)
+        self._followers: set[JobFollower] = set()
+        self._calls_by_caller: dict[str, int] = {}
+        self._closing = False
         # Queue depth is only readable when the broker is this very Redis.
         self._broker_is_redis = settings.effective_broker_url == settings.redis_url
         # apply_async and revoke block on the broker: they run on threads, at most this many at once.
@@ -90,15 +110,96 @@ class Dispatcher:
         Raises `ToolError` when the job could not start, failed or was cancelled.
         """
         self._check_size(arguments)
+        caller = (record or {}).get(CALLER_FIELD, "")
         job_id = str(uuid.uuid4())
         until = None if handoff_after is None else time.monotonic() + handoff_after
-        async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
-            created = await self._create(spec, job_id, record)
-            await self._enqueue(spec, job_id, arguments)
-            final = await self._follower(spec.name, spec, job_id, watch, send).run(created.seq, until=until)
-            if final is None:
-                raise JobHandedOff(spec.name, job_id, handoff_after or 0)
-        return job_id, outcome(spec.name, job_id, final)
+        label = "error"
+        try:
+            with self._admitted(caller):
+                await self._check_queue(spec)
+                async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
+                    created = await self._create(spec, job_id, record)
+                    await self._enqueue(spec, job_id, arguments)
+                    follower = self._follower(spec.name, spec, job_id, watch, send)
+                    self._followers.add(follower)
+                    try:
+                        final = await follower.run(created.seq, until=until)
+                    finally:
+                        self._followers.discard(follower)
+                    if final is None:
+                        label = "handed_off" if self._can_hand_off or not self._closing else "cancelled"
+                        await self._hand_off_or_end(spec.name, job_id, handoff_after)
+                    assert final is not None
+                label = final.state.value
+            return job_id, outcome(spec.name, job_id, final)
+        except CallRefused:
+            label = "refused"
+            raise
+        except anyio.get_cancelled_exc_class():
+            label = "cancelled"
+            raise
+        finally:
+            self._metrics.calls.labels(spec.name, label).inc()
+
+    def close(self) -> None:
+        """The server is shutting down: refuse new calls from now on."""
+        self._closing = True
+
+    def drain(self) -> None:
+        """End every call still being followed: handed off where the handoff tools exist (the job
+        goes on, any replica can follow it), else cancelled, each with a result that says so."""
+        self._closing = True
+        for follower in list(self._followers):
+            follower.stop_now()
+
+    async def _hand_off_or_end(self, name: str, job_id: str, handoff_after: float | None) -> None:
+        if not self._closing or self._can_hand_off:
+            raise JobHandedOff(name, job_id, handoff_after or 0)
+        with anyio.CancelScope(shield=True):
+            await self.cancel(job_id)
+        raise ToolError(f"The server is shutting down, so job {name} was cancelled (job id {job_id}); call again.")
+
+    @contextlib.contextmanager
+    def _admitted(self, caller: str) -> Iterator[None]:
+        """Count the call in flight, or refuse it over the limits (per server process)."""
+        settings = self._settings
+        if self._closing:
+            raise CallRefused("This server is shutting down; call again (another server will take it).")
+        if settings.max_calls_in_flight is not None and len(self._followers) >= settings.max_calls_in_flight:
+            raise CallRefused(
+                f"The server is at its limit of {settings.max_calls_in_flight} calls in flight; retry in a few seconds."
+            )
+        mine = self._calls_by_caller.get(caller, 0)
+        if settings.max_calls_per_caller is not None and mine >= settings.max_calls_per_caller:
+            raise CallRefused(
+                f"You have {mine} calls in flight, the limit per caller; retry when one of them has finished."
+            )
+        self._calls_by_caller[caller] = mine + 1
+        self._metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self._metrics.in_flight.dec()
+            left = self._calls_by_caller[caller] - 1
+            if left:
+                self._calls_by_caller[caller] = left
+            else:
+                del self._calls_by_caller[caller]
+
+    async def _check_queue(self, spec: JobSpec) -> None:
+        """Refuse a job whose queue already holds `max_queued_jobs` (readable on a Redis broker)."""
+        limit = self._settings.max_queued_jobs
+        queue = self.followed_job(spec.name, spec, "").queue
+        if limit is None or queue is None:
+            return
+        try:
+            depth = await self._store.queue_depth(queue)
+        except RedisError as exc:
+            raise ToolError(REDIS_DOWN) from exc
+        if depth >= limit:
+            raise CallRefused(
+                f"Queue {queue!r} already holds {depth} jobs waiting for a worker (limit {limit}); retry in a minute."
+            )
 
     async def start(self, spec: JobSpec, arguments: dict[str, Any], record: dict[str, str]) -> str:
         """Queue `spec` and return its job id without following it (a task: callers poll the
@@ -108,10 +209,14 @@ class Dispatcher:
         replica can read it. If the start is interrupted after queueing, the job is cancelled.
         """
         self._check_size(arguments)
+        if self._closing:
+            raise CallRefused("This server is shutting down; call again (another server will take it).")
+        await self._check_queue(spec)
         job_id = str(uuid.uuid4())
         async with self._cancel_job_unless_it_ended(job_id):
             await self._create(spec, job_id, record)
             await self._enqueue(spec, job_id, arguments)
+        self._metrics.tasks.labels(spec.name).inc()
         return job_id
 
     def _check_size(self, arguments: dict[str, Any]) -> None:
@@ -153,7 +258,7 @@ class Dispatcher:
 
     async def cancel(self, job_id: str) -> None:
         """Ask the job to stop: the flag its reporter checks, plus a Celery revoke for a queued job."""
-        logger.info("cancelling job %s", job_id)
+        logger.info("cancelling job %s", job_id, extra={"job_id": job_id})
         try:
             await self._store.flag_cancel(job_id)
         except RedisError as exc:
@@ -185,7 +290,7 @@ class Dispatcher:
     def _follower(
         self, name: str, spec: JobSpec | None, job_id: str, watch: JobWatch, send: SendProgress | None
     ) -> JobFollower:
-        return JobFollower(self.followed_job(name, spec, job_id), watch, self._store, send, self._policy)
+        return JobFollower(self.followed_job(name, spec, job_id), watch, self._store, send, self._policy, self._metrics)
 
     @asynccontextmanager
     async def _watching(self, job_id: str) -> AsyncIterator[JobWatch]:
@@ -211,7 +316,7 @@ class Dispatcher:
             raise
         except BaseException as exc:
             if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                logger.error("job %s: the call failed (%r); cancelling the job", job_id, exc)
+                logger.error("job %s: the call failed (%r); cancelling the job", job_id, exc, extra={"job_id": job_id})
             with anyio.CancelScope(shield=True):
                 await self.cancel(job_id)
             raise

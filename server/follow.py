@@ -28,6 +28,7 @@ from mcp_jobs._events import JobEvent, JobState
 from mcp_jobs.celery_app import UNACKED_RESTORE_INTERVAL
 from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
 from mcp_jobs.server.listener import RESYNC, JobWatch
+from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.settings import Settings
 
@@ -102,9 +103,18 @@ class JobFollower:
     """Follows one job to its end, sending the call's progress on the way."""
 
     def __init__(
-        self, job: FollowedJob, watch: JobWatch, store: AsyncJobStore, send: SendProgress | None, policy: FollowPolicy
+        self,
+        job: FollowedJob,
+        watch: JobWatch,
+        store: AsyncJobStore,
+        send: SendProgress | None,
+        policy: FollowPolicy,
+        metrics: Metrics | None = None,
     ) -> None:
         self._job = job
+        self._metrics = metrics
+        self._running_since: float | None = None
+        self._timed = True
         self._watch = watch
         self._store = store
         self._send = send
@@ -129,6 +139,7 @@ class JobFollower:
         time: the call hands the job off), after the last progress is flushed."""
         self._until = until
         self._seq = seq
+        self._timed = snapshot is None  # queue wait and run time only for jobs followed from the start
         if snapshot is not None:
             self._apply(snapshot, time.monotonic(), authoritative=True)
         while True:
@@ -141,7 +152,7 @@ class JobFollower:
                 if item.seq > self._seq + 1 or (item.seq <= self._seq and self._missing_since is not None):
                     await self._check(now)  # events were lost, or Redis lost the job: trust the snapshot
                 self._apply(item, now)
-            if self._final is not None or (until is not None and now >= until):
+            if self._final is not None or (self._until is not None and now >= self._until):
                 await self._emit(self._gate.drain(now))
                 return self._final
             await self._emit(self._gate.due(now))
@@ -184,8 +195,11 @@ class JobFollower:
         if event.state is JobState.QUEUED and self._state is not JobState.QUEUED:
             self._queued_since = now
         if event.state is not self._state:
+            self._timing(event.state, now)
             self._state = event.state
             self._next_poll = self._poll_after(now)
+        if event.at is not None and not authoritative and self._metrics is not None:
+            self._metrics.progress_lag.observe(max(0.0, time.time() - event.at))
         if event.message:
             self._message = _capped(event.message, self._policy.max_message_chars)
         if event.progress is not None:
@@ -194,7 +208,10 @@ class JobFollower:
             message = self._message if event.message else None
             if self._attempt > 1 and message:
                 message = f"{message} (attempt {self._attempt})"
-            self._gate.offer(ProgressUpdate(event.progress, event.total, message))
+            replaces = self._gate.pending
+            kept = self._gate.offer(ProgressUpdate(event.progress, event.total, message))
+            if self._metrics is not None and (replaces or not kept):
+                self._metrics.notifications.labels("coalesced" if kept else "dropped").inc()
         if event.state.terminal:
             self._final = event
 
@@ -259,9 +276,25 @@ class JobFollower:
             return "worker lost; waiting for the job to be re-run"
         return f"still running: {self._message}" if self._message else "still running"
 
+    def stop_now(self) -> None:
+        """End the follow at once (the server is draining): `run` returns None on its next turn."""
+        self._until = time.monotonic()
+        self._watch.put(RESYNC)
+
+    def _timing(self, state: JobState, now: float) -> None:
+        if self._metrics is None or not self._timed:
+            return
+        if state is JobState.RUNNING and self._running_since is None:
+            self._running_since = now
+            self._metrics.queue_wait.labels(self._job.name).observe(now - self._started)
+        elif state.terminal and self._running_since is not None:
+            self._metrics.run_time.labels(self._job.name).observe(now - self._running_since)
+
     async def _emit(self, update: ProgressUpdate | None) -> None:
         if update is not None and self._send is not None:
             await self._send(update)
+            if self._metrics is not None:
+                self._metrics.notifications.labels("sent").inc()
 
 
 def _capped(message: str, limit: int) -> str:

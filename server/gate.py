@@ -54,6 +54,11 @@ class ProgressGate:
     def last_sent_at(self) -> float | None:
         return self._last_sent_at
 
+    @property
+    def pending(self) -> bool:
+        """Whether a job update waits for the rate cap (a new one would replace it)."""
+        return self._pending is not None
+
     def offer(self, update: ProgressUpdate) -> bool:
         """Take a job update as the pending one, unless its value does not increase; say whether it was kept."""
         if self._closed or (self._job_value is not None and update.progress <= self._job_value):

@@ -181,3 +181,13 @@ def long_haul(progress: Progress, steps: int = 30, delay: float = 0.1) -> int:
 def scoped_report(title: str = "report") -> str:
     """Needs the `reports` scope when authentication is on."""
     return f"{title} ready"
+
+
+@job(queue="drain")
+def drain_steps(progress: Progress, steps: int = 10, delay: float = 0.2) -> int:
+    """Report `steps` steps on the `drain` queue (a worker of its own, stopped by a test)."""
+    progress.set_total(steps)
+    for step in range(1, steps + 1):
+        progress.sleep(delay)
+        progress.report(step, f"drain {step}/{steps}")
+    return steps

@@ -8,6 +8,7 @@ Redis layout (all under the configured namespace `<ns>`):
   `attempt` (1, then 2... when a retry-safe job is re-run after a lost worker), `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`.
 - `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
   absence while the state is `running` means the worker was lost.
+- `<ns>:worker:<hostname>` (string with a TTL): a live worker and the queues it consumes.
 - `<ns>:job:<job_id>` (pub/sub channel, same name as the hash): one JSON event per snapshot change, carrying the
   new `seq`. Pub/sub may drop messages; a consumer that sees a gap in `seq` re-reads the hash.
 
@@ -55,6 +56,10 @@ class Keys:
         """The liveness key of a running job."""
         return f"{self.namespace}:job:{job_id}:alive"
 
+    def worker(self, hostname: str) -> str:
+        """A worker's presence record (see `presence.py`)."""
+        return f"{self.namespace}:worker:{hostname}"
+
     def job_id(self, channel: str) -> str:
         """The job id of a channel name produced by `job()`."""
         return channel.rpartition(":")[2]
@@ -74,6 +79,8 @@ class JobEvent:
     error_type: str | None = None
     error_code: int | None = None
     """The JSON-RPC error code when the job ended with a protocol error (it raised `MCPError`)."""
+    at: float | None = None
+    """When the worker wrote it (its clock, Unix time)."""
     attempt: int = 0
     """Which run of the job this is: 0 while queued, 1 for the first run, 2+ after a lost worker."""
 
@@ -93,6 +100,7 @@ class JobEvent:
             error=_string(raw.get("error")),
             error_type=_string(raw.get("error_type")),
             error_code=None if raw.get("error_code") is None else _integer(raw.get("error_code")),
+            at=_finite(raw.get("at")),
             attempt=_integer(raw.get("attempt", 0)),
         )
 
@@ -114,6 +122,7 @@ class JobEvent:
             error=snap.get("error") or None,
             error_type=snap.get("error_type") or None,
             error_code=_integer(snap["error_code"]) if snap.get("error_code") else None,
+            at=_finite(_number(snap.get("updated_at"))),
             attempt=_integer(snap.get("attempt") or "0"),
         )
 

@@ -71,7 +71,7 @@ def run_job(
         job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message="started", extra=where
     )
     if start.seq == 0:
-        logger.info("job %s (%s) already finished; skipping", job_id, spec.name)
+        logger.info("job %s (%s) already finished; skipping", job_id, spec.name, extra=_context(spec, job_id))
         return
     if start.cancel_requested:
         store.write_final(job_id, JobState.CANCELLED, message="cancelled before it started")
@@ -91,27 +91,36 @@ def _execute(
     try:
         result = _call(spec, Progress(store, job_id, attempt, limits.max_message_chars), arguments)
     except JobCancelled:
-        logger.info("job %s (%s) cancelled", job_id, spec.name)
+        logger.info("job %s (%s) cancelled", job_id, spec.name, extra=_context(spec, job_id))
         return JobState.CANCELLED, {}
     except MCPError as exc:
-        logger.info("job %s (%s) ended with protocol error %s: %s", job_id, spec.name, exc.code, exc.message)
+        logger.info(
+            "job %s (%s) ended with protocol error %s: %s",
+            job_id,
+            spec.name,
+            exc.code,
+            exc.message,
+            extra=_context(spec, job_id),
+        )
         return JobState.FAILED, {"error": _capped(exc.message), "error_type": "ProtocolError", "error_code": exc.code}
     except JobError as exc:
-        logger.info("job %s (%s) failed: %s", job_id, spec.name, exc)
+        logger.info("job %s (%s) failed: %s", job_id, spec.name, exc, extra=_context(spec, job_id))
         return JobState.FAILED, {"error": _capped(str(exc) or type(exc).__name__), "error_type": "JobError"}
     except SoftTimeLimitExceeded:
-        logger.warning("job %s (%s) exceeded its time limit", job_id, spec.name)
+        logger.warning("job %s (%s) exceeded its time limit", job_id, spec.name, extra=_context(spec, job_id))
         return JobState.FAILED, {
             "error": time_limit_error(spec.name, job_id, limits.time_limit),
             "error_type": "TimeLimitExceeded",
         }
     except ValidationError as exc:
         # The server validated these arguments already: a mismatch means the two sides run different code.
-        logger.error("job %s (%s) got arguments its signature rejects: %s", job_id, spec.name, exc)
+        logger.error(
+            "job %s (%s) got arguments its signature rejects: %s", job_id, spec.name, exc, extra=_context(spec, job_id)
+        )
         error = f"Job {spec.name} rejected its arguments on the worker (job id {job_id}); is the worker up to date?"
         return JobState.FAILED, {"error": error, "error_type": "ValidationError"}
     except Exception as exc:
-        logger.exception("job %s (%s) raised", job_id, spec.name)
+        logger.exception("job %s (%s) raised", job_id, spec.name, extra=_context(spec, job_id))
         name = type(exc).__name__
         error = f"Job {spec.name} failed with an unexpected {name} (job id {job_id}); details are in the worker log."
         return JobState.FAILED, {"error": error, "error_type": name}
@@ -126,6 +135,11 @@ def _execute(
         logger.warning(error)
         return JobState.FAILED, {"error": error, "error_type": "ResultTooLarge"}
     return JobState.SUCCEEDED, {"result": result}
+
+
+def _context(spec: JobSpec, job_id: str) -> dict[str, str]:
+    """The `extra` of a log line about a job (JSON logs show them as fields)."""
+    return {"job_id": job_id, "tool": spec.name}
 
 
 def time_limit_error(job_name: str, job_id: str, limit: float | None) -> str:

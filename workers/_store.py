@@ -92,8 +92,9 @@ def encode_write(
     gives its own): a caller that learns the outcome from the snapshot can still show the job's
     final state before the result.
     """
-    event: dict[str, Any] = {"state": state.value}
-    fields: dict[str, str] = {"state": state.value, "updated_at": repr(time.time())}
+    now = time.time()
+    event: dict[str, Any] = {"state": state.value, "at": now}
+    fields: dict[str, str] = {"state": state.value, "updated_at": repr(now)}
     for name, value in (("progress", progress), ("total", total), ("message", message)):
         if value is not None:
             event[name] = value
@@ -131,7 +132,7 @@ class JobStore:
     """Synchronous access to job snapshots, as used inside worker processes."""
 
     def __init__(self, client: redis.Redis, keys: Keys, ttl: int) -> None:
-        self._client = client
+        self.client = client
         self._keys = keys
         self._ttl = ttl
         self._write = client.register_script(WRITE_SCRIPT)
@@ -160,10 +161,10 @@ class JobStore:
 
     def beat(self, job_ids: list[str], alive_for: float) -> None:
         """Keep the liveness keys of `job_ids` for another `alive_for` seconds, in one round trip."""
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.set(self._keys.alive(job_id), "1", px=int(alive_for * 1000))
         pipe.execute()
 
     def cancel_requested(self, job_id: str) -> bool:
-        return self._client.hget(self._keys.job(job_id), "cancel") in (b"1", "1")
+        return self.client.hget(self._keys.job(job_id), "cancel") in (b"1", "1")

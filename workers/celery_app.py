@@ -26,13 +26,14 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
-from celery.signals import task_failure, task_revoked
+from celery.signals import task_failure, task_revoked, worker_ready, worker_shutdown
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from mcp_jobs._events import JobState, Keys
 from mcp_jobs._runner import Heartbeats, RunLimits, run_job, time_limit_error
 from mcp_jobs._store import JobStore
+from mcp_jobs.presence import Presence
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.settings import Settings, get_settings
 
@@ -80,6 +81,9 @@ class _StoreHolder:
         self._store: JobStore | None = None
         self._pid = 0
 
+    def client(self) -> redis.Redis:
+        return self.get().client
+
     def get(self) -> JobStore:
         if self._store is None or self._pid != os.getpid():
             client = redis.Redis.from_url(
@@ -122,6 +126,7 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
     for spec in jobs.values():
         _register(app, spec, stores, heartbeats, settings)
     _record_deaths(app, jobs, stores, settings)
+    _announce_presence(app, stores, settings)
     app.mcp_jobs = jobs  # type: ignore[attr-defined]
     return app
 
@@ -152,6 +157,22 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, heartbeats: Hear
     run.__name__ = spec.name
     run.__doc__ = spec.description
     app.task(**options)(run)
+
+
+def _announce_presence(app: Celery, stores: _StoreHolder, settings: Settings) -> None:
+    """Announce each worker of this app, with its queues, while it runs (see `presence.py`)."""
+    presence = Presence(
+        stores.client, Keys(settings.namespace), settings.heartbeat_interval, settings.worker_lost_after
+    )
+
+    @worker_ready.connect(weak=False)
+    def _ready(sender: Any = None, **_: Any) -> None:
+        if sender is not None and sender.app is app:
+            presence.start(str(sender.hostname), list(app.amqp.queues.consume_from or app.amqp.queues))
+
+    @worker_shutdown.connect(weak=False)
+    def _shutdown(sender: Any = None, **_: Any) -> None:
+        presence.stop()
 
 
 def _record_deaths(app: Celery, jobs: dict[str, JobSpec], stores: _StoreHolder, settings: Settings) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, field_validator
@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=3600, gt=0)
     """Redis broker: seconds before an unacknowledged retry-safe job is handed to another worker after
     its worker process died. Must exceed the longest retry-safe job's run time."""
+    max_calls_in_flight: int | None = Field(default=None, gt=0)
+    """Most streaming calls one server process follows at once (None: no limit)."""
+    max_calls_per_caller: int | None = Field(default=None, gt=0)
+    """Most streaming calls one caller has in flight on one server process (None: no limit)."""
+    max_queued_jobs: int | None = Field(default=None, gt=0)
+    """Most jobs waiting in one queue (Redis broker); calls and tasks beyond it are refused."""
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    """Seconds a stopping server (SIGTERM) gives calls in flight to finish before it hands them
+    off (or cancels them, without the handoff tools)."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per log line, with job id, tool and caller where known."""
     max_argument_bytes: int = Field(default=1_000_000, gt=0)
     """Largest tool arguments (as JSON) the server accepts."""
     max_result_bytes: int = Field(default=4_000_000, gt=0)
