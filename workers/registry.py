@@ -218,7 +218,16 @@ def _find_progress_param(fn: Callable[..., Any]) -> str | None:
 
 
 def load_jobs(modules: Iterable[str]) -> dict[str, JobSpec]:
-    """Import the job modules and return every job registered so far, by name."""
-    for module in modules:
+    """Import the job modules and return their jobs (defined in them or their submodules), by name.
+
+    Only those: a process that imported other job modules (a test run, an embedding application)
+    still serves exactly what its settings name.
+    """
+    names = list(modules)
+    for module in names:
         importlib.import_module(module)
-    return dict(_registry)
+    return {
+        name: spec
+        for name, spec in _registry.items()
+        if any(spec.fn.__module__ == module or spec.fn.__module__.startswith(module + ".") for module in names)
+    }

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     """This server's URL as clients reach it (`https://jobs.example.com/mcp`): the resource its
     access tokens must be issued for. Default: `http://<host>:<port><path>`."""
-    auth_tokens: list[StaticToken] = Field(default_factory=list, repr=False)
+    auth_tokens: Annotated[list[StaticToken], NoDecode] = Field(default_factory=list, repr=False)
     """Static bearer tokens, as a JSON list of `{"sha256": ..., "caller": ..., "scopes": [...]}`
     (`mcp-jobs token` makes one). Turns authentication on."""
     auth_jwks_url: str | None = None
@@ -128,6 +128,13 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("auth_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []  # unset or empty: no static tokens
         return value
 
     @property
