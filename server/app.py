@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 
 from mcp_jobs import __version__
 from mcp_jobs._events import Keys
-from mcp_jobs.celery_app import create_celery_app
+from mcp_jobs.celery_app import create_producer_app
 from mcp_jobs.presence import queues_served
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
@@ -64,7 +64,8 @@ class Runtime:
     def __init__(self, settings: Settings, jobs: dict[str, JobSpec] | None = None) -> None:
         self.settings = settings
         self.jobs = jobs if jobs is not None else load_jobs(settings.job_modules)
-        self.celery: Celery = create_celery_app(settings, self.jobs)
+        self.celery: Celery = create_producer_app(settings)
+        """Send-only: the server queues and revokes jobs; workers run them."""
         self.metrics = Metrics()
         self.can_hand_off = settings.handoff_after is not None or any(
             spec.handoff_after is not None for spec in self.jobs.values()

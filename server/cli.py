@@ -90,7 +90,10 @@ def _serve_http(runtime: Runtime) -> None:
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 2,
     )
-    DrainingServer(config, runtime).run()
+    try:
+        DrainingServer(config, runtime).run()
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it already handled: the shutdown was clean
 
 
 class DrainingServer(uvicorn.Server):

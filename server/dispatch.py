@@ -294,12 +294,23 @@ class Dispatcher:
 
     @asynccontextmanager
     async def _watching(self, job_id: str) -> AsyncIterator[JobWatch]:
+        """Subscribe to the job's events. Redis failing before the subscription means the job was
+        never started; failing later, while the call follows it, is said as such (the job is told
+        to stop by then: `_cancel_job_unless_it_ended`)."""
+        subscribed = False
         try:
             async with self._listener.watch(job_id) as watch:
+                subscribed = True
                 yield watch
         except (RedisError, OSError, TimeoutError) as exc:
-            logger.warning("job %s: could not subscribe (%r)", job_id, exc)
-            raise ToolError(REDIS_DOWN) from exc
+            if not subscribed:
+                logger.warning("job %s: could not subscribe (%r)", job_id, exc, extra={"job_id": job_id})
+                raise ToolError(REDIS_DOWN) from exc
+            logger.warning("job %s: Redis failed while following it (%r)", job_id, exc, extra={"job_id": job_id})
+            raise ToolError(
+                f"Redis became unavailable while following job {job_id}: the call ended, and the job was told "
+                "to stop if Redis let that through. Try again shortly."
+            ) from exc
 
     @asynccontextmanager
     async def _cancel_job_unless_it_ended(self, job_id: str) -> AsyncIterator[None]:
@@ -334,10 +345,12 @@ class Dispatcher:
         options: dict[str, Any] = {"task_id": job_id}
         if spec.queue:
             options["queue"] = spec.queue
-        task = self._celery.tasks[task_name(spec.name)]
+        name = task_name(spec.name)
         try:
             async with self._broker_threads:
-                await anyio.to_thread.run_sync(lambda: task.apply_async(args=(job_id, arguments), **options))
+                await anyio.to_thread.run_sync(
+                    lambda: self._celery.send_task(name, args=(job_id, arguments), **options)
+                )
         except OperationalError as exc:
             logger.warning("job %s: broker unavailable (%r)", job_id, exc)
             error = "The job queue (broker) is unavailable, so the job was not started; try again shortly."

@@ -32,14 +32,17 @@ RESYNC: Final = _Resync()
 
 RECONNECT_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 
+WATCH_CAPACITY = 256
+"""Events one watch holds before it collapses them into a snapshot read (see `JobWatch.put`)."""
+
 
 class JobWatch:
     """The events of one job, in arrival order, plus `RESYNC` markers."""
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, capacity: int = WATCH_CAPACITY) -> None:
         self.channel = channel
         self.subscribed = asyncio.Event()
-        self._queue: asyncio.Queue[JobEvent | _Resync] = asyncio.Queue()
+        self._queue: asyncio.Queue[JobEvent | _Resync] = asyncio.Queue(capacity)
 
     async def next(self, timeout: float | None) -> JobEvent | _Resync | None:
         """The next event or marker; None if nothing arrived within `timeout` seconds."""
@@ -49,7 +52,14 @@ class JobWatch:
             return None
 
     def put(self, item: JobEvent | _Resync) -> None:
-        self._queue.put_nowait(item)
+        """Queue an item. A full queue (a fast job, a slow client) is emptied for one `RESYNC`:
+        the follower reads the snapshot, which holds the latest state, so memory stays bounded."""
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(RESYNC)
 
 
 class JobListener:
@@ -117,7 +127,10 @@ class JobListener:
                 logger.warning("pub/sub connection lost (%r); reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
             except Exception:
-                logger.exception("unexpected error in the pub/sub reader; continuing")
+                delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
+                failures += 1
+                logger.exception("unexpected error in the pub/sub reader; continuing in %.1f s", delay)
+                await asyncio.sleep(delay)
 
     def _route(self, message: dict[str, object]) -> None:
         channel = message.get("channel")

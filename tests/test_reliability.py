@@ -61,10 +61,13 @@ def test_snapshot_and_event_are_written_together(stack: Stack, store: JobStore) 
     first = store.write(job_id, JobState.RUNNING, progress=1, total=4, message="one")
     event = json.loads(pubsub.get_message(timeout=5)["data"])
     snapshot = client.hgetall(stack.keys.job(job_id))
+    assert abs(event.pop("at") - float(snapshot["updated_at"])) < 1e-6, "the worker's time, in both"
     assert event == {"seq": first.seq, "state": "running", "attempt": 0, "progress": 1, "total": 4, "message": "one"}
     assert snapshot["seq"] == str(first.seq) and snapshot["message"] == "one" and float(snapshot["progress"]) == 1
     assert store.write(job_id, JobState.SUCCEEDED, result={"ok": []}).seq == first.seq + 1
-    assert json.loads(pubsub.get_message(timeout=5)["data"])["result"] == {"ok": []}
+    done = json.loads(pubsub.get_message(timeout=5)["data"])
+    assert done["state"] == "succeeded" and "result" not in done, "results stay out of pub/sub"
+    assert json.loads(client.hget(stack.keys.job(job_id), "result")) == {"ok": []}
     late = store.write(job_id, JobState.RUNNING, progress=9)
     assert late.seq == 0, "nothing may follow a terminal state"
     assert pubsub.get_message(timeout=0.3) is None
@@ -78,7 +81,7 @@ async def test_a_job_that_finished_before_anyone_listened_still_returns(
     job_id = str(uuid.uuid4())
     store.write(job_id, JobState.QUEUED, extra={"job": "echo"})
     arguments = {"text": "early", "number": 1, "item": {"name": "n"}}
-    runtime.celery.tasks["mcp_jobs.echo"].apply_async(args=(job_id, arguments), task_id=job_id)
+    runtime.celery.send_task("mcp_jobs.echo", args=(job_id, arguments), task_id=job_id)
     await wait_for_state(stack.redis(), stack.keys.job(job_id), {"succeeded"}, timeout=20)
     with anyio.fail_after(2):  # far below the 30 s safety poll: the snapshot is read on subscribe
         result = await runtime.dispatcher.follow(job_id, None)

@@ -88,7 +88,7 @@ def encode_write(
     """The event JSON and the snapshot field/value pairs for one write.
 
     A progress write sets all progress fields (empty string for None), so the snapshot is exactly
-    the latest event. A terminal write keeps the job's last progress, total and message (unless it
+    the latest event. A terminal event leaves the result out (it is in the snapshot). A terminal write keeps the job's last progress, total and message (unless it
     gives its own): a caller that learns the outcome from the snapshot can still show the job's
     final state before the result.
     """
@@ -108,7 +108,9 @@ def encode_write(
             "error_type": error_type or "",
             "error_code": "" if error_code is None else str(error_code),
         }
-        event |= {"result": result, "error": error, "error_type": error_type, "error_code": error_code}
+        # Not the result: it can be megabytes, and every call's events share one pub/sub
+        # connection. A server reads the result from the snapshot when the event says it is done.
+        event |= {"error": error, "error_type": error_type, "error_code": error_code}
     fields |= extra or {}
     flat = [item for pair in fields.items() for item in pair]
     return json.dumps(event, separators=(",", ":"), allow_nan=False), flat

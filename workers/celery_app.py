@@ -99,10 +99,9 @@ class _StoreHolder:
         return self._store
 
 
-def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec] | None = None) -> Celery:
-    """Build the Celery app for `settings`, with a task for every job in `jobs` (default: the job modules)."""
-    settings = settings or get_settings()
-    jobs = jobs if jobs is not None else load_jobs(settings.job_modules)
+def create_producer_app(settings: Settings) -> Celery:
+    """A send-only Celery app: what a server needs to queue jobs (`send_task`) and revoke them,
+    without the worker's task registrations and global signal handlers."""
     app = Celery("mcp_jobs", broker=settings.effective_broker_url, set_as_current=False)
     app.conf.update(
         task_ignore_result=True,
@@ -121,6 +120,15 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
     )
     if (use_ssl := broker_tls(settings.effective_broker_url)) is not None:
         app.conf.broker_use_ssl = use_ssl
+    return app
+
+
+def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec] | None = None) -> Celery:
+    """Build the worker's Celery app for `settings`, with a task for every job in `jobs` (default:
+    the job modules), and the signal handlers that record deaths and announce the worker."""
+    settings = settings or get_settings()
+    jobs = jobs if jobs is not None else load_jobs(settings.job_modules)
+    app = create_producer_app(settings)
     stores = _StoreHolder(settings)
     heartbeats = Heartbeats(stores.get, settings.heartbeat_interval, settings.worker_lost_after)
     for spec in jobs.values():
