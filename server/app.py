@@ -38,6 +38,7 @@ from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff
 from mcp_jobs.server.follow import SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.handoff import handed_off, handoff_tools
+from mcp_jobs.server.jobs_page import jobs_routes
 from mcp_jobs.server.listener import JobListener
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
@@ -105,6 +106,16 @@ class Runtime:
             await pool.aclose()
 
     @property
+    def redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("the mcp-jobs runtime is not started")
+        return self._client
+
+    @property
+    def closing(self) -> bool:
+        return self._dispatcher is None or self._dispatcher.closing
+
+    @property
     def queues(self) -> set[str]:
         """The Celery queues this server routes jobs to."""
         default = str(self.celery.conf.task_default_queue)
@@ -170,6 +181,21 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
         await runtime.readiness()
         return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    settings = runtime.settings
+    for route in jobs_routes(
+        lambda: runtime.redis,
+        Keys(settings.namespace),
+        enabled=settings.jobs_page,
+        verifier=verifier,
+        required_scopes=settings.auth_scopes,
+        resource_url=settings.resource_url if verifier else None,
+        security=transport_security(settings),
+        queues=lambda: runtime.queues,
+        queue_depths=settings.effective_broker_url == settings.redis_url,
+        closing=lambda: runtime.closing,
+    ):
+        server.custom_route(route.path, methods=["GET"])(route.endpoint)
+
     return server
 
 
@@ -225,19 +251,23 @@ def _progress_sender(ctx: Context, max_token_bytes: int) -> SendProgress | None:
     return send
 
 
-def build_http_app(runtime: Runtime) -> ASGIApp:
-    """The Streamable HTTP app (SSE mode, sessions on) with Host/Origin checks from the settings,
-    and authentication when the settings configure a verifier."""
-    settings = runtime.settings
-    security = TransportSecuritySettings(
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """Host/Origin checks (DNS-rebinding protection) from the settings."""
+    return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
     )
+
+
+def build_http_app(runtime: Runtime) -> ASGIApp:
+    """The Streamable HTTP app (SSE mode, sessions on) with Host/Origin checks from the settings,
+    and authentication when the settings configure a verifier."""
+    settings = runtime.settings
     verifier = token_verifier(settings)
     app = build_mcp_server(runtime, verifier).streamable_http_app(
         streamable_http_path=settings.path,
-        transport_security=security,
+        transport_security=transport_security(settings),
         host=settings.host,
         max_request_body_size=settings.max_request_body_bytes,
     )

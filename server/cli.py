@@ -28,6 +28,7 @@ from mcp_jobs.logs import configure_logging
 from mcp_jobs.server.app import Runtime, build_http_app, build_mcp_server
 from mcp_jobs.server.auth import hash_token
 from mcp_jobs.server.embedded import RedisProcess, reachable
+from mcp_jobs.server.jobs_cli import jobs
 from mcp_jobs.settings import Settings, get_settings, redact_url
 
 logger = logging.getLogger("mcp_jobs")
@@ -53,6 +54,9 @@ jobs_option = click.option(
 @click.version_option(package_name="mcp-jobs")
 def main() -> None:
     """Run long MCP tool calls as Celery jobs with live progress."""
+
+
+main.add_command(jobs)
 
 
 @main.command()

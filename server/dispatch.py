@@ -145,6 +145,10 @@ class Dispatcher:
         """The server is shutting down: refuse new calls from now on."""
         self._closing = True
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     def drain(self) -> None:
         """End every call still being followed: handed off where the handoff tools exist (the job
         goes on, any replica can follow it), else cancelled, each with a result that says so."""

@@ -49,7 +49,9 @@ def test_dev_runs_everything_and_stops_cleanly_on_ctrl_c(stack_env: dict[str, st
         dev.stop()
 
 
-@pytest.mark.parametrize("args", [["serve", "--help"], ["worker", "--help"], ["dev", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["serve", "--help"], ["worker", "--help"], ["dev", "--help"], ["jobs", "--help"], ["token", "--help"]]
+)
 def test_commands_have_help(args: list[str], stack_env: dict[str, str]) -> None:
     proc = ManagedProcess("help", python_module("mcp_jobs.server.cli", *args), stack_env)
     assert proc.process.wait(60) == 0

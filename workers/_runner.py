@@ -38,6 +38,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from mcp_jobs._events import JobState
 from mcp_jobs._store import JobStore
 from mcp_jobs.errors import JobCancelled, JobError
+from mcp_jobs.fanout import PartsContext
 from mcp_jobs.progress import Progress
 from mcp_jobs.registry import JobSpec
 
@@ -63,9 +64,10 @@ def run_job(
     arguments: dict[str, Any],
     limits: RunLimits,
     worker: str = "",
+    parts: PartsContext | None = None,
 ) -> None:
     """Run `spec` for `job_id` and write its terminal state; never raises for a job's own failure."""
-    where = {"worker": worker, "pid": str(os.getpid())}
+    where = {"worker": worker, "pid": str(os.getpid()), "started_at": repr(time.time())}
     # One round trip: count the attempt, mark the job alive and running.
     start = store.write(
         job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message="started", extra=where
@@ -78,18 +80,20 @@ def run_job(
         return
     heartbeats.add(job_id)
     try:
-        state, values = _execute(spec, store, job_id, arguments, limits, start.attempt)
+        progress = Progress(store, job_id, start.attempt, limits.max_message_chars, parts)
+        state, values = _execute(spec, progress, arguments, limits)
     finally:
         heartbeats.discard(job_id)
     store.write_final(job_id, state, **values)
 
 
 def _execute(
-    spec: JobSpec, store: JobStore, job_id: str, arguments: dict[str, Any], limits: RunLimits, attempt: int
+    spec: JobSpec, progress: Progress, arguments: dict[str, Any], limits: RunLimits
 ) -> tuple[JobState, dict[str, Any]]:
     """Call the job; return the terminal state and the values to record with it."""
+    job_id = progress.job_id
     try:
-        result = _call(spec, Progress(store, job_id, attempt, limits.max_message_chars), arguments)
+        result = _call(spec, progress, arguments)
     except JobCancelled:
         logger.info("job %s (%s) cancelled", job_id, spec.name, extra=_context(spec, job_id))
         return JobState.CANCELLED, {}

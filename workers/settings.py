@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=30.0, ge=0)
     """Seconds a stopping server (SIGTERM) gives calls in flight to finish before it hands them
     off (or cancels them, without the handoff tools)."""
+    jobs_page: bool = False
+    """Serve the live jobs page at /jobs (behind the bearer token when authentication is on)."""
     log_format: Literal["text", "json"] = "text"
     """`json`: one JSON object per log line, with job id, tool and caller where known."""
     max_argument_bytes: int = Field(default=1_000_000, gt=0)

@@ -1,0 +1,291 @@
+"""`mcp-jobs jobs`: what the job system is doing right now, read from Redis directly.
+
+Jobs in flight (tool, caller, state, progress, status, age, queue wait, worker), recent failures
+with their error, queue depth per queue and the workers alive. `--watch` redraws it live until
+Ctrl-C; `--json-output` prints the same data as JSON (with `--watch`, one object per line each
+time it changes) for scripts. Settings (Redis URL, namespace) come from the environment, as for
+`serve` and `worker`; no job module is imported.
+
+Exit codes: 0 (also after Ctrl-C in `--watch`), 1 when Redis cannot be read (without `--watch`;
+with it the screen says so and keeps trying), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from mcp_jobs._events import Keys
+from mcp_jobs.server.jobs_view import DEFAULT_LIMIT, JobRow, JobsView, list_jobs, without_clock
+from mcp_jobs.settings import Settings, get_settings, redact_url
+
+STATE_STYLES = {"queued": "yellow", "running": "cyan", "failed": "red"}
+
+
+@click.command("jobs")
+@click.option("--watch", is_flag=True, help="Redraw live until Ctrl-C.")
+@click.option("--json-output", is_flag=True, help="Print JSON instead of tables (with --watch: one line per change).")
+@click.option("--caller", default=None, help="Only this caller's jobs (default: everyone's).")
+@click.option(
+    "--failures-for",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Show failures of the last this many seconds.",
+)
+@click.option("--queue", "queues", multiple=True, help="Also list this queue (repeatable).")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True, help="Most jobs per list."
+)
+@click.option(
+    "--interval", type=click.FloatRange(min=0.1), default=0.5, show_default=True, help="Seconds between redraws."
+)
+def jobs(
+    watch: bool,
+    json_output: bool,
+    caller: str | None,
+    failures_for: float,
+    queues: tuple[str, ...],
+    limit: int,
+    interval: float,
+) -> None:
+    """Show jobs in flight, recent failures, queue depths and live workers (from Redis)."""
+    settings = get_settings()
+    options = _Options(settings, caller, failures_for, queues, limit)
+    try:
+        if watch:
+            asyncio.run(_watch(options, json_output, interval))
+        else:
+            asyncio.run(_once(options, json_output))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends a watch: that is how it is meant to stop
+
+
+class _Options:
+    def __init__(
+        self, settings: Settings, caller: str | None, failures_for: float, queues: Sequence[str], limit: int
+    ) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.caller = caller
+        self.failures_for = failures_for
+        self.queues = list(queues)
+        self.limit = limit
+
+    async def read(self, client: aioredis.Redis) -> JobsView:
+        return await list_jobs(
+            client,
+            self.keys,
+            self.caller,
+            time.time(),
+            self.failures_for,
+            queues=self.queues,
+            queue_depths=self.settings.effective_broker_url == self.settings.redis_url,
+            limit=self.limit,
+        )
+
+    def client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
+
+    def unavailable(self, exc: Exception) -> str:
+        return f"cannot read Redis at {redact_url(self.settings.redis_url)}: {exc}"
+
+
+async def _once(options: _Options, json_output: bool) -> None:
+    async with options.client() as client:
+        try:
+            view = await options.read(client)
+        except (RedisError, OSError) as exc:
+            raise click.ClickException(options.unavailable(exc)) from exc
+    if json_output:
+        click.echo(json.dumps(view.to_json()))
+    else:
+        Console().print(render(view, options.settings.namespace))
+
+
+async def _watch(options: _Options, json_output: bool, interval: float) -> None:
+    async with options.client() as client:
+        if json_output:
+            await _watch_json(options, client, interval)
+        else:
+            await _watch_tables(options, client, interval)
+
+
+async def _watch_json(options: _Options, client: aioredis.Redis, interval: float) -> None:
+    """One JSON object per line, each time what it shows changes (not for the clock alone)."""
+    last: dict[str, Any] | None = None
+    while True:
+        try:
+            data = (await options.read(client)).to_json()
+        except (RedisError, OSError) as exc:
+            data = {"error": options.unavailable(exc)}
+        if without_clock(data) != last:
+            click.echo(json.dumps(data))
+            last = without_clock(data)
+        await asyncio.sleep(interval)
+
+
+async def _watch_tables(options: _Options, client: aioredis.Redis, interval: float) -> None:
+    with Live(Text("reading Redis…"), console=Console(), auto_refresh=False) as live:
+        while True:
+            try:
+                screen: RenderableType = render(await options.read(client), options.settings.namespace)
+            except (RedisError, OSError) as exc:
+                screen = Text(options.unavailable(exc) + " (retrying)", style="red")
+            live.update(screen, refresh=True)
+            await asyncio.sleep(interval)
+
+
+def render(view: JobsView, namespace: str) -> RenderableType:
+    """The tables of a view, for a terminal."""
+    parts: list[RenderableType] = [_headline(view, namespace), _in_flight(view)]
+    if view.failures:
+        parts.append(_failures(view))
+    parts.append(_queues(view))
+    notes = _notes(view)
+    if notes:
+        parts.append(Text(notes, style="yellow"))
+    return Group(*parts)
+
+
+def _headline(view: JobsView, namespace: str) -> Text:
+    counts = view.counts
+    who = "all callers" if view.caller is None else f"caller {view.caller or '(anonymous)'}"
+    text = Text.assemble(
+        ("mcp-jobs ", "bold"),
+        (f"{namespace}", "bold cyan"),
+        f" · {who} · ",
+        (f"{counts.get('running', 0)} running", "cyan"),
+        ", ",
+        (f"{counts.get('queued', 0)} queued", "yellow"),
+        f" · last {duration(view.recent_failures_for)}: ",
+        (f"{counts.get('succeeded', 0)} succeeded", "green"),
+        ", ",
+        (f"{counts.get('failed', 0)} failed", "red"),
+        f", {counts.get('cancelled', 0)} cancelled · {plural(len(view.workers), 'worker')} alive",
+    )
+    return text
+
+
+def _in_flight(view: JobsView) -> RenderableType:
+    if not view.in_flight:
+        return Text("No jobs in flight.", style="dim")
+    table = Table(title="Jobs in flight", title_justify="left", expand=False)
+    for column in ("job", "tool", "caller", "state", "progress", "", "status", "age", "wait", "worker"):
+        table.add_column(
+            column, no_wrap=column not in ("status",), overflow="fold" if column == "status" else "ellipsis"
+        )
+    for job in view.in_flight:
+        state = job.state
+        if job.state == "running" and job.heartbeat is False:
+            state = "running (no heartbeat)"
+        if job.attempt > 1:
+            state += f" #{job.attempt}"
+        table.add_row(
+            job.job_id[:8],
+            escape(job.tool),
+            escape(job.caller or "-"),
+            Text(state, style=STATE_STYLES.get(job.state, "")),
+            _bar(job),
+            _amount(job),
+            escape(job.message or job.status),
+            duration(job.age),
+            duration(job.queue_wait),
+            escape(job.worker or "-"),
+        )
+    return table
+
+
+def _failures(view: JobsView) -> RenderableType:
+    table = Table(title=f"Failures, last {duration(view.recent_failures_for)}", title_justify="left")
+    for column in ("job", "tool", "caller", "failed", "error"):
+        table.add_column(column, no_wrap=column != "error", overflow="fold" if column == "error" else "ellipsis")
+    for job in view.failures:
+        error = job.error or "(no message)"
+        if job.error_type:
+            error = f"{job.error_type}: {error}"
+        ago = None if job.updated_at is None else max(view.now - job.updated_at, 0.0)
+        table.add_row(
+            job.job_id[:8],
+            escape(job.tool),
+            escape(job.caller or "-"),
+            f"{duration(ago)} ago",
+            Text(error, style="red"),
+        )
+    return table
+
+
+def _queues(view: JobsView) -> RenderableType:
+    table = Table(title="Queues", title_justify="left")
+    table.add_column("queue")
+    table.add_column("waiting", justify="right")
+    table.add_column("workers", justify="right")
+    table.add_column("hosts")
+    for queue in view.queues:
+        hosts = [worker.hostname for worker in view.workers if queue.name in worker.queues]
+        table.add_row(
+            escape(queue.name),
+            "?" if queue.depth is None else str(queue.depth),
+            Text(str(queue.workers), style="" if queue.workers else "bold red"),
+            escape(", ".join(hosts) or "-"),
+        )
+    return table
+
+
+def _notes(view: JobsView) -> str:
+    notes = []
+    if view.in_flight_total > len(view.in_flight):
+        notes.append(f"showing {len(view.in_flight)} of {view.in_flight_total} jobs in flight")
+    if view.failures_total > len(view.failures):
+        notes.append(f"showing {len(view.failures)} of {view.failures_total} failures")
+    if not view.complete:
+        notes.append(f"stopped reading after {view.scanned} jobs: some may be missing")
+    return "; ".join(notes)
+
+
+def _bar(job: JobRow) -> RenderableType:
+    if job.fraction is None:
+        return Text("")
+    return ProgressBar(total=1.0, completed=job.fraction, width=20)
+
+
+def _amount(job: JobRow) -> str:
+    if job.progress is None:
+        return ""
+    if job.total:
+        return f"{job.progress:g}/{job.total:g} {job.progress / job.total:.0%}"
+    return f"{job.progress:g}"
+
+
+def duration(seconds: float | None) -> str:
+    """A short duration: 4s, 2m05s, 1h02m, 3d04h; "-" for None."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

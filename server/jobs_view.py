@@ -1,0 +1,415 @@
+"""What is going on right now, read from Redis: jobs in flight, recent failures, queues, workers.
+
+The data behind `mcp-jobs jobs` and the live jobs page. It reads only what workers and servers
+already write (no index of its own, nothing to keep consistent):
+
+- job snapshots `<ns>:job:<id>`, found with SCAN (liveness keys `<ns>:job:<id>:alive` skipped),
+  read with HMGET of the fields shown here: never the `result`, which can be megabytes;
+- whether a running job's worker still beats (`<ns>:job:<id>:alive`);
+- the workers' presence records `<ns>:worker:<hostname>` (see `presence.py`);
+- the depth of each queue (`LLEN`), only when the Celery broker is this very Redis.
+
+The work is bounded: SCAN walks the keyspace in batches and stops after `max_keys` snapshots
+(the view says `complete=False` then), and each list returned holds at most `limit` jobs (the
+view says how many there were). Snapshots expire `result_ttl` after their last update, so a
+failure stays visible for at most that long whatever `recent_failures_for` asks.
+
+`scan_jobs` does the reading, `select` the filtering (by caller) and capping, so one scan can
+serve many viewers; `list_jobs` is both in one call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from mcp_jobs._events import JobEvent, JobState, Keys
+from mcp_jobs.server.tasks import status_message
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 500
+"""Most jobs in each list of a view (in flight, recent failures)."""
+
+DEFAULT_MAX_KEYS = 20_000
+"""Most job snapshots one scan reads; beyond it the view is marked incomplete."""
+
+SCAN_BATCH = 1000
+"""`COUNT` of each SCAN step (keys Redis looks at per round trip)."""
+
+READ_BATCH = 500
+"""Snapshots read per pipelined round trip."""
+
+MAX_TEXT = 2000
+"""Longest message or error kept per job (the rest is cut, with an ellipsis)."""
+
+DEFAULT_QUEUE = "celery"
+"""Celery's default queue, always listed."""
+
+FIELDS = (
+    "job",
+    "state",
+    "seq",
+    "progress",
+    "total",
+    "message",
+    "error",
+    "error_type",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "caller",
+    "task",
+    "attempt",
+    "worker",
+)
+"""The snapshot fields a view reads (`started_at` is optional: with it, a running job's queue wait
+is known)."""
+
+IN_FLIGHT = frozenset({JobState.QUEUED, JobState.RUNNING})
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as shown: a job in flight, or a recent failure."""
+
+    job_id: str
+    tool: str
+    caller: str
+    """Who started it ("" without authentication)."""
+    state: str
+    progress: float | None
+    total: float | None
+    status: str
+    """The status line tasks report: "[3/5] 60% scanning logs"."""
+    message: str | None
+    created_at: float | None
+    updated_at: float | None
+    age: float | None
+    """Seconds since the job was created."""
+    queue_wait: float | None
+    """Seconds it waited for a worker: so far for a queued job; for a running one only when its
+    snapshot records `started_at`; else None."""
+    attempt: int
+    task: bool
+    worker: str | None
+    heartbeat: bool | None
+    """For a running job, whether its worker beat recently (False: the worker may be lost)."""
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        """Progress as a fraction of the total (0..1), when there is a total."""
+        if self.progress is None or not self.total:
+            return None
+        return min(max(self.progress / self.total, 0.0), 1.0)
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    hostname: str
+    queues: list[str]
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    name: str
+    depth: int | None
+    """Messages waiting (None: the broker is not this Redis, so it cannot be read here)."""
+    workers: int
+    """Live workers consuming it."""
+
+
+@dataclass(frozen=True)
+class JobsScan:
+    """Everything one scan read, for all callers; `select` makes views of it."""
+
+    now: float
+    jobs: list[JobRow]
+    """Jobs in flight, and failed jobs (other ended jobs are only counted)."""
+    ended: list[tuple[str, str, float | None]]
+    """(caller, state, updated_at) of every other job seen, for the counts."""
+    workers: list[WorkerRow]
+    queues: list[QueueRow]
+    scanned: int
+    complete: bool
+    """False when the scan stopped at its `max_keys` bound."""
+
+
+@dataclass(frozen=True)
+class JobsView:
+    """The jobs one viewer may see, plus the queues and workers."""
+
+    now: float
+    caller: str | None
+    """Whose jobs these are (None: everyone's)."""
+    in_flight: list[JobRow]
+    """Queued and running jobs, oldest first."""
+    in_flight_total: int
+    failures: list[JobRow]
+    """Jobs that failed within `recent_failures_for` seconds, newest first."""
+    failures_total: int
+    recent_failures_for: float
+    counts: dict[str, int]
+    """Jobs by state among those scanned (ended ones: within `recent_failures_for` only)."""
+    queues: list[QueueRow]
+    workers: list[WorkerRow]
+    limit: int
+    scanned: int
+    complete: bool
+    """False when the scan stopped at its bound: some jobs may be missing."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether some jobs are left out (a list over `limit`, or an incomplete scan)."""
+        return (
+            not self.complete or self.in_flight_total > len(self.in_flight) or self.failures_total > len(self.failures)
+        )
+
+    def to_json(self, *, hosts: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict (the `--json-output` of the CLI and the page's stream). Without
+        `hosts`, workers are only counted, and jobs do not name theirs."""
+        data = asdict(self)
+        data["truncated"] = self.truncated
+        data["workers_alive"] = len(self.workers)
+        if not hosts:
+            data["workers"] = []
+            for row in (*data["in_flight"], *data["failures"]):
+                row["worker"] = None
+        for row, job in zip((*data["in_flight"], *data["failures"]), (*self.in_flight, *self.failures)):
+            row["fraction"] = job.fraction
+        return data
+
+
+async def list_jobs(
+    client: aioredis.Redis,
+    keys: Keys,
+    caller: str | None,
+    now: float,
+    recent_failures_for: float = 3600,
+    *,
+    queues: Iterable[str] = (),
+    queue_depths: bool = True,
+    limit: int = DEFAULT_LIMIT,
+    max_keys: int = DEFAULT_MAX_KEYS,
+) -> JobsView:
+    """Jobs in flight and recent failures of `caller` (None: of everyone), with queue depths and
+    live workers. `queues` are listed besides those live workers serve and Celery's default one;
+    `queue_depths=False` when the broker is not this Redis (depths are then unknown)."""
+    scan = await scan_jobs(client, keys, now, queues=queues, queue_depths=queue_depths, max_keys=max_keys)
+    return select(scan, caller, recent_failures_for, limit)
+
+
+async def scan_jobs(
+    client: aioredis.Redis,
+    keys: Keys,
+    now: float,
+    *,
+    queues: Iterable[str] = (),
+    queue_depths: bool = True,
+    max_keys: int = DEFAULT_MAX_KEYS,
+) -> JobsScan:
+    """Read every job snapshot of the namespace (up to `max_keys`), the workers and the queues."""
+    job_ids, complete = await _job_ids(client, keys, max_keys)
+    jobs: list[JobRow] = []
+    ended: list[tuple[str, str, float | None]] = []
+    for start in range(0, len(job_ids), READ_BATCH):
+        batch = job_ids[start : start + READ_BATCH]
+        pipe = client.pipeline(transaction=False)
+        for job_id in batch:
+            pipe.hmget(keys.job(job_id), list(FIELDS))
+            pipe.exists(keys.alive(job_id))
+        replies = await pipe.execute()
+        for index, job_id in enumerate(batch):
+            values, alive = replies[2 * index], replies[2 * index + 1]
+            fields = {name: _text(value) for name, value in zip(FIELDS, values) if value is not None}
+            row = _row(job_id, fields, bool(alive), now)
+            if row is None:
+                continue
+            if row.state in (JobState.QUEUED.value, JobState.RUNNING.value, JobState.FAILED.value):
+                jobs.append(row)
+            else:
+                ended.append((row.caller, row.state, row.updated_at))
+    workers = await _workers(client, keys)
+    return JobsScan(
+        now=now,
+        jobs=jobs,
+        ended=ended,
+        workers=workers,
+        queues=await _queues(client, workers, queues, queue_depths),
+        scanned=len(job_ids),
+        complete=complete,
+    )
+
+
+def select(
+    scan: JobsScan, caller: str | None, recent_failures_for: float = 3600, limit: int = DEFAULT_LIMIT
+) -> JobsView:
+    """The view of `caller` (None: everyone) of a scan: at most `limit` jobs in each list."""
+    since = scan.now - recent_failures_for
+    mine = [job for job in scan.jobs if caller is None or job.caller == caller]
+    in_flight = sorted(
+        (job for job in mine if job.state != JobState.FAILED.value),
+        key=lambda job: (job.created_at or math.inf, job.job_id),
+    )
+    failures = sorted(
+        (job for job in mine if job.state == JobState.FAILED.value and (job.updated_at or 0) >= since),
+        key=lambda job: (-(job.updated_at or 0), job.job_id),
+    )
+    counts = {state.value: 0 for state in JobState}
+    for job in in_flight:
+        counts[job.state] += 1
+    counts[JobState.FAILED.value] = len(failures)
+    for who, state, updated in scan.ended:
+        if (caller is None or who == caller) and (updated or 0) >= since:
+            counts[state] = counts.get(state, 0) + 1
+    return JobsView(
+        now=scan.now,
+        caller=caller,
+        in_flight=in_flight[:limit],
+        in_flight_total=len(in_flight),
+        failures=failures[:limit],
+        failures_total=len(failures),
+        recent_failures_for=recent_failures_for,
+        counts=counts,
+        queues=scan.queues,
+        workers=scan.workers,
+        limit=limit,
+        scanned=scan.scanned,
+        complete=scan.complete,
+    )
+
+
+def without_clock(data: dict[str, Any]) -> dict[str, Any]:
+    """A view's JSON without what changes with the clock alone (`now`, ages, waits so far): equal
+    for two views that show the same jobs in the same state."""
+    clean = {key: value for key, value in data.items() if key != "now"}
+    for name in ("in_flight", "failures"):
+        if isinstance(clean.get(name), list):
+            clean[name] = [{k: v for k, v in row.items() if k not in ("age", "queue_wait")} for row in clean[name]]
+    return clean
+
+
+def scan_pattern(keys: Keys, kind: str = "job") -> str:
+    """The SCAN `MATCH` pattern of the namespace's `job` (or `worker`) keys, with any glob
+    characters of the namespace escaped."""
+    namespace = "".join("\\" + char if char in "*?[]\\" else char for char in keys.namespace)
+    return f"{namespace}:{kind}:*"
+
+
+async def _job_ids(client: aioredis.Redis, keys: Keys, max_keys: int) -> tuple[list[str], bool]:
+    prefix = keys.job("")
+    seen: set[str] = set()  # SCAN may return a key more than once
+    async for key in client.scan_iter(match=scan_pattern(keys), count=SCAN_BATCH):
+        job_id = _text(key).removeprefix(prefix)
+        if not job_id or ":" in job_id:  # `<id>:alive`, or not a job of ours
+            continue
+        if job_id not in seen and len(seen) >= max_keys:
+            return sorted(seen), False
+        seen.add(job_id)
+    return sorted(seen), True
+
+
+def _row(job_id: str, fields: dict[str, str], alive: bool, now: float) -> JobRow | None:
+    try:
+        event = JobEvent.from_snapshot(fields)
+    except ValueError as exc:
+        logger.warning("job %s: skipping a malformed snapshot (%s)", job_id, exc)
+        return None
+    if event is None:  # expired between SCAN and HMGET
+        return None
+    created = _stamp(fields.get("created_at"))
+    started = _stamp(fields.get("started_at"))
+    if event.state is JobState.QUEUED:
+        queue_wait = None if created is None else max(now - created, 0.0)
+    elif started is not None and created is not None:
+        queue_wait = max(started - created, 0.0)
+    else:
+        queue_wait = None
+    return JobRow(
+        job_id=job_id,
+        tool=fields.get("job", ""),
+        caller=fields.get("caller", ""),
+        state=event.state.value,
+        progress=event.progress,
+        total=event.total,
+        status=_cut(status_message(event)) or "",
+        message=_cut(event.message),
+        created_at=created,
+        updated_at=event.at,
+        age=None if created is None else max(now - created, 0.0),
+        queue_wait=queue_wait,
+        attempt=event.attempt,
+        task=fields.get("task") == "1",
+        worker=fields.get("worker") or None,
+        heartbeat=alive if event.state is JobState.RUNNING else None,
+        error=_cut(event.error) if event.state is JobState.FAILED else None,
+        error_type=event.error_type if event.state is JobState.FAILED else None,
+    )
+
+
+async def _workers(client: aioredis.Redis, keys: Keys) -> list[WorkerRow]:
+    prefix = keys.worker("")
+    names = [_text(name) async for name in client.scan_iter(match=scan_pattern(keys, "worker"), count=SCAN_BATCH)]
+    names = sorted(set(names))
+    records = await client.mget(names) if names else []
+    workers = []
+    for name, record in zip(names, records):
+        if record is None:  # withdrawn since the scan
+            continue
+        queues: list[str] = []
+        pid: int | None = None
+        try:
+            data = json.loads(record)
+            if isinstance(data, dict):
+                raw_queues = data.get("queues", [])
+                queues = sorted(str(queue) for queue in raw_queues) if isinstance(raw_queues, list) else []
+                pid = data["pid"] if isinstance(data.get("pid"), int) else None
+        except ValueError:
+            pass
+        workers.append(WorkerRow(hostname=name.removeprefix(prefix), queues=queues, pid=pid))
+    return workers
+
+
+async def _queues(
+    client: aioredis.Redis, workers: Sequence[WorkerRow], queues: Iterable[str], depths: bool
+) -> list[QueueRow]:
+    served: dict[str, int] = {}
+    for worker in workers:
+        for queue in worker.queues:
+            served[queue] = served.get(queue, 0) + 1
+    names = sorted({DEFAULT_QUEUE, *queues, *served})
+    lengths: list[int | None] = [None] * len(names)
+    if depths:
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(name)
+        # A key of another type (not a Redis broker's queue) answers an error: depth unknown.
+        lengths = [reply if isinstance(reply, int) else None for reply in await pipe.execute(raise_on_error=False)]
+    return [QueueRow(name=name, depth=depth, workers=served.get(name, 0)) for name, depth in zip(names, lengths)]
+
+
+def _stamp(value: str | None) -> float | None:
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _cut(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_TEXT:
+        return text
+    return text[: MAX_TEXT - 1] + "…"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
