@@ -55,7 +55,8 @@ def assert_strictly_increasing(values: list[float]) -> None:
 
 def job_keys(client: redis.Redis, keys: Keys) -> set[str]:
     """Every job snapshot key of the namespace (not the liveness keys)."""
-    return {key for key in client.scan_iter(match=keys.job("*")) if not key.endswith(":alive")}
+    prefix = keys.job("")
+    return {key for key in client.scan_iter(match=keys.job("*")) if ":" not in key.removeprefix(prefix)}
 
 
 async def wait_for_state(client: redis.Redis, key: str, states: set[str], timeout: float) -> str:

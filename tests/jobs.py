@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from mcp_jobs import JobError, Progress, job
+from mcp_jobs import JobError, PartFailed, Progress, job
 
 
 @job
@@ -191,3 +191,29 @@ def drain_steps(progress: Progress, steps: int = 10, delay: float = 0.2) -> int:
         progress.sleep(delay)
         progress.report(step, f"drain {step}/{steps}")
     return steps
+
+
+def pid_part(item: dict[str, Any]) -> dict[str, Any]:
+    """One part of `fan`: wait, maybe refuse, and say which process ran it."""
+    import os
+    import time
+
+    time.sleep(item["delay"])
+    if item["fail"]:
+        raise JobError(f"part {item['n']} refused")
+    return {"n": item["n"], "pid": os.getpid()}
+
+
+@job
+def fan(
+    progress: Progress, parts: int = 8, delay: float = 0.3, fail: int | None = None, fail_fast: bool = True
+) -> dict[str, list[int]]:
+    """Fan `parts` parts out over the workers; part `fail` (if any) fails."""
+    items = [{"n": n, "delay": delay, "fail": n == fail} for n in range(parts)]
+    results = progress.map(pid_part, items, fail_fast=fail_fast, describe=lambda item: f"item {item['n']}")
+    done = [r for r in results if not isinstance(r, PartFailed)]
+    return {
+        "order": [r["n"] for r in done],
+        "pids": sorted({r["pid"] for r in done}),
+        "failed": [r.index for r in results if isinstance(r, PartFailed)],
+    }

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from mcp_jobs import JobCancelled, JobError, RecordingProgress, get_settings
-from mcp_jobs.examples import count_primes, process_documents, search_logs, sleep_steps
+from mcp_jobs.examples import (
+    compare_documents,
+    count_primes,
+    process_documents,
+    progressive_search,
+    search_logs,
+    sleep_steps,
+)
 
 SAMPLE_DATA = Path(get_settings().data_path)
 
@@ -40,7 +47,8 @@ def test_process_documents_reads_a_folder_and_refuses_escapes() -> None:
     progress = RecordingProgress()
     result = process_documents(progress, texts=None, folder="docs", min_words=1, top=3)
     assert result.documents == 3 and result.words > 40
-    assert [u.progress for u in progress.updates] == [0, 1, 2, 3, 4]
+    assert [u.progress for u in progress.updates] == [0, 1, 2, 2, 3, 4]  # 2 twice: the parts' total is announced
+    assert progress.updates[4].message == "part 1/1 done: 3 documents"
     with pytest.raises(JobError, match="outside"):
         process_documents(RecordingProgress(), texts=None, folder="../../", min_words=1, top=3)
     with pytest.raises(JobError, match="No documents"):
@@ -94,3 +102,27 @@ def test_files_over_the_size_cap_are_refused(data_dir: Path, monkeypatch: pytest
     monkeypatch.setattr("mcp_jobs.examples.MAX_FILE_BYTES", 100)
     with pytest.raises(JobError, match=r"over the 100-byte limit"):
         process_documents(RecordingProgress(), folder="docs")
+
+
+def test_compare_documents_analyses_each_side_as_a_part() -> None:
+    progress = RecordingProgress()
+    result = compare_documents(progress, "redis.txt", "celery.txt")
+    assert (result.left.document, result.right.document) == ("redis.txt", "celery.txt")
+    assert 0 < result.similarity < 1 and result.shared_terms > 0
+    done = [u.message for u in progress.updates if u.message and " done: " in u.message]
+    assert done == ["part 1/2 done: redis.txt analysed", "part 2/2 done: celery.txt analysed"]
+    with pytest.raises(JobError, match=r"No nothere\.txt"):
+        compare_documents(RecordingProgress(), "redis.txt", "nothere.txt")
+
+
+def test_progressive_search_broadens_until_something_matches() -> None:
+    progress = RecordingProgress()
+    result = progressive_search(progress, "Pub Sub messages")
+    assert result.strategy == "all words" and [a.matches for a in result.attempts] == [0, 0, 1]
+    assert [u.message for u in progress.updates][1:] == [
+        "exact phrase: no matches; broadening",
+        "phrase, any case: no matches; broadening",
+        "all words: 1 matches; done",
+    ]
+    nothing = progressive_search(RecordingProgress(), "zzzzqqq")
+    assert nothing.strategy is None and len(nothing.attempts) == 5 and nothing.matches == []

@@ -20,6 +20,7 @@ PUBLIC = {
     "JobCancelled",
     "JobError",
     "JobSpec",
+    "PartFailed",
     "Progress",
     "RecordedUpdate",
     "RecordingProgress",

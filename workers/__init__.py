@@ -26,6 +26,7 @@ from importlib.metadata import version
 
 from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.errors import JobCancelled, JobError
+from mcp_jobs.fanout import PartFailed
 from mcp_jobs.progress import Progress
 from mcp_jobs.registry import JobSpec, job, load_jobs
 from mcp_jobs.settings import Settings, get_settings
@@ -37,6 +38,7 @@ __all__ = [
     "JobCancelled",
     "JobError",
     "JobSpec",
+    "PartFailed",
     "Progress",
     "RecordedUpdate",
     "RecordingProgress",

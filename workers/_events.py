@@ -56,6 +56,14 @@ class Keys:
         """The liveness key of a running job."""
         return f"{self.namespace}:job:{job_id}:alive"
 
+    def parts(self, job_id: str) -> str:
+        """The parts of a fanned-out job: claims and outcomes (see `fanout.py`)."""
+        return f"{self.namespace}:job:{job_id}:parts"
+
+    def parts_done(self, job_id: str) -> str:
+        """The indices of a fanned-out job's finished parts, in the order they finished."""
+        return f"{self.namespace}:job:{job_id}:parts:done"
+
     def worker(self, hostname: str) -> str:
         """A worker's presence record (see `presence.py`)."""
         return f"{self.namespace}:worker:{hostname}"

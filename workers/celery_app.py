@@ -33,6 +33,7 @@ from redis.retry import Retry
 from mcp_jobs._events import JobState, Keys
 from mcp_jobs._runner import Heartbeats, RunLimits, run_job, time_limit_error
 from mcp_jobs._store import JobStore
+from mcp_jobs.fanout import PART_TASK, PartsContext, run_part
 from mcp_jobs.presence import Presence
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.settings import Settings, get_settings
@@ -133,6 +134,7 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
     heartbeats = Heartbeats(stores.get, settings.heartbeat_interval, settings.worker_lost_after)
     for spec in jobs.values():
         _register(app, spec, stores, heartbeats, settings)
+    _register_parts(app, stores, heartbeats, settings)
     _record_deaths(app, jobs, stores, settings)
     _announce_presence(app, stores, settings)
     app.mcp_jobs = jobs  # type: ignore[attr-defined]
@@ -160,11 +162,39 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, heartbeats: Hear
         options["time_limit"] = limit + TIME_LIMIT_GRACE
 
     def run(task: Task[Any, Any], job_id: str, arguments: dict[str, Any]) -> None:
-        run_job(spec, stores.get(), heartbeats, job_id, arguments, limits, worker=task.request.hostname or "")
+        store = stores.get()
+        parts = _parts_context(app, store, heartbeats, settings, queue=spec.queue)
+        run_job(spec, store, heartbeats, job_id, arguments, limits, worker=task.request.hostname or "", parts=parts)
 
     run.__name__ = spec.name
     run.__doc__ = spec.description
     app.task(**options)(run)
+
+
+def _parts_context(
+    app: Celery, store: JobStore, heartbeats: Heartbeats, settings: Settings, queue: str | None
+) -> PartsContext:
+    """How a job running here fans out: its parts go on its own queue."""
+    options: dict[str, Any] = {"queue": queue} if queue else {}
+    return PartsContext(
+        store=store,
+        keys=Keys(settings.namespace),
+        send=lambda args: app.send_task(PART_TASK, args=args, **options),
+        heartbeats=heartbeats,
+        lost_after=settings.worker_lost_after,
+        ttl=settings.result_ttl,
+        modules=settings.job_modules,
+    )
+
+
+def _register_parts(app: Celery, stores: _StoreHolder, heartbeats: Heartbeats, settings: Settings) -> None:
+    """The task that runs one part of a fanned-out job (see `fanout.py`)."""
+
+    def part(job_id: str, index: int, ref: str, item: Any) -> None:
+        store = stores.get()
+        run_part(_parts_context(app, store, heartbeats, settings, None), job_id, index, ref, item)
+
+    app.task(name=PART_TASK, shared=False)(part)
 
 
 def _announce_presence(app: Celery, stores: _StoreHolder, settings: Settings) -> None:

@@ -3,7 +3,9 @@
 - `process_documents`: a document batch in four stages (load, validate, index, finalize).
 - `search_logs`: one search per severity level over local log files.
 - `log_report`: the same counts as a summary, a PNG bar chart and a CSV file (mixed content).
-- `count_primes`: CPU-bound work in chunks (a segmented sieve).
+- `compare_documents`: two documents analysed as parallel parts, then compared.
+- `progressive_search`: narrower-to-broader search strategies in turn, stopping at the first hit.
+- `count_primes`: CPU-bound work in parts on any worker (a segmented sieve, fanned out).
 - `sleep_steps`: a demo that waits `delay` seconds per step; handy for trying cancellation.
 
 File-reading jobs only read regular files that resolve inside `MCP_JOBS_DATA_DIR` (default: the
@@ -20,8 +22,9 @@ import os
 import re
 import stat
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -78,7 +81,8 @@ def process_documents(
 ) -> BatchStats:
     """Index a batch of documents (inline texts and/or a folder of .txt files) and return statistics.
 
-    Runs four steps: load, validate, index, finalize.
+    Runs four stages: load, validate, index (in parallel parts of up to 25 documents, on any
+    worker), finalize.
     """
     progress.set_total(4, "loading documents")
     documents: dict[str, str] = {f"text[{i}]": text for i, text in enumerate(texts or [])}
@@ -99,10 +103,11 @@ def process_documents(
             valid[name] = words
     progress.report(2, f"{len(valid)} valid, {len(skipped)} skipped; indexing")
 
+    batches = [list(valid.values())[start : start + INDEX_BATCH] for start in range(0, len(valid), INDEX_BATCH)]
     index: Counter[str] = Counter()
-    for words in valid.values():
-        index.update(words)
-    progress.report(3, f"indexed {len(index)} terms; finalizing")
+    for counts in progress.map(index_part, batches, describe=lambda batch: f"{len(batch)} documents"):
+        index.update(counts)
+    finalize = 3 + len(batches)
 
     stats = BatchStats(
         documents=len(valid),
@@ -112,8 +117,20 @@ def process_documents(
         top_terms=[TermCount(term=t, count=c) for t, c in index.most_common(top)],
         characters=sum(len(documents[name]) for name in valid),
     )
-    progress.report(4, "finalized")
+    progress.report(finalize, f"indexed {len(index)} terms; finalized", total=finalize)
     return stats
+
+
+INDEX_BATCH = 25
+"""Documents per indexing part of `process_documents`."""
+
+
+def index_part(batch: list[list[str]]) -> dict[str, int]:
+    """One part of `process_documents`: term counts over a batch of documents (their words)."""
+    counts: Counter[str] = Counter()
+    for words in batch:
+        counts.update(words)
+    return dict(counts)
 
 
 class LevelHits(BaseModel):
@@ -205,6 +222,121 @@ def log_report(
     ]
 
 
+class SideStats(BaseModel):
+    document: str
+    words: int
+    unique_terms: int
+    top_terms: list[TermCount]
+
+
+class Comparison(BaseModel):
+    left: SideStats
+    right: SideStats
+    shared_terms: int
+    similarity: float = Field(description="Jaccard similarity of the two vocabularies (0-1)")
+    only_left: list[str]
+    only_right: list[str]
+
+
+@job(time_limit=600)
+def compare_documents(
+    progress: Progress,
+    left: Annotated[str, Field(description="A .txt file of the folder")],
+    right: Annotated[str, Field(description="Another .txt file of the folder")],
+    folder: Annotated[str, Field(description="A folder below the data dir")] = "docs",
+    top: Annotated[int, Field(ge=1, le=50)] = 5,
+) -> Comparison:
+    """Compare two documents: each side is analysed as its own part, in parallel on any worker, and
+    reported as it finishes; then their vocabularies are compared."""
+    files = dict(_data_files(folder, "*.txt"))
+    missing = [name for name in (left, right) if name not in files]
+    if missing:
+        raise JobError(
+            f"No {', '.join(missing)} in {folder!r}; it holds {', '.join(sorted(files)) or 'no .txt files'}."
+        )
+    sides = [{"document": name, "text": _read_data_file(files[name])} for name in (left, right)]
+    analysed = progress.map(side_part, sides, describe=lambda side: f"{side['document']} analysed")
+    terms = [set(side["counts"]) for side in analysed]
+    shared, union = terms[0] & terms[1], terms[0] | terms[1]
+
+    def stats(side: dict[str, Any]) -> SideStats:
+        counts = Counter(side["counts"])
+        return SideStats(
+            document=side["document"],
+            words=sum(counts.values()),
+            unique_terms=len(counts),
+            top_terms=[TermCount(term=t, count=c) for t, c in counts.most_common(top)],
+        )
+
+    return Comparison(
+        left=stats(analysed[0]),
+        right=stats(analysed[1]),
+        shared_terms=len(shared),
+        similarity=round(len(shared) / len(union), 4) if union else 1.0,
+        only_left=sorted(terms[0] - terms[1])[:top],
+        only_right=sorted(terms[1] - terms[0])[:top],
+    )
+
+
+def side_part(side: dict[str, str]) -> dict[str, Any]:
+    """One side of `compare_documents`: its term counts."""
+    return {"document": side["document"], "counts": dict(Counter(w.lower() for w in _WORD.findall(side["text"])))}
+
+
+class Attempt(BaseModel):
+    strategy: str
+    matches: int
+
+
+class Match(BaseModel):
+    document: str
+    line: str
+
+
+class SearchOutcome(BaseModel):
+    query: str
+    strategy: str | None = Field(description="The first strategy that found something (None: none did)")
+    attempts: list[Attempt]
+    matches: list[Match]
+
+
+STRATEGIES: list[tuple[str, Callable[[str, str], bool]]] = [
+    ("exact phrase", lambda query, line: query in line),
+    ("phrase, any case", lambda query, line: query.lower() in line.lower()),
+    ("all words", lambda query, line: all(w in line.lower() for w in query.lower().split())),
+    ("any word", lambda query, line: any(w in line.lower() for w in query.lower().split())),
+    ("word stems", lambda query, line: any(w[:4] in line.lower() for w in query.lower().split() if len(w) >= 4)),
+]
+"""Narrowest first: `progressive_search` stops at the first that finds something."""
+
+
+@job(time_limit=600)
+def progressive_search(
+    progress: Progress,
+    query: Annotated[str, Field(min_length=1, max_length=200, description="What to look for")],
+    folder: Annotated[str, Field(description="A folder below the data dir holding *.txt files")] = "docs",
+    max_matches: Annotated[int, Field(ge=1, le=200)] = 20,
+) -> SearchOutcome:
+    """Search documents with ever broader strategies (exact phrase, any case, all words, any word,
+    word stems), reporting each attempt, and stop at the first that finds something."""
+    lines = [
+        (name, line.strip())
+        for name, path in _data_files(folder, "*.txt")
+        for line in _read_data_file(path).splitlines()
+        if line.strip()
+    ]
+    progress.set_total(len(STRATEGIES), f"searching {len(lines)} lines")
+    attempts: list[Attempt] = []
+    for step, (strategy, matches) in enumerate(STRATEGIES, start=1):
+        found = [Match(document=name, line=line) for name, line in lines if matches(query, line)]
+        attempts.append(Attempt(strategy=strategy, matches=len(found)))
+        if found:
+            progress.report(len(STRATEGIES), f"{strategy}: {len(found)} matches; done")
+            return SearchOutcome(query=query, strategy=strategy, attempts=attempts, matches=found[:max_matches])
+        progress.report(step, f"{strategy}: no matches; broadening")
+    return SearchOutcome(query=query, strategy=None, attempts=attempts, matches=[])
+
+
 class PrimeCount(BaseModel):
     limit: int
     primes: int
@@ -217,18 +349,19 @@ def count_primes(
     limit: Annotated[int, Field(ge=2, le=200_000_000, description="Count primes below this number")],
     chunks: Annotated[int, Field(ge=1, le=10_000, description="Steps to split the work into")] = 10,
 ) -> PrimeCount:
-    """Count the primes below `limit` with a segmented sieve, reporting after each chunk."""
-    base = _small_primes(math.isqrt(limit) + 1)
+    """Count the primes below `limit` with a segmented sieve, split into `chunks` parts that run in
+    parallel on any worker (fan-out), reporting as each part finishes."""
     size = math.ceil(limit / chunks)
-    progress.set_total(chunks, f"sieving below {limit} in {chunks} chunks")
-    count, largest = 0, None
-    for index in range(chunks):
-        low, high = index * size, min((index + 1) * size, limit)
-        found, top = _sieve_segment(low, high, base)
-        count += found
-        largest = top if top is not None else largest
-        progress.report(index + 1, f"chunk {index + 1}/{chunks}: {count} primes so far")
-    return PrimeCount(limit=limit, primes=count, largest=largest)
+    segments = [[index * size, min((index + 1) * size, limit)] for index in range(chunks)]
+    found = progress.map(sieve_part, segments, describe=lambda bounds: f"{bounds[0]:,}-{bounds[1]:,}")
+    largest = max((top for _, top in found if top is not None), default=None)
+    return PrimeCount(limit=limit, primes=sum(count for count, _ in found), largest=largest)
+
+
+def sieve_part(bounds: list[int]) -> tuple[int, int | None]:
+    """One part of `count_primes`: the primes in [low, high) (count, largest)."""
+    low, high = bounds
+    return _sieve_segment(low, high, _small_primes(math.isqrt(max(high - 1, 1)) + 1))
 
 
 def _small_primes(n: int) -> list[int]:

@@ -18,12 +18,14 @@ import logging
 import math
 import numbers
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from mcp_jobs._events import JobState
 from mcp_jobs.errors import JobCancelled
+from mcp_jobs.fanout import PartsContext, run_inline, run_map
 
 if TYPE_CHECKING:
     from mcp_jobs._store import JobStore
@@ -57,8 +59,10 @@ class Progress:
         job_id: str,
         attempt: int = 1,
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+        parts: PartsContext | None = None,
     ) -> None:
         self._store = store
+        self._parts = parts
         self.job_id = job_id
         self.attempt = attempt
         """1 on the first run; 2 and up when the job is re-run after its worker was lost."""
@@ -115,6 +119,28 @@ class Progress:
             if remaining <= 0:
                 return
             time.sleep(min(remaining, CANCEL_POLL_INTERVAL))
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        *,
+        fail_fast: bool = True,
+        describe: Callable[[Any], str] = str,
+    ) -> list[Any]:
+        """Run `fn(item)` for every item as separate parts, on any worker, and return the results
+        in order. The caller sees one progress: parts done out of `len(items)`, each report naming
+        the part that finished (`describe(item)`).
+
+        `fn` is a module-level function of the job modules; items and results travel as JSON.
+        With `fail_fast` (the default) the first failing part ends the job with a `JobError` that
+        names it, and the parts not yet started are cancelled; without it, a failed part's result
+        is a `PartFailed` and the others go on. Parts may run more than once (after a lost
+        worker): make them safe to repeat. See `mcp_jobs.fanout`.
+        """
+        if self._parts is None:
+            return run_inline(self, fn, items, fail_fast, describe)
+        return run_map(self, self._parts, fn, items, fail_fast, describe)
 
     def _publish(self, value: float, total: float | None, message: str | None) -> bool:
         """Send one checked update; return whether the caller asked to cancel."""

@@ -1,0 +1,81 @@
+"""Fan-out, end to end: one call split into parts that run on several real worker processes,
+with one strictly increasing progress; a failing part (fail fast, or collected); a cancel
+half-way that stops the parts not yet started."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from mcp import Client
+
+from mcp_jobs import RecordingProgress
+from tests.conftest import Stack
+from tests.helpers import ProgressLog, assert_strictly_increasing, cancel_once_it_reports, job_keys, wait_for_state
+from tests.jobs import fan
+from tests.processes import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_one_call_runs_its_parts_on_several_workers_with_one_progress(stack: Stack) -> None:
+    log = ProgressLog()
+    async with Client(stack.http_url) as client:
+        result = await client.call_tool("fan", {"parts": 8, "delay": 0.3}, progress_callback=log)
+    assert not result.is_error, result.content
+    outcome = result.structured_content
+    assert outcome is not None and outcome["order"] == list(range(8)), "results in the items' order"
+    assert len(outcome["pids"]) >= 2, f"parts ran in one process only: {outcome['pids']}"
+    assert_strictly_increasing(log.values)
+    assert log.values[-1] == 8 and log.updates[-1].total == 8
+    done = sorted(u.message for u in log.updates if u.message and " done: item " in u.message)
+    assert len(done) >= 2 and all(m.startswith("part ") for m in done), log.updates
+
+
+async def test_a_failing_part_fails_the_call_fast_and_names_the_part(stack: Stack) -> None:
+    async with Client(stack.http_url) as client:
+        result = await client.call_tool("fan", {"parts": 6, "delay": 0.05, "fail": 3})
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert result.is_error and "Part 4 (item 3) failed: part 3 refused" in text, text
+
+
+async def test_failing_parts_can_be_collected_instead(stack: Stack) -> None:
+    async with Client(stack.http_url) as client:
+        result = await client.call_tool("fan", {"parts": 6, "delay": 0.05, "fail": 3, "fail_fast": False})
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["failed"] == [3] and result.structured_content["order"] == [0, 1, 2, 4, 5]
+
+
+async def test_cancelling_the_call_cancels_the_parts_not_yet_started(stack: Stack) -> None:
+    redis = stack.redis()
+    before = job_keys(redis, stack.keys)
+    log = ProgressLog()
+    async with Client(stack.http_url) as client:
+        await cancel_once_it_reports(client, "fan", {"parts": 40, "delay": 0.2}, log, at=3)
+    (key,) = job_keys(redis, stack.keys) - before
+    job_id = key.rpartition(":")[2]
+    assert await wait_for_state(redis, key, {"cancelled"}, timeout=10) == "cancelled"
+    wait_until(lambda: redis.llen("celery") == 0, timeout=20, what="the queued parts to be taken (and skipped)")
+    parts = redis.hgetall(stack.keys.parts(job_id))
+    done = [field for field in parts if field.startswith("done:")]
+    with anyio.fail_after(10):
+        while any(redis.exists(stack.keys.alive(f"{job_id}:part:{n}")) for n in range(40)):
+            await anyio.sleep(0.05)  # parts already running finish their item
+    assert parts.get("cancel") == "1"
+    assert len(redis.hgetall(stack.keys.parts(job_id))) - len(parts) <= 8, "only running parts could still finish"
+    assert len(done) < 40, "the rest never ran"
+
+
+def test_the_recording_double_runs_parts_inline_with_the_same_rules() -> None:
+    progress = RecordingProgress()
+    assert fan(progress, parts=3, delay=0)["order"] == [0, 1, 2]
+    assert [u.progress for u in progress.updates] == [0, 1, 2, 3]
+    collected = fan(RecordingProgress(), parts=3, delay=0, fail=1, fail_fast=False)
+    assert collected["failed"] == [1]
+
+
+async def test_the_examples_fan_out_through_real_workers(stack: Stack) -> None:
+    async with Client(stack.http_url) as client:
+        primes = await client.call_tool("count_primes", {"limit": 2_000_000, "chunks": 8})
+        compared = await client.call_tool("compare_documents", {"left": "redis.txt", "right": "mcp.txt"})
+    assert primes.structured_content == {"limit": 2_000_000, "primes": 148_933, "largest": 1_999_993}
+    assert compared.structured_content is not None and compared.structured_content["left"]["document"] == "redis.txt"
