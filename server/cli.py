@@ -27,6 +27,7 @@ from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.logs import configure_logging
 from mcp_jobs.server.app import Runtime, build_http_app, build_mcp_server
 from mcp_jobs.server.auth import hash_token
+from mcp_jobs.server.call import call, tools
 from mcp_jobs.server.embedded import RedisProcess, reachable
 from mcp_jobs.server.jobs_cli import jobs
 from mcp_jobs.settings import Settings, get_settings, redact_url
@@ -57,6 +58,8 @@ def main() -> None:
 
 
 main.add_command(jobs)
+main.add_command(call)
+main.add_command(tools)
 
 
 @main.command()

@@ -1,0 +1,1122 @@
+"""`mcp-jobs call` and `mcp-jobs tools`: call a tool on any MCP server and watch its progress.
+
+`call` speaks to any server (Streamable HTTP URL, or `stdio:<command line>`), sends a progress
+token and draws what comes back: a live bar (value/total, percentage, step message, elapsed time,
+rate) on a terminal, one plain line per update otherwise, always on stderr so that stdout carries
+the result alone. Ctrl-C cancels the call the way the protocol says (the SDK's courtesy cancel: a
+`notifications/cancelled`, or over 2026-07-28 HTTP the aborted POST; `tasks/cancel` for a task).
+`--task` opts in to the Tasks extension (`io.modelcontextprotocol/tasks`) through the SDK's
+`ClientExtension` and polls `tasks/get` until the task settles.
+
+Exit codes: 0 the call succeeded; 1 the server answered with an error (an `isError` result, a
+JSON-RPC error, a failed or cancelled task); 2 usage (bad options or arguments, an unknown tool);
+3 no answer from the server (connection, HTTP, transport or protocol failure); 130 cancelled with
+Ctrl-C (143 on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, NoReturn
+
+import anyio
+import click
+import httpx2
+import mcp_types as types
+from mcp import Client, StdioServerParameters
+from mcp.client import ClaimContext, ClientExtension, ResultClaim
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, METHOD_NOT_FOUND
+from pydantic import ConfigDict, ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TaskID, TimeElapsedColumn
+from rich.table import Column, Table
+from rich.text import Text
+
+from mcp_jobs import __version__
+from mcp_jobs.server.app import JOB_ID_META_KEY
+
+EXIT_OK = 0
+EXIT_TOOL_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+
+TASKS = "io.modelcontextprotocol/tasks"
+CLIENT_INFO = types.Implementation(name="mcp-jobs-call", version=__version__)
+RATE_WINDOW = 30.0
+"""Seconds of progress samples the rate is estimated over."""
+LIST_PAGES_MAX = 100
+STDERR_TAIL_LINES = 20
+TASK_POLL_MIN, TASK_POLL_MAX, TASK_POLL_DEFAULT = 0.1, 10.0, 1.0
+TASK_CANCEL_TIMEOUT = 10.0
+SDK_STAND_INS = {(INTERNAL_ERROR, "Server returned an error response"), (METHOD_NOT_FOUND, "Not Found")}
+"""The errors the SDK's HTTP transport makes up for an HTTP error status without a JSON-RPC body."""
+
+ProgressMode = Literal["auto", "bar", "lines", "off"]
+
+
+class NoAnswer(Exception):
+    """The server could not be reached or did not answer properly (exit 3)."""
+
+
+class CallFailed(Exception):
+    """The server answered the call with an error (exit 1)."""
+
+
+# --- the target: an HTTP URL or a stdio command line -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the server is: `url` (Streamable HTTP) or `command` (stdio)."""
+
+    url: str | None = None
+    command: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.url or "stdio:" + shlex.join(self.command)
+
+
+def parse_target(value: str, headers: Sequence[str] = ()) -> Target:
+    """`http(s)://...` or `stdio:<command line>` (split like a shell would), plus `--header`s."""
+    parsed_headers = parse_headers(headers)
+    if value.startswith("stdio:"):
+        try:
+            command = tuple(shlex.split(value.removeprefix("stdio:")))
+        except ValueError as exc:
+            raise click.BadParameter(f"cannot split the stdio command line: {exc}", param_hint="URL") from exc
+        if not command:
+            raise click.BadParameter("stdio: needs a command line, e.g. 'stdio:mcp-jobs serve --transport stdio'")
+        if parsed_headers:
+            raise click.BadParameter("--header applies to HTTP servers only, not to stdio:", param_hint="--header")
+        return Target(command=command)
+    if re.match(r"^https?://[^/\s]", value):
+        return Target(url=value, headers=parsed_headers)
+    raise click.BadParameter(f"{value!r} is neither an http(s):// URL nor stdio:<command line>", param_hint="URL")
+
+
+def parse_headers(values: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            # the value is not echoed: it may hold a token
+            raise click.BadParameter("each --header must be 'Name: value' with a valid name", param_hint="--header")
+        headers[name] = content.strip()
+    return headers
+
+
+# --- arguments -----------------------------------------------------------------------------------
+
+
+def parse_json_option(value: str | None) -> dict[str, Any]:
+    """`--json`: a JSON object, or `@file` / `@-` (stdin) holding one."""
+    if value is None:
+        return {}
+    text = value
+    if value.startswith("@"):
+        source = value[1:]
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {source}: {exc.strerror}", param_hint="--json") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json") from exc
+    if not isinstance(data, dict):
+        raise click.BadParameter("the arguments must be a JSON object ({...})", param_hint="--json")
+    return data
+
+
+def split_args(values: Sequence[str]) -> list[tuple[str, str]]:
+    """`--arg key=value` pairs, in order; a key given twice is a mistake."""
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for value in values:
+        key, sep, raw = value.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not key=value", param_hint="--arg")
+        if key in seen:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint="--arg")
+        seen.add(key)
+        pairs.append((key, raw))
+    return pairs
+
+
+JSON_TYPES: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return JSON_TYPES.get(type(value), "string")
+
+
+def _resolve(schema: Any, root: dict[str, Any]) -> dict[str, Any]:
+    """A property's schema with a local `$ref` (`#/$defs/...`) followed, once."""
+    if not isinstance(schema, dict):
+        return {}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def schema_types(schema: Any, root: dict[str, Any]) -> set[str]:
+    """The JSON types a property accepts, from `type` and `anyOf`/`oneOf`; empty when unknown."""
+    schema = _resolve(schema, root)
+    found: set[str] = set()
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        found.add(declared)
+    elif isinstance(declared, list):
+        found.update(t for t in declared if isinstance(t, str))
+    for key in ("anyOf", "oneOf"):
+        for option in schema.get(key) or []:
+            option_types = schema_types(option, root)
+            if not option_types:
+                return set()  # an option of unknown type: anything may fit
+            found |= option_types
+    if "enum" in schema and not found:
+        found.update(_json_type(v) for v in schema["enum"])
+    if "const" in schema and not found:
+        found.add(_json_type(schema["const"]))
+    return found
+
+
+def coerce(raw: str, schema: Any, root: dict[str, Any]) -> Any:
+    """An `--arg` value: JSON when it parses (numbers, true, lists, objects, null), else the
+    string; and the string after all when the schema wants a string and not what the JSON is
+    (`--arg label=123` for a `label: str` stays "123")."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    accepted = schema_types(schema, root) if schema is not None else set()
+    if not accepted or isinstance(value, str):
+        return value
+    kind = _json_type(value)
+    fits = kind in accepted or (kind == "integer" and "number" in accepted)
+    return value if fits or "string" not in accepted else raw
+
+
+def build_arguments(
+    base: dict[str, Any], pairs: Sequence[tuple[str, str]], input_schema: dict[str, Any] | None
+) -> dict[str, Any]:
+    """`--json` first, then each `--arg` over it, coerced by the tool's input schema."""
+    schema = input_schema or {}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    arguments = dict(base)
+    for key, raw in pairs:
+        arguments[key] = coerce(raw, properties.get(key) if properties else None, schema)
+    return arguments
+
+
+def unknown_arguments(arguments: dict[str, Any], input_schema: dict[str, Any] | None) -> list[str]:
+    """Names the tool's schema does not list (when it lists its properties and allows no others)."""
+    schema = input_schema or {}
+    properties = schema.get("properties")
+    if not isinstance(properties, dict) or schema.get("additionalProperties") not in (None, False):
+        return []
+    return [name for name in arguments if name not in properties]
+
+
+# --- progress display ----------------------------------------------------------------------------
+
+
+def format_number(value: float) -> str:
+    rounded = round(value, 2)
+    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:.2f}".rstrip("0")
+
+
+@dataclass
+class ProgressState:
+    """What the caller has heard so far, and the rate it implies (over the last `RATE_WINDOW` s)."""
+
+    started: float = field(default_factory=time.monotonic)
+    value: float | None = None
+    total: float | None = None
+    message: str | None = None
+    samples: deque[tuple[float, float]] = field(default_factory=deque)
+
+    def update(self, value: float | None, total: float | None, message: str | None) -> None:
+        now = time.monotonic()
+        if value is not None:
+            self.value = value
+            self.samples.append((now, value))
+            while len(self.samples) > 2 and now - self.samples[0][0] > RATE_WINDOW:
+                self.samples.popleft()
+        if total is not None:
+            self.total = total
+        if message is not None:
+            self.message = message
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float | None:
+        if len(self.samples) < 2:
+            return None
+        (t0, v0), (t1, v1) = self.samples[0], self.samples[-1]
+        return (v1 - v0) / (t1 - t0) if t1 > t0 else None
+
+    def fraction(self) -> str:
+        if self.value is None:
+            return ""
+        if self.total:
+            return f"{format_number(self.value)}/{format_number(self.total)}"
+        return format_number(self.value)
+
+    def percent(self) -> str:
+        return f"{self.value / self.total:.0%}" if self.value is not None and self.total else ""
+
+    def summary(self) -> str:
+        """The progress as mcp-jobs' task status messages put it: "[3/5] 60% step 3/5 done"."""
+        parts = [f"[{self.fraction()}]"] if self.value is not None else []
+        if self.percent():
+            parts.append(self.percent())
+        if self.message:
+            parts.append(self.message)
+        return " ".join(parts) or "working"
+
+    def line(self) -> str:
+        """One plain progress line: "[3/5] 60% step 3/5 done  (1.2 s, 2.5/s)"."""
+        timing = f"{self.elapsed:.1f} s"
+        if (rate := self.rate) is not None:
+            timing += f", {rate:.3g}/s"
+        return f"{self.summary()}  ({timing})"
+
+
+class _FieldColumn(ProgressColumn):
+    """Renders one of the view's `ProgressState` strings, as plain text (never rich markup)."""
+
+    def __init__(self, render: Callable[[], str], style: str = "", column: Column | None = None) -> None:
+        super().__init__(table_column=column)
+        self._render = render
+        self._style = style
+
+    def render(self, task: Task) -> Text:
+        return Text(self._render(), style=self._style)
+
+
+class ProgressView:
+    """The call's progress on stderr: a live rich bar, plain lines, or nothing."""
+
+    def __init__(self, tool: str, mode: ProgressMode, console: Console) -> None:
+        if mode == "auto":
+            mode = "bar" if console.is_terminal and not console.is_dumb_terminal else "lines"
+        self.mode = mode
+        self.console = console
+        self.state = ProgressState()
+        self._tool = tool
+        self._last_line: str | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def start(self) -> None:
+        self.state = ProgressState()
+        if self.mode != "bar":
+            return
+        state = self.state
+        self._progress = Progress(
+            SpinnerColumn(),
+            _FieldColumn(lambda: self._tool, "bold"),
+            BarColumn(bar_width=20),
+            _FieldColumn(state.fraction, "progress.download"),
+            _FieldColumn(state.percent, "progress.percentage"),
+            TimeElapsedColumn(),
+            _FieldColumn(lambda: f"{rate:.3g}/s" if (rate := state.rate) is not None else "", "progress.data.speed"),
+            _FieldColumn(
+                lambda: state.message or "",
+                column=Column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=20),
+            ),
+            console=self.console,
+            transient=False,
+            refresh_per_second=10,
+            expand=True,
+        )
+        self._task = self._progress.add_task(self._tool, total=None)
+        self._progress.start()
+
+    def update(self, value: float | None, total: float | None, message: str | None) -> None:
+        self.state.update(value, total, message)
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=self.state.value or 0, total=self.state.total)
+        elif self.mode == "lines":
+            summary = self.state.summary()
+            if summary != self._last_line:  # a task polled twice in the same state says it once
+                self._last_line = summary
+                self.console.print(Text(self.state.line()), soft_wrap=True)
+
+    def note(self, text: str, style: str = "") -> None:
+        """A line for the user (above the bar while it runs); shown in every mode."""
+        self.console.print(Text(text, style=style), soft_wrap=True)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class _LogToView(logging.Handler):
+    """The SDK's warnings as one line each, without tracebacks, where the user looks."""
+
+    def __init__(self, view: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._view = view
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._view(f"warning: {record.getMessage()}")
+        except Exception:
+            pass  # logging must never break the call
+
+
+# --- the Tasks extension, client side -------------------------------------------------------------
+
+
+class CreatedTask(types.Result):
+    """The `tools/call` answer that says a task was created (`resultType: "task"`)."""
+
+    model_config = ConfigDict(extra="allow")
+    result_type: Literal["task"] = "task"
+    task_id: str
+    status: str
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+
+
+class TaskState(types.Result):
+    """A `tasks/get` answer."""
+
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+    status: str
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class Acknowledged(types.Result):
+    model_config = ConfigDict(extra="allow")
+
+
+class TaskParams(types.RequestParams):
+    task_id: str
+
+
+class GetTask(types.Request[TaskParams, Literal["tasks/get"]]):
+    method: Literal["tasks/get"] = "tasks/get"
+    name_param = "taskId"  # mirrored into `Mcp-Name`, as the extension requires over HTTP
+
+
+class CancelTask(types.Request[TaskParams, Literal["tasks/cancel"]]):
+    method: Literal["tasks/cancel"] = "tasks/cancel"
+    name_param = "taskId"
+
+
+STATUS_LINE = re.compile(r"^\[(?P<value>[-+.\deE]+)(?:/(?P<total>[-+.\deE]+))?\](?:\s+\d+%)?\s*(?P<message>.*)$")
+
+
+def parse_status_message(text: str | None) -> tuple[float | None, float | None, str | None]:
+    """Progress from a task's `statusMessage`: "[3/5] 60% message" (mcp-jobs' form), else the text."""
+    if not text:
+        return None, None, None
+    match = STATUS_LINE.match(text)
+    if match is None:
+        return None, None, text
+    try:
+        value = float(match["value"])
+        total = float(match["total"]) if match["total"] else None
+    except ValueError:
+        return None, None, text
+    return value, total, match["message"] or None
+
+
+class TaskWatcher(ClientExtension):
+    """Opts the client in to the Tasks extension, and finishes a created task: polls `tasks/get`
+    (at the server's `pollIntervalMs`) reporting its status, sends `tasks/cancel` when the call
+    is cancelled, and returns the task's result as the call's."""
+
+    identifier = TASKS
+
+    def __init__(self, on_status: Callable[[str | None, bool], None], on_created: Callable[[str], None]) -> None:
+        self._on_status = on_status
+        self._on_created = on_created
+        self.task_id: str | None = None
+        self.cancel_outcome: str | None = None
+        """After a cancellation: what the server said of the task (or why it could not be told)."""
+
+    def claims(self) -> Sequence[ResultClaim[Any]]:
+        return [ResultClaim(result_type="task", model=CreatedTask, resolve=self._resolve)]
+
+    async def _resolve(self, created: CreatedTask, ctx: ClaimContext) -> types.CallToolResult:
+        self.task_id = created.task_id
+        self._on_created(created.task_id)
+        state = TaskState(
+            task_id=created.task_id,
+            status=created.status,
+            status_message=created.status_message,
+            poll_interval_ms=created.poll_interval_ms,
+        )
+        params = TaskParams(task_id=created.task_id)
+        try:
+            while state.status == "working":
+                self._on_status(state.status_message, False)
+                await anyio.sleep(_poll_interval(state.poll_interval_ms))
+                state = await ctx.session.send_request(GetTask(params=params), TaskState)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(TASK_CANCEL_TIMEOUT) as scope:
+                try:
+                    await ctx.session.send_request(CancelTask(params=params), Acknowledged)
+                    self.cancel_outcome = "the server still reports it working"
+                    while (
+                        final := await ctx.session.send_request(GetTask(params=params), TaskState)
+                    ).status == "working":
+                        await anyio.sleep(TASK_POLL_MIN)
+                    self.cancel_outcome = f"the server reports it {final.status}"
+                except (MCPError, httpx2.HTTPError, OSError, ValidationError) as exc:
+                    self.cancel_outcome = f"tasks/cancel failed: {exc}"
+            if scope.cancelled_caught and self.cancel_outcome is None:
+                self.cancel_outcome = f"tasks/cancel got no answer in {TASK_CANCEL_TIMEOUT:g} s"
+            raise
+        if state.status == "completed" and not (state.result or {}).get("isError"):
+            self._on_status(state.status_message, True)
+        return _task_outcome(state)
+
+
+def _poll_interval(ms: int | None) -> float:
+    return min(max((ms / 1000) if ms else TASK_POLL_DEFAULT, TASK_POLL_MIN), TASK_POLL_MAX)
+
+
+def _task_outcome(state: TaskState) -> types.CallToolResult:
+    if state.status == "completed" and state.result is not None:
+        return types.CallToolResult.model_validate(state.result, by_name=False)
+    if state.status == "failed" and state.error:
+        code = state.error.get("code")
+        raise MCPError(code if isinstance(code, int) else INTERNAL_ERROR, str(state.error.get("message", "failed")))
+    if state.status == "input_required":
+        raise CallFailed(f"task {state.task_id} needs input, which `mcp-jobs call` cannot give")
+    raise CallFailed(f"task {state.task_id} ended {state.status}: {state.status_message or 'no message'}")
+
+
+# --- connecting ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Diagnostics:
+    """What explains a failure beyond the SDK's exception: the last HTTP error status seen on the
+    wire (the SDK turns those into generic JSON-RPC errors, and the status is what tells the user
+    what went wrong: 401, a token is needed), and a stdio server's stderr."""
+
+    last_http_error: httpx2.Response | None = None
+    server_log: IO[str] | None = None
+
+    async def hook(self, response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            self.last_http_error = response
+
+    def describe_http(self) -> str | None:
+        response = self.last_http_error
+        if response is None:
+            return None
+        text = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        if response.status_code in (401, 403):
+            challenge = response.headers.get("www-authenticate")
+            if challenge:
+                text += f" ({challenge})"
+            if response.status_code == 401:
+                text += "; pass a token with --header 'Authorization: Bearer <token>'"
+        return text
+
+    def server_log_tail(self) -> str:
+        if self.server_log is None:
+            return ""
+        try:
+            self.server_log.flush()
+            self.server_log.seek(0)
+            lines = self.server_log.read().splitlines()[-STDERR_TAIL_LINES:]
+        except (OSError, ValueError):
+            return ""
+        return ("\nthe server's stderr (last lines):\n  " + "\n  ".join(lines)) if lines else ""
+
+
+@dataclass
+class Connection:
+    client: Client
+    diagnostics: Diagnostics
+
+
+@asynccontextmanager
+async def connect(
+    target: Target, extensions: Sequence[ClientExtension] = (), diagnostics: Diagnostics | None = None
+) -> AsyncIterator[Connection]:
+    """An SDK client for `target` (protocol version negotiated: 2026-07-28 when the server has it,
+    2025-11-25 otherwise). A stdio server gets this process's environment and working directory;
+    its stderr goes to a temporary file, shown when the connection fails."""
+    diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+    async with AsyncExitStack() as stack:
+        if target.url is not None:
+            http = await stack.enter_async_context(
+                httpx2.AsyncClient(
+                    headers=target.headers,
+                    timeout=httpx2.Timeout(30.0, read=None),  # a long tool may stay silent: Ctrl-C ends the wait
+                    event_hooks={"response": [diagnostics.hook]},
+                )
+            )
+            transport = streamable_http_client(target.url, http_client=http)
+        else:
+            log = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by the stack)
+            diagnostics.server_log = stack.enter_context(log)
+            params = StdioServerParameters(
+                command=target.command[0], args=list(target.command[1:]), env=dict(os.environ), cwd=os.getcwd()
+            )
+            transport = stdio_client(params, errlog=diagnostics.server_log)
+        client = Client(transport, client_info=CLIENT_INFO, extensions=list(extensions) or None)
+        try:
+            await stack.enter_async_context(client)
+        except Exception as exc:
+            raise NoAnswer(_connect_failure(target, exc, diagnostics)) from exc
+        yield Connection(client, diagnostics)
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+KNOWN = (MCPError, httpx2.HTTPError, OSError, ValidationError, TimeoutError, RuntimeError, NoAnswer, CallFailed)
+
+
+def _main_error(exc: BaseException) -> BaseException | None:
+    """The error worth showing out of the SDK's (nested) exception groups; None if it is a bug."""
+    leaves = list(_leaves(exc))
+    for kind in KNOWN:
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return None
+
+
+def _connect_failure(target: Target, exc: BaseException, diagnostics: Diagnostics) -> str:
+    error = _main_error(exc)
+    if error is None:
+        raise exc
+    return f"cannot talk to {target.label}: {_describe(error, diagnostics)}{diagnostics.server_log_tail()}"
+
+
+def _describe(error: BaseException, diagnostics: Diagnostics) -> str:
+    """What went wrong, in words: the HTTP status behind the SDK's generic errors, and so on."""
+    http = diagnostics.describe_http()
+    if isinstance(error, MCPError):
+        if http and (error.code, error.message) in SDK_STAND_INS:
+            return http
+        if error.code == CONNECTION_CLOSED:
+            return "the server closed the connection"
+        return f"{error.message} (JSON-RPC error {error.code})" + (f"; {http}" if http else "")
+    if isinstance(error, httpx2.HTTPError):
+        return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if isinstance(error, FileNotFoundError):
+        return f"command not found: {error.filename or error}"
+    if isinstance(error, ValidationError):
+        return f"the server sent an invalid message: {error.errors()[0]['msg'] if error.errors() else error}"
+    if isinstance(error, RuntimeError) and str(error).startswith("Invalid structured content"):
+        return f"protocol error: {error}"
+    if isinstance(error, NoAnswer | CallFailed):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+async def list_all_tools(client: Client) -> list[types.Tool]:
+    tools: list[types.Tool] = []
+    cursor: str | None = None
+    for _ in range(LIST_PAGES_MAX):
+        page = await client.list_tools(cursor=cursor)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return tools
+
+
+# --- running: signals, exit codes ----------------------------------------------------------------
+
+
+@dataclass
+class Interrupt:
+    """The first SIGINT/SIGTERM, and what it cancels: the innermost scope that asked for it (the
+    call itself while one is in flight, so the client stays up to tell the server), else all."""
+
+    signum: int | None = None
+    scopes: list[anyio.CancelScope] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_TERMINATED if self.signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+    @property
+    def name(self) -> str:
+        return "Ctrl-C" if self.signum == signal.SIGINT else "SIGTERM"
+
+    def fire(self, signum: int) -> None:
+        self.signum = signum
+        if self.scopes:
+            self.scopes[-1].cancel()
+
+    @contextmanager
+    def cancels(self) -> Iterator[anyio.CancelScope]:
+        """A scope the next signal cancels (at once if one came already)."""
+        with anyio.CancelScope() as scope:
+            self.scopes.append(scope)
+            try:
+                if self.signum is not None:
+                    scope.cancel()
+                yield scope
+            finally:
+                self.scopes.remove(scope)
+
+
+async def run_interruptible(body: Callable[[], Awaitable[int]], interrupt: Interrupt) -> int:
+    """Run `body`; the first SIGINT/SIGTERM cancels it (or the part of it that asked, see
+    `Interrupt.cancels`), and it cleans up and says so; a second one exits at once."""
+    code = EXIT_OK
+    async with anyio.create_task_group() as tg:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    if interrupt.signum is not None:
+                        os._exit(128 + signum)  # asked twice: stop waiting for the cleanup
+                    interrupt.fire(signum)
+
+            tg.start_soon(watch)
+            with interrupt.cancels():
+                code = await body()
+            tg.cancel_scope.cancel()
+    return interrupt.exit_code if interrupt.signum is not None else code
+
+
+def _run(body: Callable[[Interrupt], Awaitable[int]]) -> NoReturn:
+    interrupt = Interrupt()
+
+    async def main() -> int:
+        return await run_interruptible(lambda: body(interrupt), interrupt)
+
+    sys.exit(anyio.run(main))
+
+
+def _stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(console: Console, code: int, text: str) -> int:
+    console.print(Text(f"error: {text}", style="red"), soft_wrap=True)
+    return code
+
+
+# --- `call` ------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallRequest:
+    target: Target
+    tool: str
+    base_arguments: dict[str, Any]
+    pairs: list[tuple[str, str]]
+    as_task: bool
+    json_output: bool
+    progress: ProgressMode
+
+
+async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out: Console) -> int:
+    view = ProgressView(request.tool, request.progress, err)
+    handler = _LogToView(view.note)
+    sdk_logger = logging.getLogger("mcp")
+    sdk_logger.addHandler(handler)
+    propagate, sdk_logger.propagate = sdk_logger.propagate, False
+
+    def on_status(text: str | None, done: bool) -> None:
+        value, total, message = parse_status_message(text)
+        if done and value is None:
+            value = total or view.state.total  # a completed task's last message may carry no numbers
+        view.update(value, total, message)
+
+    watcher = TaskWatcher(
+        on_status=on_status,
+        on_created=lambda task_id: view.note(f"task {task_id} created; polling tasks/get", style="dim"),
+    )
+    diagnostics = Diagnostics()
+    phase = ["connect"]
+    code: int | None = None
+    try:
+        async with connect(request.target, [watcher] if request.as_task else (), diagnostics) as connection:
+            try:
+                code = await _call_and_show(request, interrupt, connection, view, watcher, phase, out, err)
+            except Exception as exc:  # classified here: raised out of the client, it would come grouped
+                code = _call_failure(exc, request, diagnostics, phase[0], err)
+        return code
+    except NoAnswer as exc:
+        return _fail(err, EXIT_CONNECTION, str(exc))
+    except anyio.get_cancelled_exc_class():
+        if interrupt.signum is not None:
+            _say_cancelled(err, request, interrupt, phase[0], watcher)
+        raise
+    except Exception as exc:
+        if code is not None:
+            return code  # the answer is in; a failure while hanging up changes nothing
+        return _call_failure(exc, request, diagnostics, phase[0], err)
+    finally:
+        view.stop()
+        sdk_logger.removeHandler(handler)
+        sdk_logger.propagate = propagate
+
+
+async def _call_and_show(
+    request: CallRequest,
+    interrupt: Interrupt,
+    connection: Connection,
+    view: ProgressView,
+    watcher: TaskWatcher,
+    phase: list[str],
+    out: Console,
+    err: Console,
+) -> int:
+    phase[0] = "list"
+    # Statuses seen while negotiating (a legacy server's 4xx to server/discover) are not news.
+    connection.diagnostics.last_http_error = None
+    try:
+        tools = {tool.name: tool for tool in await list_all_tools(connection.client)}
+    except MCPError as exc:
+        view.note(f"warning: tools/list failed ({exc.message}); calling without the input schema", "yellow")
+        tools = {}
+    tool = tools.get(request.tool)
+    if tools and tool is None:
+        return _fail(err, EXIT_USAGE, f"no tool {request.tool!r} at {request.target.label}; it has: {', '.join(tools)}")
+    schema = tool.input_schema if tool is not None else None
+    arguments = build_arguments(request.base_arguments, request.pairs, schema)
+    if unknown := unknown_arguments(arguments, schema):
+        view.note(f"warning: {request.tool} does not declare {', '.join(map(repr, unknown))}", "yellow")
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        view.update(progress, total, message)
+
+    phase[0] = "call"
+    view.start()
+    result = None
+    try:
+        with interrupt.cancels():
+            result = await connection.client.call_tool(request.tool, arguments, progress_callback=on_progress)
+    finally:
+        view.stop()
+    if result is None:  # cancelled by a signal; the client is still up, so the server has been told
+        _say_cancelled(err, request, interrupt, phase[0], watcher)
+        return interrupt.exit_code
+    return _show_result(request, result, view, out, err, watcher)
+
+
+def _call_failure(exc: BaseException, request: CallRequest, diagnostics: Diagnostics, phase: str, err: Console) -> int:
+    """The exit code and message for what went wrong; re-raises what is not understood (a bug)."""
+    error = _main_error(exc)
+    if error is None:
+        raise exc
+    if isinstance(error, NoAnswer):
+        return _fail(err, EXIT_CONNECTION, str(error))
+    if isinstance(error, CallFailed):
+        return _fail(err, EXIT_TOOL_ERROR, str(error))
+    if isinstance(error, MCPError) and phase == "call" and not _transport_failure(error, diagnostics):
+        return _fail(err, EXIT_TOOL_ERROR, f"{error.message} (JSON-RPC error {error.code})")
+    described = _describe(error, diagnostics)
+    return _fail(err, EXIT_CONNECTION, f"{request.target.label}: {described}{diagnostics.server_log_tail()}")
+
+
+def _transport_failure(error: MCPError, diagnostics: Diagnostics) -> bool:
+    """A JSON-RPC error that stands for a broken connection or an HTTP failure, not an answer."""
+    if error.code == CONNECTION_CLOSED:
+        return True
+    last = diagnostics.last_http_error
+    return last is not None and (last.status_code in (401, 403) or (error.code, error.message) in SDK_STAND_INS)
+
+
+def _say_cancelled(err: Console, request: CallRequest, interrupt: Interrupt, phase: str, watcher: TaskWatcher) -> None:
+    if phase != "call":
+        text = f"cancelled ({interrupt.name}) before {request.tool} was called"
+    elif watcher.task_id is not None:
+        text = f"cancelled ({interrupt.name}): sent tasks/cancel for task {watcher.task_id}"
+        if watcher.cancel_outcome:
+            text += f"; {watcher.cancel_outcome}"
+    else:
+        text = f"cancelled ({interrupt.name}): the call to {request.tool} was cancelled and the server told to stop it"
+    err.print(Text(text, style="yellow"), soft_wrap=True)
+
+
+def _show_result(
+    request: CallRequest,
+    result: types.CallToolResult,
+    view: ProgressView,
+    out: Console,
+    err: Console,
+    watcher: TaskWatcher,
+) -> int:
+    if request.as_task and watcher.task_id is None:
+        view.note("note: the server answered without a task (no Tasks extension, or the tool forbids tasks)", "dim")
+    if request.json_output:
+        _print_json(out, result.model_dump(by_alias=True, mode="json", exclude_none=True))
+    job = (result.meta or {}).get(JOB_ID_META_KEY)
+    suffix = f" (job {job})" if job else f" (task {watcher.task_id})" if watcher.task_id else ""
+    if result.is_error:
+        text = "\n".join(_block_text(block) for block in result.content) or f"{request.tool} reported an error"
+        return _fail(err, EXIT_TOOL_ERROR, text + suffix)
+    if view.mode != "off":
+        view.note(f"{request.tool} done in {view.state.elapsed:.1f} s{suffix}", "green")
+    if not request.json_output:
+        _print_content(result, out)
+    return EXIT_OK
+
+
+def _block_text(block: types.ContentBlock) -> str:
+    if isinstance(block, types.TextContent):
+        return block.text
+    if isinstance(block, types.ImageContent | types.AudioContent):
+        size = len(block.data) * 3 // 4
+        return f"[{block.type}: {block.mime_type}, about {size} bytes]"
+    if isinstance(block, types.EmbeddedResource):
+        resource = block.resource
+        if isinstance(resource, types.TextResourceContents):
+            return resource.text
+        return f"[resource {resource.uri}: {resource.mime_type or 'binary'}, about {len(resource.blob) * 3 // 4} bytes]"
+    if isinstance(block, types.ResourceLink):
+        return f"[link {block.uri}: {block.name}]"
+    return f"[{getattr(block, 'type', 'content')}]"
+
+
+def _print_content(result: types.CallToolResult, out: Console) -> None:
+    """Structured content as pretty JSON; otherwise each content block (text as is)."""
+    if result.structured_content is not None:
+        _print_json(out, result.structured_content)
+        return
+    for block in result.content:
+        text = _block_text(block)
+        if out.is_terminal:
+            out.print(Text(text), soft_wrap=True)
+        else:
+            click.echo(text)
+
+
+def _print_json(out: Console, data: Any) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if out.is_terminal:
+        out.print_json(text, indent=2)
+    else:
+        click.echo(text)  # exactly JSON, never re-wrapped to a console width
+
+
+target_argument = click.argument("url", metavar="URL")
+header_option = click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="An HTTP header for every request, e.g. 'Authorization: Bearer TOKEN' (repeatable).",
+)
+json_output_option = click.option(
+    "--json-output", is_flag=True, help="Print the server's raw JSON answer on stdout, for scripts."
+)
+
+
+CALL_EPILOG = """URL is a Streamable HTTP endpoint (http://127.0.0.1:8000/mcp) or stdio:COMMAND LINE
+(stdio:'mcp-jobs serve --transport stdio', started with this environment). Progress goes to
+stderr, the result to stdout.
+
+\b
+Exit codes:
+  0    the call succeeded
+  1    the tool or the server reported an error (isError result, JSON-RPC error, failed task)
+  2    usage: bad options or arguments, unknown tool
+  3    connection or protocol error (unreachable, HTTP 401/404, the server went away)
+  130  cancelled with Ctrl-C (143: SIGTERM); the server was told to stop the call
+"""
+
+
+@click.command(epilog=CALL_EPILOG)
+@target_argument
+@click.argument("tool")
+@click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="One argument (repeatable). VALUE is JSON when it parses (5, true, [1,2], null), else a string; "
+    "a string-typed parameter always gets the string.",
+)
+@click.option(
+    "--json",
+    "json_arguments",
+    metavar="'{...}'",
+    help="All arguments as a JSON object (or @FILE, @- for stdin); --arg values go over it.",
+)
+@header_option
+@click.option(
+    "--task",
+    "as_task",
+    is_flag=True,
+    help="Run it as a task (Tasks extension): poll tasks/get, Ctrl-C sends tasks/cancel.",
+)
+@json_output_option
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "bar", "lines", "off"]),
+    default="auto",
+    show_default=True,
+    help="How progress is shown on stderr: a live bar (auto on a terminal), a line per update "
+    "(auto otherwise), or not at all.",
+)
+def call(
+    url: str,
+    tool: str,
+    args: tuple[str, ...],
+    json_arguments: str | None,
+    headers: tuple[str, ...],
+    as_task: bool,
+    json_output: bool,
+    progress: ProgressMode,
+) -> None:
+    """Call TOOL on the MCP server at URL and watch its progress live."""
+    request = CallRequest(
+        target=parse_target(url, headers),
+        tool=tool,
+        base_arguments=parse_json_option(json_arguments),
+        pairs=split_args(args),
+        as_task=as_task,
+        json_output=json_output,
+        progress=progress,
+    )
+    err = _stderr_console()
+    if progress == "bar" and not err.is_terminal:
+        err = Console(stderr=True, highlight=False, force_terminal=True)
+    out = Console(highlight=False)
+    _run(lambda interrupt: run_call(request, interrupt, err, out))
+
+
+# --- `tools` -----------------------------------------------------------------------------------
+
+
+def _type_label(schema: Any, root: dict[str, Any]) -> str:
+    resolved = _resolve(schema, root)
+    if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
+        named = str(schema["$ref"]).rsplit("/", 1)[-1]
+        if named:
+            return named
+    if "enum" in resolved and isinstance(resolved["enum"], list):
+        return "|".join(json.dumps(v) for v in resolved["enum"])
+    for key in ("anyOf", "oneOf"):
+        if isinstance(resolved.get(key), list):
+            return " | ".join(_type_label(option, root) for option in resolved[key])
+    declared = resolved.get("type")
+    if declared == "array":
+        return f"array[{_type_label(resolved.get('items', {}), root)}]" if resolved.get("items") else "array"
+    if isinstance(declared, list):
+        return " | ".join(str(t) for t in declared)
+    return str(declared) if declared else "any"
+
+
+def describe_arguments(schema: dict[str, Any]) -> list[str]:
+    """One line per parameter: "steps: integer = 5", "reason*: string" (* required)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return []
+    required = set(schema.get("required") or [])
+    lines = []
+    for name, prop in properties.items():
+        line = f"{name}{'*' if name in required else ''}: {_type_label(prop, schema)}"
+        if isinstance(prop, dict):
+            low, high = (
+                prop.get("minimum", prop.get("exclusiveMinimum")),
+                prop.get("maximum", prop.get("exclusiveMaximum")),
+            )
+            if low is not None or high is not None:
+                line += f" [{'' if low is None else low}..{'' if high is None else high}]"
+            if "default" in prop:
+                line += f" = {json.dumps(prop['default'])}"
+        lines.append(line)
+    return lines
+
+
+async def run_tools(target: Target, json_output: bool, out: Console, err: Console, interrupt: Interrupt) -> int:
+    diagnostics = Diagnostics()
+    try:
+        async with connect(target, diagnostics=diagnostics) as connection:
+            tools = await list_all_tools(connection.client)
+    except NoAnswer as exc:
+        return _fail(err, EXIT_CONNECTION, str(exc))
+    except anyio.get_cancelled_exc_class():
+        if interrupt.signum is not None:
+            err.print(Text(f"cancelled ({interrupt.name})", style="yellow"))
+        raise
+    except Exception as exc:
+        error = _main_error(exc)
+        if error is None:
+            raise
+        return _fail(
+            err, EXIT_CONNECTION, f"{target.label}: {_describe(error, diagnostics)}{diagnostics.server_log_tail()}"
+        )
+    if json_output:
+        dumped = [tool.model_dump(by_alias=True, mode="json", exclude_none=True) for tool in tools]
+        click.echo(json.dumps({"tools": dumped}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    table = Table(title=f"{len(tools)} tools at {escape(target.label)}", title_justify="left", show_lines=True)
+    table.add_column("Tool", style="bold cyan", no_wrap=True)
+    table.add_column("Arguments (* required)", overflow="fold")
+    table.add_column("Description", overflow="fold", ratio=1)
+    for tool in tools:
+        description = (tool.description or "").strip().split("\n\n", 1)[0]
+        table.add_row(Text(tool.name), Text("\n".join(describe_arguments(tool.input_schema))), Text(description))
+    out.print(table)
+    return EXIT_OK
+
+
+@click.command()
+@target_argument
+@header_option
+@json_output_option
+def tools(url: str, headers: tuple[str, ...], json_output: bool) -> None:
+    """List the tools of the MCP server at URL, with their arguments (--json-output: full schemas)."""
+    target = parse_target(url, headers)
+    _run(lambda interrupt: run_tools(target, json_output, Console(highlight=False), _stderr_console(), interrupt))

@@ -1,0 +1,389 @@
+"""`call` and `tools`, the terminal client, end to end: the real command in its own process against
+the real stack (server, workers, Redis), over HTTP and stdio, plus its argument parsing.
+
+The command runs as `python -m mcp_jobs.server.cli call ...`, in a process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from typing import Any
+
+import click
+import pytest
+
+from mcp_jobs.server.auth import hash_token
+from mcp_jobs.server.call import (
+    EXIT_CONNECTION,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TOOL_ERROR,
+    EXIT_USAGE,
+    JOB_ID_META_KEY,
+    coerce,
+    parse_headers,
+    parse_status_message,
+    parse_target,
+    split_args,
+)
+from mcp_jobs.server.embedded import free_port
+from tests.conftest import Stack
+from tests.helpers import job_keys, wait_for_state
+from tests.processes import REPO, start_http_server
+
+pytestmark = pytest.mark.anyio
+
+CLI = [sys.executable, "-m", "mcp_jobs.server.cli"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def run(stack: Stack, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command, to the end, with stdout and stderr apart."""
+    return subprocess.run(
+        [*CLI, *args],
+        env=(env or stack.env) | {"COLUMNS": "160"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+class LiveCall:
+    """The command running in its own process group (as a terminal's foreground job), its stderr
+    lines readable as they come, so a test can wait for one and then press Ctrl-C."""
+
+    def __init__(self, stack: Stack, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*CLI, *args],
+            env=stack.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("<eof>")
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        regex = re.compile(pattern)
+        with self._changed:
+            found = self._changed.wait_for(
+                lambda: next((m for line in self.lines if (m := regex.search(line))), None) or "<eof>" in self.lines,
+                timeout,
+            )
+            match = next((m for line in self.lines if (m := regex.search(line))), None)
+        assert match is not None, f"no line matching {pattern!r} ({'exited' if found else 'timed out'}):\n{self.stderr}"
+        return match
+
+    def ctrl_c(self) -> int:
+        """SIGINT to the process group, as Ctrl-C in a terminal; the exit code; all stderr read."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        code = self.process.wait(30)
+        self._reader.join(10)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def stdio_target() -> str:
+    return f"stdio:{sys.executable} -m mcp_jobs.server.cli serve --transport stdio"
+
+
+def test_a_call_shows_each_step_on_stderr_and_only_the_result_on_stdout(stack: Stack) -> None:
+    done = run(stack, "call", stack.http_url, "sleep_steps", "--arg", "steps=4", "--arg", "delay=0.05")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"steps": 4, "slept_seconds": 0.2}, "stdout is the result alone"
+    lines = done.stderr.splitlines()
+    steps = [line for line in lines if re.match(r"^\[\d/4\] \d+% step \d/4 done  \(\d+\.\d s", line)]
+    assert steps[-1].startswith("[4/4] 100% step 4/4 done"), done.stderr
+    assert [int(line[1]) for line in steps] == sorted(int(line[1]) for line in steps), "in order"
+    assert re.search(rf"sleep_steps done in \d+\.\d s \(job {UUID}\)", done.stderr)
+
+
+def test_the_bar_when_forced_off_a_terminal_shows_value_total_percentage_message_and_rate(stack: Stack) -> None:
+    done = run(
+        stack, "call", stack.http_url, "sleep_steps", "--json", '{"steps": 4, "delay": 0.1}', "--progress", "bar"
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout)["steps"] == 4
+    frames = ANSI.sub("", done.stderr).replace("\r", "\n").splitlines()
+    last = [frame for frame in frames if "sleep_steps" in frame and "4/4" in frame]
+    assert last, done.stderr
+    assert "100%" in last[-1] and "step 4/4 done" in last[-1] and re.search(r"\d+(\.\d+)?/s", last[-1]), last[-1]
+    assert re.search(r"0:00:0\d", last[-1]), "elapsed time"
+
+
+async def test_arguments_are_coerced_by_the_schema_and_json_output_is_the_raw_result(stack: Stack) -> None:
+    done = run(
+        stack, "call", stack.http_url, "echo", "--json-output",
+        "--json", '{"text": "overridden", "maybe": 1.5}',
+        "--arg", "text=42",  # a string parameter: stays "42"
+        "--arg", "number=7",  # an integer
+        "--arg", 'item={"name": "box", "tags": ["a"]}',
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    result = json.loads(done.stdout)
+    assert result["structuredContent"] == {
+        "text": "42", "number": 7, "item": {"name": "box", "tags": ["a"]}, "maybe": 1.5
+    }  # fmt: skip
+    assert result["isError"] is False
+    job_id = result["_meta"][JOB_ID_META_KEY]
+    assert await wait_for_state(stack.redis(), stack.keys.job(job_id), {"succeeded"}, timeout=5) == "succeeded"
+
+
+def test_a_tool_error_exits_1_with_its_message(stack: Stack) -> None:
+    done = run(stack, "call", stack.http_url, "fail_politely", "--arg", "reason=the printer is on fire")
+    assert done.returncode == EXIT_TOOL_ERROR, done.stderr
+    assert "error: " in done.stderr and "the printer is on fire" in done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr
+
+
+def test_arguments_the_server_refuses_are_a_clean_message(stack: Stack) -> None:
+    done = run(stack, "call", stack.http_url, "sleep_steps", "--arg", "steps=many")
+    assert done.returncode == EXIT_TOOL_ERROR, done.stderr
+    assert "steps" in done.stderr and "valid integer" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["call", "{url}", "no_such_tool"], EXIT_USAGE, r"no tool 'no_such_tool' at .*; it has: .*sleep_steps"),
+        (["call", "{url}", "echo", "--arg", "text"], EXIT_USAGE, r"'text' is not key=value"),
+        (["call", "{url}", "echo", "--json", "[1, 2]"], EXIT_USAGE, r"must be a JSON object"),
+        (["call", "ftp://example.com", "echo"], EXIT_USAGE, r"neither an http\(s\):// URL nor stdio:"),
+        (["call", "http://127.0.0.1:{free}/mcp", "echo"], EXIT_CONNECTION, r"cannot talk to .*ConnectError"),
+        (["tools", "stdio:/nonexistent/mcp-server"], EXIT_CONNECTION, r"command not found: /nonexistent/mcp-server"),
+    ],
+)
+def test_usage_and_connection_errors_have_their_exit_codes(stack: Stack, args: list[str], code: int, says: str) -> None:
+    filled = [arg.format(url=stack.http_url, free=free_port()) for arg in args]
+    done = run(stack, *filled)
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert re.search(says, done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+async def test_ctrl_c_cancels_the_call_and_the_job(stack: Stack, transport: str) -> None:
+    redis = stack.redis()
+    before = job_keys(redis, stack.keys)
+    target = stack.http_url if transport == "http" else stdio_target()
+    args = ["call", target, "sleep_steps", "--arg", "steps=200", "--arg", "delay=0.05"]
+    call = LiveCall(stack, *args)
+    try:
+        call.wait_for(r"^\[3/200\] ", timeout=60)
+        assert call.ctrl_c() == EXIT_INTERRUPTED, call.stderr
+    finally:
+        call.stop()
+    assert "cancelled (Ctrl-C): the call to sleep_steps was cancelled" in call.stderr
+    started = job_keys(redis, stack.keys) - before
+    assert len(started) == 1, started
+    (key,) = started
+    assert await wait_for_state(redis, key, {"cancelled", "succeeded"}, timeout=15) == "cancelled"
+    assert float(redis.hget(key, "progress") or 0) < 200
+
+
+async def test_a_task_is_polled_to_its_result(stack: Stack) -> None:
+    # Long enough to be seen working: the first tasks/get comes after the server's pollIntervalMs (1 s).
+    done = run(stack, "call", stack.http_url, "sleep_steps", "--arg", "steps=3", "--arg", "delay=0.6", "--task")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"steps": 3, "slept_seconds": 0.6 * 3}
+    created = re.search(rf"task ({UUID}) created", done.stderr)
+    assert created, done.stderr
+    assert re.search(r"^\[3/3\] 100% step 3/3 done", done.stderr, re.MULTILINE), done.stderr
+    record = stack.redis().hgetall(stack.keys.job(created[1]))
+    assert record["task"] == "1" and record["state"] == "succeeded", "run as a task, not a plain call"
+
+
+async def test_ctrl_c_cancels_a_task_with_tasks_cancel(stack: Stack) -> None:
+    args = ["call", stack.http_url, "sleep_steps", "--arg", "steps=200", "--arg", "delay=0.05", "--task"]
+    call = LiveCall(stack, *args)
+    try:
+        task_id = call.wait_for(rf"task ({UUID}) created", timeout=60)[1]
+        call.wait_for(r"^\[\d+/200\] ", timeout=30)
+        assert call.ctrl_c() == EXIT_INTERRUPTED, call.stderr
+    finally:
+        call.stop()
+    assert f"sent tasks/cancel for task {task_id}; the server reports it cancelled" in call.stderr
+    assert stack.redis().hget(stack.keys.job(task_id), "state") == "cancelled"
+
+
+async def test_a_call_over_stdio(stack: Stack) -> None:
+    done = run(stack, "call", stdio_target(), "sleep_steps", "--arg", "steps=3", "--arg", "delay=0.05", "--json-output")
+    assert done.returncode == EXIT_OK, done.stderr
+    result = json.loads(done.stdout)
+    assert result["structuredContent"] == {"steps": 3, "slept_seconds": 0.05 * 3}
+    assert "[3/3] 100% step 3/3 done" in done.stderr
+    key = stack.keys.job(result["_meta"][JOB_ID_META_KEY])
+    assert await wait_for_state(stack.redis(), key, {"succeeded"}, timeout=5) == "succeeded"
+
+
+FOREIGN_SERVER = """
+from mcp.server.mcpserver import Context, MCPServer
+
+app = MCPServer("foreign")
+
+
+@app.tool()
+async def count(n: int, ctx: Context) -> str:
+    for i in range(1, n + 1):
+        await ctx.report_progress(i, n, f"counted {i}")
+    return f"counted to {n}"
+
+
+app.run("stdio")
+"""
+
+
+def test_any_mcp_server_will_do(stack: Stack) -> None:
+    """A plain SDK server (not mcp-jobs, no Tasks extension): progress, result, and `--task` falls
+    back to the plain call, saying so."""
+    target = "stdio:" + shlex.join([sys.executable, "-c", FOREIGN_SERVER])
+    done = run(stack, "call", target, "count", "--arg", "n=3", "--task")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"result": "counted to 3"}
+    assert re.search(r"^\[3/3\] 100% counted 3  \(", done.stderr, re.MULTILINE), done.stderr
+    assert "the server answered without a task" in done.stderr
+    assert "(job " not in done.stderr
+
+
+def test_tools_lists_the_tools_with_their_arguments(stack: Stack) -> None:
+    table = run(stack, "tools", stack.http_url)
+    assert table.returncode == EXIT_OK, table.stderr
+    row = next(line for line in table.stdout.splitlines() if "sleep_steps" in line)
+    assert "steps: integer [1..10000] = 5" in row, table.stdout
+    assert "reason*: string" in table.stdout, "required arguments are marked"
+    raw = run(stack, "tools", stdio_target(), "--json-output")
+    assert raw.returncode == EXIT_OK, raw.stderr
+    listed = {tool["name"]: tool for tool in json.loads(raw.stdout)["tools"]}
+    assert {"sleep_steps", "fail_politely", "echo"} <= set(listed)
+    assert listed["sleep_steps"]["inputSchema"]["properties"]["steps"]["type"] == "integer"
+
+
+def test_header_carries_a_token_to_a_server_behind_auth(stack: Stack) -> None:
+    token = f"call-cli-{uuid.uuid4().hex}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    entry = [{"sha256": hash_token(token), "caller": "cli", "scopes": []}]
+    env = stack.env | {"MCP_JOBS_AUTH_TOKENS": json.dumps(entry), "MCP_JOBS_PUBLIC_URL": url}
+    server = start_http_server(env, port)
+    try:
+        refused = run(stack, "call", url, "sleep_steps", "--arg", "steps=1", "--arg", "delay=0")
+        allowed = run(
+            stack, "call", url, "sleep_steps", "--arg", "steps=1", "--arg", "delay=0",
+            "--header", f"Authorization: Bearer {token}",
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert refused.returncode == EXIT_CONNECTION, refused.stderr
+    assert "HTTP 401" in refused.stderr and "--header 'Authorization: Bearer <token>'" in refused.stderr
+    assert allowed.returncode == EXIT_OK, allowed.stderr
+    assert json.loads(allowed.stdout) == {"steps": 1, "slept_seconds": 0.0}
+
+
+# --- parsing, without a server -----------------------------------------------------------------
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "$defs": {"Item": {"type": "object", "properties": {"name": {"type": "string"}}}},
+    "properties": {
+        "label": {"type": "string"},
+        "count": {"type": "integer"},
+        "ratio": {"type": "number"},
+        "maybe_text": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "item": {"$ref": "#/$defs/Item"},
+        "anything": {},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        ("label", "123", "123"),
+        ("label", "true", "true"),
+        ("label", '"quoted"', "quoted"),
+        ("label", "plain words", "plain words"),
+        ("count", "7", 7),
+        ("count", "seven", "seven"),  # the server says what is wrong with it
+        ("ratio", "7", 7),
+        ("ratio", "0.5", 0.5),
+        ("maybe_text", "null", None),
+        ("maybe_text", "12", "12"),
+        ("item", '{"name": "x"}', {"name": "x"}),
+        ("anything", "[1, 2]", [1, 2]),
+        ("anything", "false", False),
+        ("undeclared", "3", 3),
+    ],
+)
+def test_arg_values_are_json_when_they_parse_unless_the_schema_wants_a_string(
+    name: str, raw: str, expected: Any
+) -> None:
+    value = coerce(raw, SCHEMA["properties"].get(name), SCHEMA)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_arg_and_header_and_target_parsing() -> None:
+    assert split_args(["a=1", "b=x=y", "c="]) == [("a", "1"), ("b", "x=y"), ("c", "")]
+    with pytest.raises(click.BadParameter, match="given twice"):
+        split_args(["a=1", "a=2"])
+    assert parse_headers(["Authorization: Bearer a:b", "X-Thing:v"]) == {"Authorization": "Bearer a:b", "X-Thing": "v"}
+    with pytest.raises(click.BadParameter) as refused:
+        parse_headers(["Bearer secret-token"])
+    assert "secret-token" not in str(refused.value.message), "a malformed header is not echoed"
+    stdio = parse_target("stdio:mcp-jobs serve --transport 'std io'")
+    assert stdio.command == ("mcp-jobs", "serve", "--transport", "std io") and stdio.url is None
+    with pytest.raises(click.BadParameter, match="HTTP servers only"):
+        parse_target("stdio:x", ["A: b"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[3/5] 60% scanning logs", (3.0, 5.0, "scanning logs")),
+        ("[2.5/10] 25% half way", (2.5, 10.0, "half way")),
+        ("[7] counted", (7.0, None, "counted")),
+        ("[3/5] 60%", (3.0, 5.0, None)),
+        ("queued, waiting for a worker", (None, None, "queued, waiting for a worker")),
+        ("[not a number] x", (None, None, "[not a number] x")),
+        (None, (None, None, None)),
+    ],
+)
+def test_task_status_messages_give_progress(text: str | None, expected: tuple[Any, ...]) -> None:
+    assert parse_status_message(text) == expected
