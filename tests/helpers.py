@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import mcp_types as types
 import redis
+import redis.asyncio as aioredis
 from mcp import Client
 
 from mcp_jobs._events import Keys
@@ -88,3 +91,13 @@ async def cancel_once_it_reports(
         tg.start_soon(call)
         await log.wait_for(at)
         tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def async_redis(url: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio Redis client, closed on exit."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

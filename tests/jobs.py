@@ -170,10 +170,7 @@ def careless(progress: Progress, mistake: str) -> dict[str, object]:
 @job(handoff_after=1)
 def long_haul(progress: Progress, steps: int = 30, delay: float = 0.1) -> int:
     """Report `steps` steps `delay` apart; a call still running after 1 s hands the job off."""
-    progress.set_total(steps)
-    for step in range(1, steps + 1):
-        progress.sleep(delay)
-        progress.report(step, f"haul {step}/{steps}")
+    _tagged_steps(progress, "haul", steps, delay)
     return steps
 
 
@@ -186,10 +183,7 @@ def scoped_report(title: str = "report") -> str:
 @job(queue="drain")
 def drain_steps(progress: Progress, steps: int = 10, delay: float = 0.2) -> int:
     """Report `steps` steps on the `drain` queue (a worker of its own, stopped by a test)."""
-    progress.set_total(steps)
-    for step in range(1, steps + 1):
-        progress.sleep(delay)
-        progress.report(step, f"drain {step}/{steps}")
+    _tagged_steps(progress, "drain", steps, delay)
     return steps
 
 

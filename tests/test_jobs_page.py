@@ -37,7 +37,7 @@ from mcp_jobs.server.auth import StaticTokenVerifier, hash_token
 from mcp_jobs.server.jobs_page import jobs_routes
 from mcp_jobs.settings import Settings, StaticToken
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, job_keys
+from tests.helpers import ProgressLog, async_redis, job_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -117,15 +117,6 @@ async def browser_page() -> AsyncIterator[tuple[Page, list[str]]]:
             yield page, errors
         finally:
             await browser.close()
-
-
-@asynccontextmanager
-async def async_redis(url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_a_job_started_through_mcp_appears_and_its_bar_moves(stack: Stack, tmp_path: Path) -> None:

@@ -20,28 +20,17 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 import redis
-import redis.asyncio as aioredis
 from mcp import Client
 
 from mcp_jobs._events import Keys
 from mcp_jobs.server.jobs_view import JobRow, JobsView, list_jobs
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, job_keys
+from tests.helpers import ProgressLog, async_redis, job_keys
 from tests.processes import REPO, ManagedProcess
 
 pytestmark = pytest.mark.anyio
 
 JOBS_COMMAND = [sys.executable, "-m", "mcp_jobs.server.cli", "jobs"]
-"""`mcp-jobs jobs`, before the command is wired into the `mcp-jobs` group."""
-
-
-@asynccontextmanager
-async def async_redis(url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @asynccontextmanager
