@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,6 +54,9 @@ JOB_ID_META_KEY = "io.github.mcp-jobs/job-id"
 REDIS_POOL_SIZE = 50
 """Connections for snapshot reads and writes; calls wait for a free one instead of failing."""
 
+READINESS_CACHE = 1.0
+"""Seconds a readiness answer (and the queue and worker gauges) is reused."""
+
 REDIS_CLIENT_NAME = "mcp-jobs-server"
 """`CLIENT SETNAME` of the server's Redis connections, so operators can tell them apart in `CLIENT LIST`."""
 
@@ -74,6 +78,7 @@ class Runtime:
         """Whether the handoff tools are served (a job or the settings configure a handoff)."""
         self._dispatcher: Dispatcher | None = None
         self._client: aioredis.Redis | None = None
+        self._readiness: tuple[float, dict[str, Any]] | None = None
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -123,7 +128,16 @@ class Runtime:
 
     async def readiness(self) -> dict[str, Any]:
         """Whether this server can serve calls: Redis answers, and every queue it routes to has
-        a live worker. Also refreshes the queue depth and live worker gauges."""
+        a live worker. Also refreshes the queue depth and live worker gauges. Cached for
+        `READINESS_CACHE` seconds: probes and scrapes (unauthenticated) cost Redis one scan a second."""
+        now = time.monotonic()
+        if self._readiness is not None and now - self._readiness[0] < READINESS_CACHE:
+            return self._readiness[1]
+        state = await self._read_readiness()
+        self._readiness = (now, state)
+        return state
+
+    async def _read_readiness(self) -> dict[str, Any]:
         if self._client is None:
             return {"ready": False, "redis": False}
         keys = Keys(self.settings.namespace)

@@ -140,35 +140,30 @@ class ScopeChallenges:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self._path.rstrip("/"):
             await self._app(scope, receive, send)
             return
-        if scope["method"] == "POST" and self._job_scopes:
+        token = _bearer(scope) if scope["method"] == "POST" and self._job_scopes else None
+        access = await self._verifier.verify_token(token) if token else None
+        if access is not None:  # only an authenticated caller's body is read here (else: the SDK's 401)
             body = await _read_body(receive, self._max_body)
             if body is None:
                 await send({"type": "http.response.start", "status": 413, "headers": []})
                 await send({"type": "http.response.body", "body": b"Request body too large"})
                 return
-            missing = await self._missing_job_scopes(scope, body)
+            missing = self._missing_job_scopes(access.scopes, body)
             if missing:
                 await self._refuse(send, missing)
                 return
             receive = _replay(body, receive)
         await self._app(scope, receive, self._with_scope(send))
 
-    async def _missing_job_scopes(self, scope: Scope, body: bytes) -> list[str]:
+    def _missing_job_scopes(self, granted: list[str], body: bytes) -> list[str]:
         try:
             message = json.loads(body)
-        except ValueError:
-            return []
-        if not isinstance(message, dict) or message.get("method") != "tools/call":
-            return []
-        params = message.get("params")
-        needed = self._job_scopes.get(params.get("name", "") if isinstance(params, dict) else "", [])
-        if not needed:
-            return []
-        token = _bearer(scope)
-        access = await self._verifier.verify_token(token) if token else None
-        if access is None:
-            return []  # unauthenticated: the SDK answers 401
-        return [name for name in needed if name not in access.scopes]
+        except (ValueError, RecursionError):
+            return []  # malformed: the SDK answers it
+        params = message.get("params") if isinstance(message, dict) and message.get("method") == "tools/call" else None
+        name = params.get("name") if isinstance(params, dict) else None
+        needed = self._job_scopes.get(name, []) if isinstance(name, str) else []
+        return [scope for scope in needed if scope not in granted]
 
     async def _refuse(self, send: Send, missing: list[str]) -> None:
         description = f"This tool requires the scope(s): {' '.join(missing)}"

@@ -169,7 +169,10 @@ class Dispatcher:
         settings = self._settings
         if self._closing:
             raise CallRefused("This server is shutting down; call again (another server will take it).")
-        if settings.max_calls_in_flight is not None and len(self._followers) >= settings.max_calls_in_flight:
+        if (
+            settings.max_calls_in_flight is not None
+            and sum(self._calls_by_caller.values()) >= settings.max_calls_in_flight
+        ):
             raise CallRefused(
                 f"The server is at its limit of {settings.max_calls_in_flight} calls in flight; retry in a few seconds."
             )

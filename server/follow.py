@@ -4,7 +4,7 @@
 turn, does what is due:
 
 - an event arrives: apply it (a sequence gap means events were lost: read the snapshot; a job
-  that succeeded: read its result from the snapshot, since events never carry results);
+  that succeeded with a large result: read it from the snapshot, since events carry only small ones);
 - a `RESYNC` (the pub/sub connection came back) or `poll_interval` of silence: read the snapshot
   and the job's liveness key, which also catches a result whose event was lost;
 - deadlines: a job still queued after `max_queue_wait` is ended (a late worker skips it); a
@@ -152,8 +152,8 @@ class JobFollower:
             elif isinstance(item, JobEvent):
                 if item.seq > self._seq + 1 or (item.seq <= self._seq and self._missing_since is not None):
                     await self._check(now)  # events were lost, or Redis lost the job: trust the snapshot
-                if item.state is JobState.SUCCEEDED and item.seq > self._seq:
-                    await self._check(now)  # the result is in the snapshot, not in the event
+                if item.result_elsewhere and item.seq > self._seq:
+                    await self._check(now)  # a large result is in the snapshot, not in the event
                 else:
                     self._apply(item, now)
             if self._final is not None or (self._until is not None and now >= self._until):

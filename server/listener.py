@@ -45,9 +45,15 @@ class JobWatch:
         self._queue: asyncio.Queue[JobEvent | _Resync] = asyncio.Queue(capacity)
 
     async def next(self, timeout: float | None) -> JobEvent | _Resync | None:
-        """The next event or marker; None if nothing arrived within `timeout` seconds."""
+        """The next event or marker; None if nothing arrived within `timeout` seconds.
+
+        What is already queued is taken at once; otherwise one `asyncio.timeout` scope waits (no
+        task per wait, as `asyncio.wait_for` makes on Python 3.11)."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._queue.get()
         except TimeoutError:
             return None
 
@@ -68,7 +74,8 @@ class JobListener:
     def __init__(self, client: aioredis.Redis, keys: Keys, subscribe_timeout: float = 10.0) -> None:
         self._pubsub = client.pubsub()
         self._keys = keys
-        self._watches: dict[str, JobWatch] = {}
+        self._watches: dict[str, list[JobWatch]] = {}
+        """Per channel, every watch of it: two calls may follow one job (say, two `job_result`s)."""
         self._subscribe_timeout = subscribe_timeout
         self._reader: asyncio.Task[None] | None = None
 
@@ -96,18 +103,23 @@ class JobListener:
         """Subscribe to a job's channel and yield once Redis confirmed the subscription."""
         channel = self._keys.job(job_id)
         watch = JobWatch(channel)
-        self._watches[channel] = watch
+        watches = self._watches.setdefault(channel, [])
+        watches.append(watch)
         try:
+            # Subscribing again to a channel already watched is harmless: Redis confirms it again.
             await self._pubsub.subscribe(channel)
-            await asyncio.wait_for(watch.subscribed.wait(), self._subscribe_timeout)
+            async with asyncio.timeout(self._subscribe_timeout):
+                await watch.subscribed.wait()
             yield watch
         finally:
-            del self._watches[channel]
-            try:
-                await self._pubsub.unsubscribe(channel)
-            except (RedisError, OSError) as exc:
-                # Redis is away; the reconnect re-subscribes only channels still watched.
-                logger.debug("unsubscribe of %s failed: %r", channel, exc)
+            watches.remove(watch)
+            if not watches:
+                del self._watches[channel]
+                try:
+                    await self._pubsub.unsubscribe(channel)
+                except (RedisError, OSError) as exc:
+                    # Redis is away; the reconnect re-subscribes only channels still watched.
+                    logger.debug("unsubscribe of %s failed: %r", channel, exc)
 
     async def _read_forever(self) -> None:
         failures = 0
@@ -136,18 +148,21 @@ class JobListener:
         channel = message.get("channel")
         if isinstance(channel, bytes):
             channel = channel.decode()
-        watch = self._watches.get(channel) if isinstance(channel, str) else None
-        if watch is None:
+        watches = self._watches.get(channel, []) if isinstance(channel, str) else []
+        if not watches:
             return
         kind = message["type"]
         if kind == "message":
-            data = message["data"]
             try:
-                watch.put(JobEvent.from_message(data))  # type: ignore[arg-type]
+                event = JobEvent.from_message(message["data"])  # type: ignore[arg-type]
             except (ValueError, KeyError) as exc:
                 logger.warning("dropping malformed event on %s: %r", channel, exc)
+                return
+            for watch in watches:
+                watch.put(event)
         elif kind == "subscribe":
-            if watch.subscribed.is_set():
-                watch.put(RESYNC)  # re-subscribed after a reconnect: events may have been lost
-            else:
-                watch.subscribed.set()
+            for watch in watches:
+                if watch.subscribed.is_set():
+                    watch.put(RESYNC)  # re-subscribed (a reconnect, or another watch): re-read the snapshot
+                else:
+                    watch.subscribed.set()

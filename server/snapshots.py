@@ -12,6 +12,11 @@ from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
 
 logger = logging.getLogger(__name__)
 
+FLAG_CANCEL_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'cancel', '1') end
+return 0
+"""
+
 
 class AsyncJobStore:
     """Reads and writes job snapshots from the event loop."""
@@ -21,6 +26,7 @@ class AsyncJobStore:
         self._keys = keys
         self._ttl = ttl
         self._write = client.register_script(WRITE_SCRIPT)
+        self._flag = client.register_script(FLAG_CANCEL_SCRIPT)
 
     async def write(self, job_id: str, state: JobState, **options: Any) -> WriteOutcome:
         """Write a snapshot and publish its event (refused if the job ended, or is not in `expect`)."""
@@ -42,7 +48,8 @@ class AsyncJobStore:
         return name.decode() if isinstance(name, bytes) else name
 
     async def flag_cancel(self, job_id: str) -> None:
-        await self._client.hset(self._keys.job(job_id), "cancel", "1")
+        """Set the job's cancel flag, if the job exists (never a stray hash without a TTL)."""
+        await self._flag(keys=[self._keys.job(job_id)], args=[])
 
     async def queue_depth(self, queue: str) -> int:
         """Messages waiting in a Celery queue on a Redis broker that shares this Redis."""

@@ -211,3 +211,16 @@ def fan(
         "pids": sorted({r["pid"] for r in done}),
         "failed": [r.index for r in results if isinstance(r, PartFailed)],
     }
+
+
+def square_part(n: int) -> int:
+    """A part of `fan_twice`."""
+    return n * n
+
+
+@job
+def fan_twice(progress: Progress, n: int = 4) -> dict[str, list[int]]:
+    """Fan out twice in one job: each map has its own parts."""
+    squares = progress.map(square_part, list(range(n)))
+    doubles = progress.map(pid_part, [{"n": i, "delay": 0, "fail": False} for i in range(n)])
+    return {"squares": squares, "second": [r["n"] for r in doubles]}

@@ -58,7 +58,7 @@ async def test_cancelling_the_call_cancels_the_parts_not_yet_started(stack: Stac
     parts = redis.hgetall(stack.keys.parts(job_id))
     done = [field for field in parts if field.startswith("done:")]
     with anyio.fail_after(10):
-        while any(redis.exists(stack.keys.alive(f"{job_id}:part:{n}")) for n in range(40)):
+        while any(redis.exists(stack.keys.alive(f"{job_id}:part:0:{n}")) for n in range(40)):
             await anyio.sleep(0.05)  # parts already running finish their item
     assert parts.get("cancel") == "1"
     assert len(redis.hgetall(stack.keys.parts(job_id))) - len(parts) <= 8, "only running parts could still finish"
@@ -79,3 +79,19 @@ async def test_the_examples_fan_out_through_real_workers(stack: Stack) -> None:
         compared = await client.call_tool("compare_documents", {"left": "redis.txt", "right": "mcp.txt"})
     assert primes.structured_content == {"limit": 2_000_000, "primes": 148_933, "largest": 1_999_993}
     assert compared.structured_content is not None and compared.structured_content["left"]["document"] == "redis.txt"
+
+
+def test_only_part_functions_of_the_job_modules_can_be_named_on_the_broker() -> None:
+    from mcp_jobs import JobError
+    from mcp_jobs.fanout import resolve
+
+    assert resolve("tests.jobs:pid_part", ["tests.jobs"]).__name__ == "pid_part"
+    for ref in ["tests.jobs:os.system", "tests.jobs:JobError", "os:system", "tests.jobs:job"]:
+        with pytest.raises(JobError):
+            resolve(ref, ["tests.jobs"])
+
+
+async def test_a_job_can_fan_out_twice(stack: Stack) -> None:
+    async with Client(stack.http_url) as client:
+        result = await client.call_tool("fan_twice", {"n": 4})
+    assert result.structured_content == {"squares": [0, 1, 4, 9], "second": [0, 1, 2, 3]}, result.content

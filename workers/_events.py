@@ -56,13 +56,13 @@ class Keys:
         """The liveness key of a running job."""
         return f"{self.namespace}:job:{job_id}:alive"
 
-    def parts(self, job_id: str) -> str:
-        """The parts of a fanned-out job: claims and outcomes (see `fanout.py`)."""
-        return f"{self.namespace}:job:{job_id}:parts"
+    def parts(self, job_id: str, map_index: int = 0) -> str:
+        """The parts of a job's `map_index`-th fan-out: claims and outcomes (see `fanout.py`)."""
+        return f"{self.namespace}:job:{job_id}:parts:{map_index}"
 
-    def parts_done(self, job_id: str) -> str:
-        """The indices of a fanned-out job's finished parts, in the order they finished."""
-        return f"{self.namespace}:job:{job_id}:parts:done"
+    def parts_done(self, job_id: str, map_index: int = 0) -> str:
+        """The indices of those parts that finished, in the order they finished."""
+        return f"{self.namespace}:job:{job_id}:parts:{map_index}:done"
 
     def worker(self, hostname: str) -> str:
         """A worker's presence record (see `presence.py`)."""
@@ -89,6 +89,8 @@ class JobEvent:
     """The JSON-RPC error code when the job ended with a protocol error (it raised `MCPError`)."""
     at: float | None = None
     """When the worker wrote it (its clock, Unix time)."""
+    result_elsewhere: bool = False
+    """A terminal event whose result was too large to carry: read it from the snapshot."""
     attempt: int = 0
     """Which run of the job this is: 0 while queued, 1 for the first run, 2+ after a lost worker."""
 
@@ -110,6 +112,7 @@ class JobEvent:
             error_code=None if raw.get("error_code") is None else _integer(raw.get("error_code")),
             at=_finite(raw.get("at")),
             attempt=_integer(raw.get("attempt", 0)),
+            result_elsewhere=raw.get("state") == JobState.SUCCEEDED.value and "result" not in raw,
         )
 
     @classmethod

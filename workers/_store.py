@@ -69,6 +69,9 @@ def script_args(
     return [ttl, expect.value if expect else "", alive, "1" if begin else "", event, *fields]
 
 
+INLINE_RESULT_BYTES = 2048
+"""Largest result (as JSON) a terminal event carries; larger ones are read from the snapshot."""
+
 FINAL_WRITE_DEADLINE = 60.0
 """Seconds a worker keeps retrying the write of a job's outcome while Redis is unreachable."""
 
@@ -88,7 +91,7 @@ def encode_write(
     """The event JSON and the snapshot field/value pairs for one write.
 
     A progress write sets all progress fields (empty string for None), so the snapshot is exactly
-    the latest event. A terminal event leaves the result out (it is in the snapshot). A terminal write keeps the job's last progress, total and message (unless it
+    the latest event. A terminal event carries the result only when it is small (`INLINE_RESULT_BYTES`). A terminal write keeps the job's last progress, total and message (unless it
     gives its own): a caller that learns the outcome from the snapshot can still show the job's
     final state before the result.
     """
@@ -102,14 +105,18 @@ def encode_write(
         elif not state.terminal:
             fields[name] = ""
     if state.terminal:
+        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
         fields |= {
-            "result": json.dumps(result, separators=(",", ":"), allow_nan=False),
+            "result": result_json,
             "error": error or "",
             "error_type": error_type or "",
             "error_code": "" if error_code is None else str(error_code),
         }
-        # Not the result: it can be megabytes, and every call's events share one pub/sub
-        # connection. A server reads the result from the snapshot when the event says it is done.
+        # A large result stays out of the event: it can be megabytes, and every call's events share
+        # one pub/sub connection (and its output buffer limit); a server then reads it from the
+        # snapshot. A small one rides along, which saves that read for most calls.
+        if len(result_json) <= INLINE_RESULT_BYTES:
+            event["result"] = result
         event |= {"error": error, "error_type": error_type, "error_code": error_code}
     fields |= extra or {}
     flat = [item for pair in fields.items() for item in pair]
@@ -162,10 +169,12 @@ class JobStore:
                 delay = min(delay * 2, 2.0)
 
     def beat(self, job_ids: list[str], alive_for: float) -> None:
-        """Keep the liveness keys of `job_ids` for another `alive_for` seconds, in one round trip."""
+        """Keep the liveness keys of `job_ids` for another `alive_for` seconds, and their snapshots
+        for another TTL (a long job that reports nothing must not lose its record), in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.set(self._keys.alive(job_id), "1", px=int(alive_for * 1000))
+            pipe.expire(self._keys.job(job_id), self._ttl)
         pipe.execute()
 
     def cancel_requested(self, job_id: str) -> bool:

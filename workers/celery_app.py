@@ -190,9 +190,9 @@ def _parts_context(
 def _register_parts(app: Celery, stores: _StoreHolder, heartbeats: Heartbeats, settings: Settings) -> None:
     """The task that runs one part of a fanned-out job (see `fanout.py`)."""
 
-    def part(job_id: str, index: int, ref: str, item: Any) -> None:
+    def part(job_id: str, map_index: int, index: int, ref: str, item: Any) -> None:
         store = stores.get()
-        run_part(_parts_context(app, store, heartbeats, settings, None), job_id, index, ref, item)
+        run_part(_parts_context(app, store, heartbeats, settings, None), job_id, map_index, index, ref, item)
 
     app.task(name=PART_TASK, shared=False)(part)
 

@@ -10,9 +10,10 @@ strictly increasing progress. A part whose worker dies (its liveness key lapses)
 and run by the parent: parts run at least once, so a part must be safe to repeat. Done parts
 survive a re-run of the parent (a retry-safe job whose worker died): only the rest run again.
 
-Redis (under the namespace): `<ns>:job:<id>:parts` (hash: `claim:<i>` JSON {by, at}, `done:<i>`
-JSON {ok} or {error}, `cancel`), `<ns>:job:<id>:parts:done` (list of finished indices),
-`<ns>:job:<id>:part:<i>:alive` (liveness while a worker runs part i). All expire with the job.
+Redis (under the namespace), for the `m`-th map of job `id` (a job may fan out more than once):
+`<ns>:job:<id>:parts:<m>` (hash: `claim:<i>` JSON {by, at}, `done:<i>` JSON {ok} or {error},
+`cancel`), `<ns>:job:<id>:parts:<m>:done` (list of finished indices), and
+`<ns>:job:<id>:part:<m>:<i>:alive` (liveness while a worker runs part i). All expire with the job.
 
 A part function is a plain module-level function of one argument (the item, as JSON carries it)
 in one of the job modules; it returns a JSON-able value. Cancelling the call cancels every part
@@ -22,17 +23,20 @@ not yet started; a part already running finishes its item (keep parts short).
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic_core import to_jsonable_python
 
-from mcp_jobs._events import Keys
+from mcp_jobs._events import TERMINAL_STATES, Keys
 from mcp_jobs.errors import JobCancelled, JobError
 
 if TYPE_CHECKING:
@@ -79,16 +83,18 @@ def part_ref(fn: Callable[[Any], Any]) -> str:
 
 
 def resolve(ref: str, modules: Sequence[str]) -> Callable[[Any], Any]:
-    """The part function named by `ref`, if it lives in one of the job `modules`."""
+    """The part function named by `ref`: a plain function defined (not imported) under that very
+    name in one of the job `modules`. Anything else is refused, so a message on the broker can
+    only run a part function, never some other callable reachable from a job module."""
     module, _, qualname = ref.partition(":")
     if not any(module == m or module.startswith(m + ".") for m in modules):
         raise JobError(f"part function {ref} is not in the job modules")
     target: Any = importlib.import_module(module)
     for name in qualname.split("."):
-        target = getattr(target, name)
-    if not callable(target):
-        raise JobError(f"part function {ref} is not callable")
-    return target  # type: ignore[no-any-return]
+        target = getattr(target, name, None)
+    if not inspect.isfunction(target) or target.__module__ != module or target.__qualname__ != qualname:
+        raise JobError(f"{ref} is not a part function of {module}")
+    return target
 
 
 def run_inline(
@@ -113,105 +119,130 @@ def run_map(
     items: Sequence[Any],
     fail_fast: bool,
     describe: Callable[[Any], str],
+    map_index: int = 0,
 ) -> list[Any]:
-    """Fan `items` out as parts of the job behind `progress`; return the results in order."""
-    ref, n, job_id = part_ref(fn), len(items), progress.job_id
-    keys, client = context.keys, context.store.client
-    parts_key, done_key = keys.parts(job_id), keys.parts_done(job_id)
-    items = [to_jsonable_python(item) for item in items]
-    me = _worker_tag()
-    known = {k: v for k, v in _decoded(client.hgetall(parts_key)).items()}
-    outcomes: dict[int, dict[str, Any]] = {
-        int(k.removeprefix("done:")): json.loads(v) for k, v in known.items() if k.startswith("done:")
-    }
-    client.hdel(parts_key, "cancel")
+    """Fan `items` out as parts of the job behind `progress` (its `map_index`-th map, so that a
+    job may fan out more than once); return the results in order."""
+    fan = _Fan(context, progress.job_id, map_index, fn, [to_jsonable_python(item) for item in items])
+    client, n = context.store.client, len(items)
+    outcomes = fan.finished_earlier()  # a re-run of the job keeps what its parts already did
+    client.hdel(fan.parts_key, "cancel")
     for index in range(n):
         if index not in outcomes:
-            context.send((job_id, index, ref, items[index]))
-    client.expire(parts_key, context.ttl)
+            context.send((progress.job_id, map_index, index, fan.ref, fan.items[index]))
     base = progress.value
     progress.report(base + len(outcomes), f"{n} parts queued", total=base + n)
     results: dict[int, Any] = {}
     try:
         for index in sorted(outcomes):
-            results[index] = _settle(index, items[index], outcomes[index], fail_fast, describe)
+            results[index] = _settle(index, fan.items[index], outcomes[index], fail_fast, describe)
         while len(results) < n:
-            finished = _take_finished(
-                client, done_key, parts_key, results, block=not _run_one_here(context, job_id, fn, items, results, me)
-            )
-            for index, outcome in finished:
-                results[index] = _settle(index, items[index], outcome, fail_fast, describe)
-                progress.report(base + len(results), _done_message(index, n, items[index], outcome, describe))
-            _reclaim_lost(context, job_id, fn, items, results, me)
+            ran_one = fan.run_one_here(results)
+            for index, outcome in fan.take_finished(results, block=not ran_one):
+                results[index] = _settle(index, fan.items[index], outcome, fail_fast, describe)
+                progress.report(base + len(results), _done_message(index, n, fan.items[index], outcome, describe))
+            fan.reclaim_lost(results)
     except BaseException:
-        client.hset(parts_key, "cancel", "1")  # parts not yet started skip themselves
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(fan.parts_key, "cancel", "1")  # parts not yet started skip themselves
+        pipe.expire(fan.parts_key, context.ttl)
+        pipe.execute()
         raise
     return [results[index] for index in range(n)]
 
 
-def run_part(context: PartsContext, job_id: str, index: int, ref: str, item: Any) -> None:
-    """The `mcp_jobs.part` task: run part `index` of job `job_id` unless it was claimed or cancelled."""
+def run_part(context: PartsContext, job_id: str, map_index: int, index: int, ref: str, item: Any) -> None:
+    """The `mcp_jobs.part` task: run a part unless it was claimed, cancelled or its job has ended."""
     client, keys = context.store.client, context.keys
-    parts_key = keys.parts(job_id)
+    parts_key = keys.parts(job_id, map_index)
     if client.hget(parts_key, "cancel") or context.store.cancel_requested(job_id):
         return
+    state = client.hget(keys.job(job_id), "state")
+    if (state.decode() if isinstance(state, bytes) else state) in TERMINAL_STATES:
+        return  # the job ended (lost, timed out): nobody waits for this part
     if not client.hsetnx(parts_key, f"claim:{index}", _claim(_worker_tag())):
         return
-    _execute(context, job_id, index, resolve(ref, context.modules), item)
+    _execute(context, job_id, map_index, index, resolve(ref, context.modules), item)
 
 
-def _run_one_here(
-    context: PartsContext, job_id: str, fn: Callable[[Any], Any], items: Sequence[Any], results: dict[int, Any], me: str
-) -> bool:
-    """Claim the next part nobody has started and run it in the parent; False when none is left."""
-    client, parts_key = context.store.client, context.keys.parts(job_id)
-    for index in range(len(items)):
-        if index not in results and client.hsetnx(parts_key, f"claim:{index}", _claim(me)):
-            _execute(context, job_id, index, fn, items[index])
-            return True
-    return False
+class _Fan:
+    """One `map` of one job, as its parent sees it."""
+
+    def __init__(
+        self, context: PartsContext, job_id: str, map_index: int, fn: Callable[[Any], Any], items: list[Any]
+    ) -> None:
+        self.context, self.job_id, self.map_index, self.fn, self.items = context, job_id, map_index, fn, items
+        self.ref = part_ref(fn)
+        self.parts_key = context.keys.parts(job_id, map_index)
+        self.done_key = context.keys.parts_done(job_id, map_index)
+        self.me = f"{_worker_tag()}:{uuid.uuid4().hex[:8]}"  # this run's own claims (a re-run has another)
+        self._cursor = 0
+        """Parts below it are claimed, by someone: never tried again (no quadratic claiming)."""
+        self._next_lost_check = time.monotonic() + context.lost_after / 2
+
+    def finished_earlier(self) -> dict[int, dict[str, Any]]:
+        client = self.context.store.client
+        fields = client.hmget(self.parts_key, [f"done:{i}" for i in range(len(self.items))])
+        return {i: json.loads(v) for i, v in enumerate(fields) if v is not None}
+
+    def run_one_here(self, results: dict[int, Any]) -> bool:
+        """Claim the next part nobody has started and run it here; False when none is left."""
+        client = self.context.store.client
+        while self._cursor < len(self.items):
+            index = self._cursor
+            self._cursor += 1
+            if index not in results and client.hsetnx(self.parts_key, f"claim:{index}", _claim(self.me)):
+                _execute(self.context, self.job_id, self.map_index, index, self.fn, self.items[index])
+                return True
+        return False
+
+    def take_finished(self, results: dict[int, Any], block: bool) -> list[tuple[int, dict[str, Any]]]:
+        """The parts that finished since the last look (waiting up to `WAIT_STEP` for one if `block`)."""
+        client = self.context.store.client
+        indices: list[bytes | str] = []
+        if block:
+            popped = client.blpop([self.done_key], timeout=WAIT_STEP)
+            if popped:
+                indices.append(popped[1])
+        more = client.lpop(self.done_key, 1000)
+        if isinstance(more, list):
+            indices += more
+        wanted = sorted({int(i) for i in indices} - set(results))
+        if not wanted:
+            return []
+        values = client.hmget(self.parts_key, [f"done:{i}" for i in wanted])
+        return [(i, json.loads(v)) for i, v in zip(wanted, values) if v is not None]
+
+    def reclaim_lost(self, results: dict[int, Any]) -> None:
+        """Every so often, run here again the parts whose worker stopped beating before finishing."""
+        if time.monotonic() < self._next_lost_check:
+            return
+        self._next_lost_check = time.monotonic() + self.context.lost_after / 2
+        client, keys = self.context.store.client, self.context.keys
+        pending = [i for i in range(self._cursor) if i not in results]
+        if not pending:
+            return
+        claims = client.hmget(self.parts_key, [f"claim:{i}" for i in pending])
+        now = time.time()
+        for index, raw in zip(pending, claims):
+            if raw is None:
+                continue
+            claim = json.loads(raw)
+            if claim["by"] == self.me or now - claim["at"] < self.context.lost_after:
+                continue
+            if not client.exists(keys.alive(_part_id(self.job_id, self.map_index, index))):
+                logger.warning(
+                    "job %s: part %d lost its worker (%s); running it again", self.job_id, index, claim["by"]
+                )
+                client.hset(self.parts_key, f"claim:{index}", _claim(self.me))
+                _execute(self.context, self.job_id, self.map_index, index, self.fn, self.items[index])
 
 
-def _reclaim_lost(
-    context: PartsContext, job_id: str, fn: Callable[[Any], Any], items: Sequence[Any], results: dict[int, Any], me: str
+def _execute(
+    context: PartsContext, job_id: str, map_index: int, index: int, fn: Callable[[Any], Any], item: Any
 ) -> None:
-    """Run again, here, the parts whose worker stopped beating before finishing them."""
-    client, keys = context.store.client, context.keys
-    claims = _decoded(client.hgetall(keys.parts(job_id)))
-    now = time.time()
-    for index in range(len(items)):
-        raw = claims.get(f"claim:{index}")
-        if index in results or raw is None or f"done:{index}" in claims:
-            continue
-        claim = json.loads(raw)
-        if claim["by"] == me or now - claim["at"] < context.lost_after:
-            continue
-        if not client.exists(keys.alive(_part_id(job_id, index))):
-            logger.warning("job %s: part %d lost its worker (%s); running it again", job_id, index, claim["by"])
-            client.hset(keys.parts(job_id), f"claim:{index}", _claim(me))
-            _execute(context, job_id, index, fn, items[index])
-
-
-def _take_finished(
-    client: Any, done_key: str, parts_key: str, results: dict[int, Any], block: bool
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The parts that finished since the last look (waiting up to `WAIT_STEP` for one if `block`)."""
-    indices: list[bytes | str] = []
-    if block:
-        popped = client.blpop([done_key], timeout=WAIT_STEP)
-        if popped:
-            indices.append(popped[1])
-    indices += client.lpop(done_key, 1000) or []
-    wanted = sorted({int(i) for i in indices} - set(results))
-    if not wanted:
-        return iter(())
-    values = client.hmget(parts_key, [f"done:{i}" for i in wanted])
-    return iter([(i, json.loads(v)) for i, v in zip(wanted, values) if v is not None])
-
-
-def _execute(context: PartsContext, job_id: str, index: int, fn: Callable[[Any], Any], item: Any) -> None:
     """Run one part and record its outcome (with the part's liveness kept while it runs)."""
-    part_id = _part_id(job_id, index)
+    part_id = _part_id(job_id, map_index, index)
     context.heartbeats.add(part_id)
     try:
         outcome = _call(fn, item)
@@ -219,10 +250,10 @@ def _execute(context: PartsContext, job_id: str, index: int, fn: Callable[[Any],
         context.heartbeats.discard(part_id)
     keys = context.keys
     pipe = context.store.client.pipeline(transaction=True)
-    pipe.hset(keys.parts(job_id), f"done:{index}", json.dumps(outcome, separators=(",", ":")))
-    pipe.rpush(keys.parts_done(job_id), index)
-    pipe.expire(keys.parts(job_id), context.ttl)
-    pipe.expire(keys.parts_done(job_id), context.ttl)
+    pipe.hset(keys.parts(job_id, map_index), f"done:{index}", json.dumps(outcome, separators=(",", ":")))
+    pipe.rpush(keys.parts_done(job_id, map_index), index)
+    pipe.expire(keys.parts(job_id, map_index), context.ttl)
+    pipe.expire(keys.parts_done(job_id, map_index), context.ttl)
     pipe.delete(keys.alive(part_id))
     pipe.execute()
 
@@ -231,8 +262,8 @@ def _call(fn: Callable[[Any], Any], item: Any) -> dict[str, Any]:
     try:
         value = to_jsonable_python(fn(item))
         json.dumps(value, allow_nan=False)
-    except (JobCancelled, KeyboardInterrupt, SystemExit):
-        raise
+    except (JobCancelled, SoftTimeLimitExceeded, KeyboardInterrupt, SystemExit):
+        raise  # the job's own cancellation or time limit, not the part's failure
     except JobError as exc:
         return {"error": str(exc) or type(exc).__name__}
     except Exception as exc:
@@ -254,8 +285,8 @@ def _done_message(index: int, n: int, item: Any, outcome: dict[str, Any], descri
     return f"part {index + 1}/{n} {verb}: {describe(item)}"[:200]
 
 
-def _part_id(job_id: str, index: int) -> str:
-    return f"{job_id}:part:{index}"
+def _part_id(job_id: str, map_index: int, index: int) -> str:
+    return f"{job_id}:part:{map_index}:{index}"
 
 
 def _worker_tag() -> str:

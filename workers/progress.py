@@ -63,6 +63,7 @@ class Progress:
     ) -> None:
         self._store = store
         self._parts = parts
+        self._maps = 0
         self.job_id = job_id
         self.attempt = attempt
         """1 on the first run; 2 and up when the job is re-run after its worker was lost."""
@@ -140,7 +141,8 @@ class Progress:
         """
         if self._parts is None:
             return run_inline(self, fn, items, fail_fast, describe)
-        return run_map(self, self._parts, fn, items, fail_fast, describe)
+        self._maps += 1
+        return run_map(self, self._parts, fn, items, fail_fast, describe, map_index=self._maps - 1)
 
     def _publish(self, value: float, total: float | None, message: str | None) -> bool:
         """Send one checked update; return whether the caller asked to cancel."""

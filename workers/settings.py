@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
 """A list read from one environment variable, either as JSON (`["a","b"]`) or comma-separated (`a,b`)."""
+
+
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+"""JWT algorithms an access token may be signed with: public-key ones only (never `none` or HMAC)."""
 
 
 class StaticToken(BaseModel):
@@ -131,6 +137,22 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = [name for name in value if name not in ASYMMETRIC_ALGORITHMS]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)}: only asymmetric JWT algorithms ({', '.join(sorted(ASYMMETRIC_ALGORITHMS))})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _issuer_with_jwks(self) -> Settings:
+        if self.auth_jwks_url and not self.auth_issuer_url:
+            raise ValueError("MCP_JOBS_AUTH_JWKS_URL needs MCP_JOBS_AUTH_ISSUER_URL: tokens' `iss` must be checked")
+        return self
 
     @field_validator("auth_tokens", mode="before")
     @classmethod
