@@ -120,12 +120,7 @@ class Dispatcher:
                 async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
                     created = await self._create(spec, job_id, record)
                     await self._enqueue(spec, job_id, arguments)
-                    follower = self._follower(spec.name, spec, job_id, watch, send)
-                    self._followers.add(follower)
-                    try:
-                        final = await follower.run(created.seq, until=until)
-                    finally:
-                        self._followers.discard(follower)
+                    final = await self._follow(spec.name, spec, job_id, watch, send, None, until, created.seq)
                     if final is None:
                         label = "handed_off" if self._can_hand_off or not self._closing else "cancelled"
                         await self._hand_off_or_end(spec.name, job_id, handoff_after)
@@ -254,11 +249,7 @@ class Dispatcher:
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
             name = spec.name if spec else (await self._store.job_name(job_id) or "job")
-            final = (
-                first
-                if first.state.terminal
-                else await self._follower(name, spec, job_id, watch, send).run(snapshot=first, until=until)
-            )
+            final = first if first.state.terminal else await self._follow(name, spec, job_id, watch, send, first, until)
             if final is None:
                 raise JobHandedOff(name, job_id, wait or 0)
         return outcome(name, job_id, final)
@@ -293,6 +284,26 @@ class Dispatcher:
             queue=queue if self._broker_is_redis else None,
             retry_safe=bool(spec and spec.retry_safe),
         )
+
+    async def _follow(
+        self,
+        name: str,
+        spec: JobSpec | None,
+        job_id: str,
+        watch: JobWatch,
+        send: SendProgress | None,
+        snapshot: JobEvent | None,
+        until: float | None,
+        seq: int = 0,
+    ) -> JobEvent | None:
+        """Follow a job to its end (None: still going at `until`, or the server is draining);
+        registered meanwhile, so that a drain reaches every call that waits on a job."""
+        follower = self._follower(name, spec, job_id, watch, send)
+        self._followers.add(follower)
+        try:
+            return await follower.run(seq, snapshot=snapshot, until=until)
+        finally:
+            self._followers.discard(follower)
 
     def _follower(
         self, name: str, spec: JobSpec | None, job_id: str, watch: JobWatch, send: SendProgress | None
