@@ -1,0 +1,107 @@
+"""Benchmark client on the official `mcp` 1.x client (`ClientSession` + `streamablehttp_client`),
+for mcp-celery, which needs mcp<2 (its own virtualenv). Same modes and output as rival_client.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+from mcp import ClientSession
+from mcp.client.streamable_http import streamablehttp_client
+
+
+def _text(result: Any) -> str:
+    return "".join(getattr(c, "text", "") for c in getattr(result, "content", []) or [])
+
+
+async def _session(stack: AsyncExitStack, url: str) -> ClientSession:
+    read, write, _ = await stack.enter_async_context(streamablehttp_client(url))
+    session = await stack.enter_async_context(ClientSession(read, write))
+    await session.initialize()
+    return session
+
+
+async def throughput(args: argparse.Namespace) -> dict[str, Any]:
+    ok = errors = 0
+    first_error = ""
+    async with AsyncExitStack() as stack:
+        sessions = [await _session(stack, args.url) for _ in range(args.sessions)]
+        for session in sessions:  # warm up
+            await session.call_tool(args.tool, {})
+
+        async def one(session: ClientSession) -> None:
+            nonlocal ok, errors, first_error
+            try:
+                result = await session.call_tool(args.tool, {})
+                if result.isError or '"COMPLETED"' not in _text(result):
+                    raise RuntimeError(_text(result))
+                ok += 1
+            except Exception as exc:  # recorded, not raised
+                errors += 1
+                first_error = first_error or repr(exc)[:300]
+
+        started = time.perf_counter()
+        with anyio.move_on_after(args.timeout) as scope:
+            async with anyio.create_task_group() as tg:
+                for i in range(args.calls):
+                    tg.start_soon(one, sessions[i % args.sessions])
+        elapsed = time.perf_counter() - started
+    return {
+        "calls": args.calls,
+        "ok": ok,
+        "errors": errors,
+        "first_error": first_error,
+        "elapsed": elapsed,
+        "timed_out": scope.cancelled_caught,
+    }
+
+
+async def progress(args: argparse.Namespace) -> dict[str, Any]:
+    events: list[list[Any]] = []
+
+    async def callback(value: float, total: float | None, message: str | None) -> None:
+        events.append([time.time(), value, message])
+
+    with anyio.fail_after(args.timeout):
+        async with AsyncExitStack() as stack:
+            session = await _session(stack, args.url)
+            started = time.time()
+            result = await session.call_tool(
+                args.tool, {"steps": args.steps, "interval": args.interval}, progress_callback=callback
+            )
+            ended = time.time()
+            elapsed = ended - started
+            await anyio.sleep(0.2)
+    return {
+        "events": events,
+        "polled": [],
+        "polls": 0,
+        "result": _text(result),
+        "error": result.isError,
+        "elapsed": elapsed,
+        "ended": ended,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["throughput", "progress"])
+    parser.add_argument("url")
+    parser.add_argument("--tool", default="noop")
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.25)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    run = throughput if args.mode == "throughput" else progress
+    print(json.dumps(anyio.run(run, args)))
+
+
+if __name__ == "__main__":
+    main()
