@@ -31,7 +31,6 @@ from starlette.responses import JSONResponse, Response
 from mcp_jobs import __version__
 from mcp_jobs._events import Keys
 from mcp_jobs.celery_app import create_producer_app
-from mcp_jobs.presence import queues_served
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
@@ -40,6 +39,7 @@ from mcp_jobs.server.follow import SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.handoff import handed_off, handoff_tools
 from mcp_jobs.server.jobs_page import jobs_routes
+from mcp_jobs.server.jobs_view import queue_rows
 from mcp_jobs.server.listener import JobListener
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
@@ -140,19 +140,18 @@ class Runtime:
     async def _read_readiness(self) -> dict[str, Any]:
         if self._client is None:
             return {"ready": False, "redis": False}
-        keys = Keys(self.settings.namespace)
+        broker_is_redis = self.settings.effective_broker_url == self.settings.redis_url
         try:
             await self._client.ping()
-            names = [name async for name in self._client.scan_iter(match=keys.worker("*"), count=500)]
-            served = queues_served(await self._client.mget(names) if names else [])
-            depths = {queue: int(await self._client.llen(queue)) for queue in self.queues}
+            rows = await queue_rows(self._client, Keys(self.settings.namespace), self.queues, broker_is_redis)
         except Exception:  # any failure means "not ready"
             return {"ready": False, "redis": False}
+        served = {row.name: row for row in rows}
         for queue in self.queues:
-            self.metrics.workers_alive.labels(queue).set(served.get(queue, 0))
-            if self.settings.effective_broker_url == self.settings.redis_url:
-                self.metrics.queue_depth.labels(queue).set(depths[queue])
-        missing = sorted(queue for queue in self.queues if not served.get(queue))
+            self.metrics.workers_alive.labels(queue).set(served[queue].workers)
+            if (depth := served[queue].depth) is not None:
+                self.metrics.queue_depth.labels(queue).set(depth)
+        missing = sorted(queue for queue in self.queues if not served[queue].workers)
         return {"ready": not missing, "redis": True, "queues_without_workers": missing}
 
 

@@ -191,8 +191,10 @@ class Dispatcher:
     async def _check_queue(self, spec: JobSpec) -> None:
         """Refuse a job whose queue already holds `max_queued_jobs` (readable on a Redis broker)."""
         limit = self._settings.max_queued_jobs
+        if limit is None:
+            return
         queue = self.followed_job(spec.name, spec, "").queue
-        if limit is None or queue is None:
+        if queue is None:
             return
         try:
             depth = await self._store.queue_depth(queue)

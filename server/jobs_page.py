@@ -112,21 +112,21 @@ def jobs_routes(
     guard = _Guard(verifier, required_scopes, resource_url, security)
     streams = _StreamCount(max_streams)
 
-    async def show_page(request: Request) -> Response:
+    async def static(request: Request, part: Callable[[_Page], tuple[str, str, dict[str, str]]]) -> Response:
+        """The page or its script: 404 unless served, then the Host/Origin check."""
         if page is None:
             return _not_found()
         refused = await guard.check_host(request)
         if refused is not None:
             return refused
-        return Response(page.html, media_type="text/html; charset=utf-8", headers=page.headers)
+        body, media_type, headers = part(page)
+        return Response(body, media_type=media_type, headers=headers)
+
+    async def show_page(request: Request) -> Response:
+        return await static(request, lambda p: (p.html, "text/html; charset=utf-8", p.headers))
 
     async def show_script(request: Request) -> Response:
-        if page is None:
-            return _not_found()
-        refused = await guard.check_host(request)
-        if refused is not None:
-            return refused
-        return Response(page.script, media_type="text/javascript; charset=utf-8", headers=page.script_headers)
+        return await static(request, lambda p: (p.script, "text/javascript; charset=utf-8", p.script_headers))
 
     async def stream(request: Request) -> Response:
         if not enabled:

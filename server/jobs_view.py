@@ -29,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from mcp_jobs._events import JobEvent, JobState, Keys
+from mcp_jobs._events import JobEvent, JobState, Keys, as_text
 from mcp_jobs.server.tasks import status_message
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ async def scan_jobs(
         replies = await pipe.execute()
         for index, job_id in enumerate(batch):
             values, alive = replies[2 * index], replies[2 * index + 1]
-            fields = {name: _text(value) for name, value in zip(FIELDS, values) if value is not None}
+            fields = {name: as_text(value) for name, value in zip(FIELDS, values) if value is not None}
             row = _row(job_id, fields, bool(alive), now)
             if row is None:
                 continue
@@ -309,7 +309,7 @@ async def _job_ids(client: aioredis.Redis, keys: Keys, max_keys: int) -> tuple[l
     prefix = keys.job("")
     seen: set[str] = set()  # SCAN may return a key more than once
     async for key in client.scan_iter(match=scan_pattern(keys), count=SCAN_BATCH):
-        job_id = _text(key).removeprefix(prefix)
+        job_id = as_text(key).removeprefix(prefix)
         if not job_id or ":" in job_id:  # `<id>:alive`, or not a job of ours
             continue
         if job_id not in seen and len(seen) >= max_keys:
@@ -356,9 +356,15 @@ def _row(job_id: str, fields: dict[str, str], alive: bool, now: float) -> JobRow
     )
 
 
+async def queue_rows(client: aioredis.Redis, keys: Keys, queues: Iterable[str], depths: bool) -> list[QueueRow]:
+    """Each queue (those given, the default one, and any a live worker consumes) with its depth
+    (when `depths`: the broker is this Redis) and its live workers, from their presence records."""
+    return await _queues(client, await _workers(client, keys), queues, depths)
+
+
 async def _workers(client: aioredis.Redis, keys: Keys) -> list[WorkerRow]:
     prefix = keys.worker("")
-    names = [_text(name) async for name in client.scan_iter(match=scan_pattern(keys, "worker"), count=SCAN_BATCH)]
+    names = [as_text(name) async for name in client.scan_iter(match=scan_pattern(keys, "worker"), count=SCAN_BATCH)]
     names = sorted(set(names))
     records = await client.mget(names) if names else []
     workers = []
@@ -409,7 +415,3 @@ def _cut(text: str | None) -> str | None:
     if text is None or len(text) <= MAX_TEXT:
         return text
     return text[: MAX_TEXT - 1] + "…"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

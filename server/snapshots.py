@@ -7,7 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from mcp_jobs._events import JobEvent, JobState, Keys
+from mcp_jobs._events import JobEvent, JobState, Keys, decoded
 from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,4 @@ class AsyncJobStore:
         pipe.hgetall(self._keys.job(job_id))
         pipe.exists(self._keys.alive(job_id))
         fields, alive = await pipe.execute()
-        return {_text(k): _text(v) for k, v in fields.items()}, bool(alive)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return decoded(fields), bool(alive)

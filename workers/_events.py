@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -119,7 +120,7 @@ class JobEvent:
     def from_snapshot(cls, fields: dict[bytes, bytes] | dict[str, str]) -> JobEvent | None:
         """Parse a snapshot hash (`HGETALL`); None when the job is unknown or expired, `ValueError`
         if it holds what no worker writes."""
-        snap = {_text(k): _text(v) for k, v in fields.items()}
+        snap = decoded(fields)
         if "state" not in snap:
             return None
         result = snap.get("result")
@@ -147,8 +148,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text (clients may or may not decode responses)."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def decoded(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
+    """A Redis hash reply (`HGETALL`) as text."""
+    return {as_text(k): as_text(v) for k, v in fields.items()}
 
 
 def _number(value: str | None) -> float | None:

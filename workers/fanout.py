@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic_core import to_jsonable_python
 
-from mcp_jobs._events import TERMINAL_STATES, Keys
+from mcp_jobs._events import TERMINAL_STATES, Keys, as_text
 from mcp_jobs.errors import JobCancelled, JobError
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def run_part(context: PartsContext, job_id: str, map_index: int, index: int, ref
     if client.hget(parts_key, "cancel") or context.store.cancel_requested(job_id):
         return
     state = client.hget(keys.job(job_id), "state")
-    if (state.decode() if isinstance(state, bytes) else state) in TERMINAL_STATES:
+    if state is not None and as_text(state) in TERMINAL_STATES:
         return  # the job ended (lost, timed out): nobody waits for this part
     if not client.hsetnx(parts_key, f"claim:{index}", _claim(_worker_tag())):
         return
@@ -295,10 +295,3 @@ def _worker_tag() -> str:
 
 def _claim(tag: str) -> str:
     return json.dumps({"by": tag, "at": time.time()})
-
-
-def _decoded(fields: dict[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in fields.items()
-    }

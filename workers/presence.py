@@ -54,18 +54,3 @@ class Presence:
                 logger.warning("could not announce the worker's presence (%r)", exc)
             if self._stop.wait(self._interval):
                 return
-
-
-def queues_served(records: list[str | bytes | None]) -> dict[str, int]:
-    """How many live workers serve each queue, from the presence records."""
-    counts: dict[str, int] = {}
-    for record in records:
-        if not record:
-            continue
-        try:
-            queues = json.loads(record).get("queues", [])
-        except (ValueError, AttributeError):
-            continue
-        for queue in queues if isinstance(queues, list) else []:
-            counts[str(queue)] = counts.get(str(queue), 0) + 1
-    return counts

@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 from mcp import Client
+from rival_common import burst
 
 
 def _extensions(tasks: bool) -> list[Any] | None:
@@ -43,8 +44,6 @@ def _is_error(result: Any) -> bool:
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    ok = errors = 0
-    first_error = ""
     async with AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(Client(args.url, mode="auto", extensions=_extensions(args.tasks)))
@@ -53,31 +52,12 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         for client in clients:  # warm up: connections, tool listing
             await client.call_tool(args.tool, {})
 
-        async def one(client: Client) -> None:
-            nonlocal ok, errors, first_error
-            try:
-                result = await client.call_tool(args.tool, {})
-                if _is_error(result):
-                    raise RuntimeError(_text(result))
-                ok += 1
-            except Exception as exc:  # recorded, not raised: the figure says how many failed
-                errors += 1
-                first_error = first_error or repr(exc)[:300]
+        async def call(client: Client) -> None:
+            result = await client.call_tool(args.tool, {})
+            if _is_error(result):
+                raise RuntimeError(_text(result))
 
-        started = time.perf_counter()
-        with anyio.move_on_after(args.timeout) as scope:
-            async with anyio.create_task_group() as tg:
-                for i in range(args.calls):
-                    tg.start_soon(one, clients[i % args.sessions])
-        elapsed = time.perf_counter() - started
-    return {
-        "calls": args.calls,
-        "ok": ok,
-        "errors": errors,
-        "first_error": first_error,
-        "elapsed": elapsed,
-        "timed_out": scope.cancelled_caught,
-    }
+        return await burst(call, clients, args.calls, args.timeout)
 
 
 async def progress(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
+from rival_common import burst
 
 
 def _text(result: Any) -> str:
@@ -27,38 +28,17 @@ async def _session(stack: AsyncExitStack, url: str) -> ClientSession:
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    ok = errors = 0
-    first_error = ""
     async with AsyncExitStack() as stack:
         sessions = [await _session(stack, args.url) for _ in range(args.sessions)]
         for session in sessions:  # warm up
             await session.call_tool(args.tool, {})
 
-        async def one(session: ClientSession) -> None:
-            nonlocal ok, errors, first_error
-            try:
-                result = await session.call_tool(args.tool, {})
-                if result.isError or '"COMPLETED"' not in _text(result):
-                    raise RuntimeError(_text(result))
-                ok += 1
-            except Exception as exc:  # recorded, not raised
-                errors += 1
-                first_error = first_error or repr(exc)[:300]
+        async def call(session: ClientSession) -> None:
+            result = await session.call_tool(args.tool, {})
+            if result.isError or '"COMPLETED"' not in _text(result):
+                raise RuntimeError(_text(result))
 
-        started = time.perf_counter()
-        with anyio.move_on_after(args.timeout) as scope:
-            async with anyio.create_task_group() as tg:
-                for i in range(args.calls):
-                    tg.start_soon(one, sessions[i % args.sessions])
-        elapsed = time.perf_counter() - started
-    return {
-        "calls": args.calls,
-        "ok": ok,
-        "errors": errors,
-        "first_error": first_error,
-        "elapsed": elapsed,
-        "timed_out": scope.cancelled_caught,
-    }
+        return await burst(call, sessions, args.calls, args.timeout)
 
 
 async def progress(args: argparse.Namespace) -> dict[str, Any]:
