@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import anyio.to_thread
@@ -122,9 +122,9 @@ class Dispatcher:
                     await self._enqueue(spec, job_id, arguments)
                     final = await self._follow(spec.name, spec, job_id, watch, send, None, until, created.seq)
                     if final is None:
-                        label = "handed_off" if self._can_hand_off or not self._closing else "cancelled"
-                        await self._hand_off_or_end(spec.name, job_id, handoff_after)
-                    assert final is not None
+                        hand_off = self._can_hand_off or not self._closing
+                        label = "handed_off" if hand_off else "cancelled"
+                        await self._hand_off_or_end(spec.name, job_id, handoff_after, hand_off)
                 label = final.state.value
             return job_id, outcome(spec.name, job_id, final)
         except CallRefused:
@@ -151,8 +151,10 @@ class Dispatcher:
         for follower in list(self._followers):
             follower.stop_now()
 
-    async def _hand_off_or_end(self, name: str, job_id: str, handoff_after: float | None) -> None:
-        if not self._closing or self._can_hand_off:
+    async def _hand_off_or_end(self, name: str, job_id: str, handoff_after: float | None, hand_off: bool) -> NoReturn:
+        """End a call whose job goes on: handed off (the job runs on), or, when the server is
+        draining without the handoff tools, cancelled with a result that says so."""
+        if hand_off:
             raise JobHandedOff(name, job_id, handoff_after or 0)
         with anyio.CancelScope(shield=True):
             await self.cancel(job_id)
