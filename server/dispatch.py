@@ -4,7 +4,8 @@
 
 1. check the arguments' size, mint the job id (uuid4, also the Celery task id) and subscribe to
    the job's channel;
-2. write the job's first snapshot (`queued`) and enqueue the Celery task (off the event loop);
+2. write the job's first snapshot (`queued`) and queue the Celery task, in one script when the
+   broker is this Redis (`enqueue.py`);
 3. follow the job to its end (`follow.JobFollower`: progress, snapshots, deadlines, notices);
 4. return the result, or raise `ToolError` with a message the model can act on.
 
@@ -22,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn
 
 import anyio
@@ -38,6 +39,7 @@ from mcp_jobs._store import WriteOutcome
 from mcp_jobs.celery_app import task_name
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD
+from mcp_jobs.server.enqueue import TaskMessages
 from mcp_jobs.server.follow import FollowedJob, FollowPolicy, JobFollower, SendProgress
 from mcp_jobs.server.listener import JobListener, JobWatch
 from mcp_jobs.server.metrics import Metrics
@@ -91,7 +93,9 @@ class Dispatcher:
         self._closing = False
         # Queue depth is only readable when the broker is this very Redis.
         self._broker_is_redis = settings.effective_broker_url == settings.redis_url
-        # apply_async and revoke block on the broker: they run on threads, at most this many at once.
+        # Jobs go on the broker with their first snapshot write when the broker is this very Redis.
+        self._messages = TaskMessages(celery) if self._broker_is_redis else None
+        # send_task and revoke block on the broker: they run on threads, at most this many at once.
         self._broker_threads = anyio.CapacityLimiter(16)
 
     async def run(
@@ -117,9 +121,9 @@ class Dispatcher:
         try:
             with self._admitted(caller):
                 await self._check_queue(spec)
-                async with self._watching(job_id) as watch, self._cancel_job_unless_it_ended(job_id):
-                    created = await self._create(spec, job_id, record)
-                    await self._enqueue(spec, job_id, arguments)
+                listening = self._listener.replies(job_id)  # the job will publish to this process
+                async with self._watching(job_id, listening) as watch, self._cancel_job_unless_it_ended(job_id):
+                    created = await self._queue(spec, job_id, arguments, record, self._listener.reply_channel)
                     final = await self._follow(spec.name, spec, job_id, watch, send, None, until, created.seq)
                     if final is None:
                         hand_off = self._can_hand_off or not self._closing
@@ -220,8 +224,7 @@ class Dispatcher:
         await self._check_queue(spec)
         job_id = str(uuid.uuid4())
         async with self._cancel_job_unless_it_ended(job_id):
-            await self._create(spec, job_id, record)
-            await self._enqueue(spec, job_id, arguments)
+            await self._queue(spec, job_id, arguments, record)
         self._metrics.tasks.labels(spec.name).inc()
         return job_id
 
@@ -248,7 +251,7 @@ class Dispatcher:
         """
         until = None if wait is None else time.monotonic() + wait
         ownership = self._cancel_job_unless_it_ended(job_id) if owned else contextlib.nullcontext()
-        async with self._watching(job_id) as watch, ownership:
+        async with self._watching(job_id, self._listener.watch(job_id)) as watch, ownership:
             first, _ = await self._store.read(job_id)
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
@@ -315,13 +318,13 @@ class Dispatcher:
         return JobFollower(self.followed_job(name, spec, job_id), watch, self._store, send, self._policy, self._metrics)
 
     @asynccontextmanager
-    async def _watching(self, job_id: str) -> AsyncIterator[JobWatch]:
-        """Subscribe to the job's events. Redis failing before the subscription means the job was
-        never started; failing later, while the call follows it, is said as such (the job is told
-        to stop by then: `_cancel_job_unless_it_ended`)."""
+    async def _watching(self, job_id: str, listening: AbstractAsyncContextManager[JobWatch]) -> AsyncIterator[JobWatch]:
+        """Listen to the job's events (`listening`: a listener's `replies` or `watch`). Redis
+        failing before that means the job was never started; failing later, while the call follows
+        it, is said as such (the job is told to stop by then: `_cancel_job_unless_it_ended`)."""
         subscribed = False
         try:
-            async with self._listener.watch(job_id) as watch:
+            async with listening as watch:
                 subscribed = True
                 yield watch
         except (RedisError, OSError, TimeoutError) as exc:
@@ -354,24 +357,43 @@ class Dispatcher:
                 await self.cancel(job_id)
             raise
 
-    async def _create(self, spec: JobSpec, job_id: str, record: dict[str, str] | None = None) -> WriteOutcome:
-        extra = {"job": spec.name, "created_at": repr(time.time()), **(record or {})}
-        try:
-            return await self._store.write(job_id, JobState.QUEUED, message="queued", extra=extra)
-        except RedisError as exc:
-            raise ToolError(REDIS_DOWN) from exc
-
-    async def _enqueue(self, spec: JobSpec, job_id: str, arguments: dict[str, Any]) -> None:
+    async def _queue(
+        self,
+        spec: JobSpec,
+        job_id: str,
+        arguments: dict[str, Any],
+        record: dict[str, str] | None,
+        reply_to: str | None = None,
+    ) -> WriteOutcome:
+        """Write the job's first snapshot (`queued`) and put the job on the broker: both in one
+        script when the broker is this Redis (`enqueue.py`), else the snapshot first, then
+        Celery's `send_task` on a thread. Either way the snapshot exists before a worker can start.
+        With `reply_to`, the job's events are also published to that reply channel."""
+        name = task_name(spec.name)
         # No Celery `expires`: it would also drop a retry-safe job redelivered after a lost worker.
         # A job that waited too long is ended by a guarded write instead, which a late worker obeys.
-        options: dict[str, Any] = {"task_id": job_id}
-        if spec.queue:
-            options["queue"] = spec.queue
-        name = task_name(spec.name)
+        queue = spec.queue or str(self._celery.conf.task_default_queue)
+        extra = {"job": spec.name, "created_at": repr(time.time()), **(record or {})}
+        if reply_to:
+            extra["reply_to"] = reply_to
+        try:
+            message = await self._messages.message(name, job_id, (job_id, arguments), queue) if self._messages else None
+            created = await self._store.write(job_id, JobState.QUEUED, message="queued", extra=extra, enqueue=message)
+        except (RedisError, OperationalError, OSError) as exc:
+            if self._messages is not None:
+                # The reply may be what was lost: a job that was queued after all must not run unowned.
+                with anyio.CancelScope(shield=True):
+                    await self.cancel(job_id)
+            raise ToolError(REDIS_DOWN) from exc
+        if message is None:
+            await self._send_task(name, job_id, arguments, queue)
+        return created
+
+    async def _send_task(self, name: str, job_id: str, arguments: dict[str, Any], queue: str) -> None:
         try:
             async with self._broker_threads:
                 await anyio.to_thread.run_sync(
-                    lambda: self._celery.send_task(name, args=(job_id, arguments), **options)
+                    lambda: self._celery.send_task(name, args=(job_id, arguments), task_id=job_id, queue=queue)
                 )
         except OperationalError as exc:
             logger.warning("job %s: broker unavailable (%r)", job_id, exc)

@@ -1,15 +1,25 @@
 """One Redis pub/sub connection per server process, shared by every call, demultiplexed by job id.
 
-Calls `watch(job_id)` to receive that job's events on a `JobWatch`. The listener's single reader
-task routes each message to the watch of its channel. When the connection drops, redis-py
-reconnects and re-subscribes; the listener then hands every affected watch a `RESYNC` marker, on
-which the call re-reads the job's snapshot, since events published during the outage are lost.
+Two ways to receive a job's events on a `JobWatch`:
+
+- `replies(job_id)`: for a job this process creates. The listener subscribes once, at start, to
+  this process's *reply channel*; the job's snapshot names it (`reply_to`), so the workers'
+  writes publish each event there too. A call then needs no Redis command of its own to listen,
+  and is safe from its first write on, since the subscription is confirmed before any call runs.
+- `watch(job_id)`: for any other job (a `job_result` from another replica, a task's status): a
+  subscription to the job's own channel, confirmed by Redis before it is used.
+
+The listener's single reader task routes each message to the watches of its job. When the
+connection drops, redis-py reconnects and re-subscribes; the listener then hands every affected
+watch a `RESYNC` marker, on which the call re-reads the job's snapshot, since events published
+during the outage are lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Final
@@ -74,19 +84,25 @@ class JobListener:
     def __init__(self, client: aioredis.Redis, keys: Keys, subscribe_timeout: float = 10.0) -> None:
         self._pubsub = client.pubsub()
         self._keys = keys
+        self.reply_channel = keys.replies(uuid.uuid4().hex)
+        """Where the jobs this process creates publish their events too (`replies`)."""
+        self._replies_ready = asyncio.Event()
         self._watches: dict[str, list[JobWatch]] = {}
         """Per channel, every watch of it: two calls may follow one job (say, two `job_result`s)."""
+        self._replies: dict[str, list[JobWatch]] = {}
+        """Per job key, the watches fed from the reply channel."""
         self._subscribe_timeout = subscribe_timeout
         self._reader: asyncio.Task[None] | None = None
 
     @property
     def watching(self) -> int:
         """How many jobs are being watched right now."""
-        return len(self._watches)
+        return len(self._watches) + len(self._replies)
 
     async def start(self) -> None:
         try:
             await self._pubsub.connect()  # now, so calls never race the reader to create the connection
+            await self._pubsub.subscribe(self.reply_channel)
         except (RedisError, OSError) as exc:
             logger.warning("Redis is unavailable at start-up (%r); the listener keeps trying", exc)
         self._reader = asyncio.create_task(self._read_forever(), name="mcp-jobs-listener")
@@ -97,6 +113,23 @@ class JobListener:
             with suppress(asyncio.CancelledError):
                 await self._reader
         await self._pubsub.aclose()
+
+    @asynccontextmanager
+    async def replies(self, job_id: str) -> AsyncIterator[JobWatch]:
+        """Watch a job that will be created with `reply_to=self.reply_channel`: no Redis command,
+        once the reply channel's subscription is confirmed (at start, or after an outage)."""
+        async with asyncio.timeout(self._subscribe_timeout):
+            await self._replies_ready.wait()
+        key = self._keys.job(job_id)
+        watch = JobWatch(key)
+        watches = self._replies.setdefault(key, [])
+        watches.append(watch)
+        try:
+            yield watch
+        finally:
+            watches.remove(watch)
+            if not watches:
+                del self._replies[key]
 
     @asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[JobWatch]:
@@ -126,6 +159,10 @@ class JobListener:
         while True:
             try:
                 await self._pubsub.connect()
+                subscribed = self._pubsub.channels
+                if self.reply_channel not in subscribed and self.reply_channel.encode() not in subscribed:
+                    # Redis was away at start-up (later, redis-py re-subscribes on reconnect itself)
+                    await self._pubsub.subscribe(self.reply_channel)
                 while True:
                     message = await self._pubsub.get_message(timeout=None)
                     if message is not None:
@@ -148,21 +185,37 @@ class JobListener:
         channel = message.get("channel")
         if isinstance(channel, bytes):
             channel = channel.decode()
-        watches = self._watches.get(channel, []) if isinstance(channel, str) else []
-        if not watches:
+        kind, data = message["type"], message["data"]
+        if channel == self.reply_channel:
+            if kind == "message" and isinstance(data, bytes):
+                key, _, event = data.partition(b"\n")
+                self._deliver(self._replies.get(key.decode(), []), event, channel)
+            elif kind == "subscribe":
+                if self._replies_ready.is_set():  # re-subscribed after a reconnect: re-read the snapshots
+                    for watches in self._replies.values():
+                        for watch in watches:
+                            watch.put(RESYNC)
+                self._replies_ready.set()
             return
-        kind = message["type"]
-        if kind == "message":
-            try:
-                event = JobEvent.from_message(message["data"])  # type: ignore[arg-type]
-            except (ValueError, KeyError) as exc:
-                logger.warning("dropping malformed event on %s: %r", channel, exc)
-                return
-            for watch in watches:
-                watch.put(event)
+        watches = self._watches.get(channel, []) if isinstance(channel, str) else []
+        if kind == "message" and isinstance(data, bytes | str):
+            self._deliver(watches, data, channel)
         elif kind == "subscribe":
             for watch in watches:
                 if watch.subscribed.is_set():
                     watch.put(RESYNC)  # re-subscribed (a reconnect, or another watch): re-read the snapshot
                 else:
                     watch.subscribed.set()
+
+    @staticmethod
+    def _deliver(watches: list[JobWatch], data: bytes | str, channel: object) -> None:
+        """Parse an event and queue it on `watches` (nothing is parsed for a job nobody watches)."""
+        if not watches:
+            return
+        try:
+            event = JobEvent.from_message(data)
+        except (ValueError, KeyError) as exc:
+            logger.warning("dropping malformed event on %s: %r", channel, exc)
+            return
+        for watch in watches:
+            watch.put(event)

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from mcp_jobs._events import JobEvent, JobState, Keys, decoded
 from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
+from mcp_jobs.server.enqueue import QueueMessage
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,17 @@ class AsyncJobStore:
         self._write = client.register_script(WRITE_SCRIPT)
         self._flag = client.register_script(FLAG_CANCEL_SCRIPT)
 
-    async def write(self, job_id: str, state: JobState, **options: Any) -> WriteOutcome:
-        """Write a snapshot and publish its event (refused if the job ended, or is not in `expect`)."""
+    async def write(
+        self, job_id: str, state: JobState, *, enqueue: QueueMessage | None = None, **options: Any
+    ) -> WriteOutcome:
+        """Write a snapshot and publish its event (refused if the job ended, or is not in `expect`);
+        with `enqueue`, also push the job's broker message, in the same script."""
+        keys = [self._keys.job(job_id), self._keys.alive(job_id)]
+        if enqueue is not None:
+            keys.append(enqueue.key)
+            options["queue_message"] = enqueue.payload
         args = script_args(self._ttl, state, **options)
-        return WriteOutcome.parse(await self._write(keys=[self._keys.job(job_id), self._keys.alive(job_id)], args=args))
+        return WriteOutcome.parse(await self._write(keys=keys, args=args))
 
     async def read(self, job_id: str) -> tuple[JobEvent | None, bool]:
         """The job's snapshot (None: unknown or gone) and whether its worker beat recently."""

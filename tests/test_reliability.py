@@ -189,17 +189,27 @@ async def test_the_listener_reconnects_and_catches_up(stack: Stack, runtime: Run
 
 
 async def test_one_pubsub_connection_serves_every_call(stack: Stack) -> None:
+    """Calls in flight need no subscription of their own: the jobs a server creates publish to its
+    reply channel, on the one pub/sub connection it has."""
     admin = stack.redis()
     calls = 40
+
+    def replying_jobs_in_flight() -> int:
+        jobs = (key for key in admin.scan_iter(stack.keys.job("*")) if admin.type(key) == "hash")
+        states = (admin.hmget(key, "state", "reply_to") for key in jobs)
+        return sum(1 for state, reply_to in states if state in ("queued", "running") and reply_to)
+
     async with Client(stack.http_url, mode="legacy") as client, anyio.create_task_group() as tg:
         for _ in range(calls):
-            tg.start_soon(client.call_tool, "sleep_steps", {"steps": 1, "delay": 0.1})
+            tg.start_soon(client.call_tool, "sleep_steps", {"steps": 1, "delay": 0.5})
         await anyio.to_thread.run_sync(
-            lambda: wait_until(
-                lambda: len(admin.pubsub_channels(stack.keys.job("*"))) >= calls // 2, timeout=30, what="subscriptions"
-            )
+            lambda: wait_until(lambda: replying_jobs_in_flight() >= calls // 2, timeout=30, what="calls in flight")
         )
+        job_channels = admin.pubsub_channels(stack.keys.job("*"))
+        reply_channels = admin.pubsub_channels(stack.keys.replies("*"))
         server_pubsubs = [c for c in admin.client_list(_type="pubsub") if c["name"] == REDIS_CLIENT_NAME]
         server_connections = [c for c in admin.client_list() if c["name"] == REDIS_CLIENT_NAME]
+    assert job_channels == [], "no subscription per call"
+    assert len(reply_channels) >= 1
     assert len(server_pubsubs) == 1, server_pubsubs
     assert len(server_connections) <= 51

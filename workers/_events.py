@@ -4,13 +4,17 @@ Redis layout (all under the configured namespace `<ns>`):
 
 - `<ns>:job:<job_id>` (hash): the job's *snapshot*, the source of truth. Fields: `job` (name),
   `state`, `seq`, `progress`, `total`, `message`, `result` (JSON), `error`, `error_type`,
-  `error_code` (a JSON-RPC error code, for a job that ended with a protocol error),
+  `error_code` (a JSON-RPC error code, for a job that ended with a protocol error), `reply_to`
+  (the reply channel of the server process following the job, if any),
   `attempt` (1, then 2... when a retry-safe job is re-run after a lost worker), `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`.
 - `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
   absence while the state is `running` means the worker was lost.
 - `<ns>:worker:<hostname>` (string with a TTL): a live worker and the queues it consumes.
 - `<ns>:job:<job_id>` (pub/sub channel, same name as the hash): one JSON event per snapshot change, carrying the
   new `seq`. Pub/sub may drop messages; a consumer that sees a gap in `seq` re-reads the hash.
+- `<ns>:server:<id>` (pub/sub channel): the *reply channel* of one server process. A job whose
+  snapshot names it in `reply_to` has every event published there too, as `<job key>\n<event>`:
+  the server that created the job follows it without subscribing per job.
 
 The worker writes the hash and publishes the event in one server-side script (see `progress.py`),
 so an event and the snapshot can never disagree.
@@ -64,6 +68,10 @@ class Keys:
     def parts_done(self, job_id: str, map_index: int = 0) -> str:
         """The indices of those parts that finished, in the order they finished."""
         return f"{self.namespace}:job:{job_id}:parts:{map_index}:done"
+
+    def replies(self, server_id: str) -> str:
+        """The reply channel of one server process (the jobs it follows publish there too)."""
+        return f"{self.namespace}:server:{server_id}"
 
     def worker(self, hostname: str) -> str:
         """A worker's presence record (see `presence.py`)."""

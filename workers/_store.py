@@ -5,7 +5,11 @@ refreshes the TTL and publishes the event with that sequence number spliced in, 
 trip. It refuses to touch a job that already reached a terminal state (so nothing can follow a
 result), or, when asked, one that is not in an expected state (so the server can end a job that
 never started without racing a worker that just picked it up). It returns the cancellation flag,
-so every progress report doubles as a cancellation check at no extra cost.
+so every progress report doubles as a cancellation check at no extra cost. A job created with a
+`reply_to` channel (the server process that follows it) has each event published there too,
+prefixed with the job's key, so that server needs no subscription per job. The server's first
+write of a job can also push the job's Celery message onto its broker queue, in the same script:
+the job is queued if and only if its snapshot exists, in one round trip (see `server/enqueue.py`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from mcp_jobs._events import TERMINAL_STATES, JobState, Keys
 logger = logging.getLogger(__name__)
 
 WRITE_SCRIPT = """
--- KEYS[1]: the job hash (and channel); KEYS[2]: the job's liveness key
+-- KEYS[1]: the job hash (and channel); KEYS[2]: the job's liveness key; KEYS[3]: a broker queue
 -- ARGV: ttl, expected state or '', liveness ('' leave, '0' delete, else milliseconds to live),
---       '1' to begin a new attempt, event JSON (without seq and attempt), then field/value pairs
+--       '1' to begin a new attempt, event JSON (without seq and attempt), a message to push
+--       onto KEYS[3] once written or '', then field/value pairs
 local key, alive = KEYS[1], KEYS[2]
 local state = redis.call('HGET', key, 'state')
 local cancel = redis.call('HGET', key, 'cancel') or ''
@@ -40,8 +45,8 @@ else
   attempt = tonumber(redis.call('HGET', key, 'attempt') or '0')
 end
 local seq = redis.call('HINCRBY', key, 'seq', 1)
-if #ARGV > 5 then
-  redis.call('HSET', key, unpack(ARGV, 6))
+if #ARGV > 6 then
+  redis.call('HSET', key, unpack(ARGV, 7))
 end
 redis.call('EXPIRE', key, tonumber(ARGV[1]))
 if ARGV[3] == '0' then
@@ -49,7 +54,15 @@ if ARGV[3] == '0' then
 elseif ARGV[3] ~= '' then
   redis.call('SET', alive, '1', 'PX', tonumber(ARGV[3]))
 end
-redis.call('PUBLISH', key, '{"seq":' .. seq .. ',"attempt":' .. attempt .. ',' .. string.sub(ARGV[5], 2))
+local event = '{"seq":' .. seq .. ',"attempt":' .. attempt .. ',' .. string.sub(ARGV[5], 2)
+redis.call('PUBLISH', key, event)
+local reply_to = redis.call('HGET', key, 'reply_to')
+if reply_to then
+  redis.call('PUBLISH', reply_to, key .. '\\n' .. event)
+end
+if ARGV[6] ~= '' then
+  redis.call('LPUSH', KEYS[3], ARGV[6])
+end
 return {seq, cancel, attempt}
 """ % " or ".join(f"state == '{s}'" for s in sorted(TERMINAL_STATES))  # noqa: UP031 - braces are Lua syntax here
 
@@ -61,12 +74,14 @@ def script_args(
     expect: JobState | None = None,
     alive_for: float | None = None,
     begin: bool = False,
+    queue_message: str = "",
     **values: Any,
 ) -> list[Any]:
-    """The ARGV of one `WRITE_SCRIPT` call. `alive_for`: None leaves the liveness key, 0 deletes it."""
+    """The ARGV of one `WRITE_SCRIPT` call. `alive_for`: None leaves the liveness key, 0 deletes it;
+    `queue_message` is pushed onto the script's third key if the write is done."""
     event, fields = encode_write(state, **values)
     alive = "" if alive_for is None else str(int(alive_for * 1000))
-    return [ttl, expect.value if expect else "", alive, "1" if begin else "", event, *fields]
+    return [ttl, expect.value if expect else "", alive, "1" if begin else "", event, queue_message, *fields]
 
 
 INLINE_RESULT_BYTES = 2048
