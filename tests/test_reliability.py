@@ -75,6 +75,23 @@ def test_snapshot_and_event_are_written_together(stack: Stack, store: JobStore) 
     assert 0 < client.ttl(stack.keys.job(job_id)) <= 600
 
 
+def test_the_reply_channel_gets_every_write_after_the_one_that_names_it(stack: Stack, store: JobStore) -> None:
+    job_id, reply_to = str(uuid.uuid4()), stack.keys.replies(uuid.uuid4().hex)
+    client = stack.redis()
+    pubsub = client.pubsub()
+    pubsub.subscribe(reply_to)
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    store.write(job_id, JobState.QUEUED, extra={"job": "echo", "reply_to": reply_to})
+    running = store.write(job_id, JobState.RUNNING, progress=1)
+    store.write(job_id, JobState.SUCCEEDED, result=1)
+    messages = [pubsub.get_message(timeout=5) for _ in range(2)]
+    assert pubsub.get_message(timeout=0.3) is None, "the creating write is not echoed to its creator"
+    keys, events = zip(*(m["data"].split("\n", 1) for m in messages if m), strict=True)
+    assert keys == (stack.keys.job(job_id),) * 2
+    assert [json.loads(e)["seq"] for e in events] == [running.seq, running.seq + 1]
+    pubsub.close()
+
+
 async def test_a_job_that_finished_before_anyone_listened_still_returns(
     stack: Stack, runtime: Runtime, store: JobStore
 ) -> None:

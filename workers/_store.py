@@ -45,6 +45,9 @@ else
   attempt = tonumber(redis.call('HGET', key, 'attempt') or '0')
 end
 local seq = redis.call('HINCRBY', key, 'seq', 1)
+-- Read before this write's fields: the write that sets reply_to (the server's own, creating the
+-- job) is not echoed back to the server that made it.
+local reply_to = redis.call('HGET', key, 'reply_to')
 if #ARGV > 6 then
   redis.call('HSET', key, unpack(ARGV, 7))
 end
@@ -56,7 +59,6 @@ elseif ARGV[3] ~= '' then
 end
 local event = '{"seq":' .. seq .. ',"attempt":' .. attempt .. ',' .. string.sub(ARGV[5], 2)
 redis.call('PUBLISH', key, event)
-local reply_to = redis.call('HGET', key, 'reply_to')
 if reply_to then
   redis.call('PUBLISH', reply_to, key .. '\\n' .. event)
 end
