@@ -89,8 +89,11 @@ async def test_malformed_events_on_a_jobs_channel_never_reach_the_client(stack: 
             ):
                 await anyio.sleep(0.02)
         seq = int(redis.hget(keys[0], "seq") or 0)
+        reply_to = redis.hget(keys[0], "reply_to")
+        assert reply_to, "the job names the reply channel of the server that follows it"
         for template in FORGED:
-            assert redis.publish(keys[0], template.format(seq=seq + 1)) == 1, "the server listens on the channel"
+            forged = f"{keys[0]}\n{template.format(seq=seq + 1)}"
+            assert redis.publish(reply_to, forged) == 1, "the server listens on its reply channel"
 
     async with httpx.AsyncClient(timeout=60) as http:
         headers = await open_session(http, stack.http_url)
