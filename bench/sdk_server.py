@@ -22,6 +22,13 @@ async def sdk_noop() -> int:
 
 
 @server.tool()
+async def sdk_wait(seconds: float) -> int:
+    """Return after `seconds` (a call as long as a job's, without the job)."""
+    await anyio.sleep(seconds)
+    return 0
+
+
+@server.tool()
 async def sdk_stamped(steps: int, interval: float, ctx: Context) -> int:
     """Report `steps` steps `interval` seconds apart, each message carrying its send time."""
     next_at = time.monotonic()

@@ -95,6 +95,10 @@ class Runtime:
             timeout=None,
             socket_keepalive=True,
             client_name=REDIS_CLIENT_NAME,
+            # RESP2: redis-py 8 speaks RESP3 by default, where every pub/sub message goes through
+            # a push handler that formats it for a debug log line: ~8 us a message on the one
+            # reader every call depends on (measured: 53 -> 43 us per message read and parsed).
+            protocol=2,
         )
         client = aioredis.Redis(connection_pool=pool)
         listener = JobListener(client, Keys(self.settings.namespace))

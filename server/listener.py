@@ -47,29 +47,43 @@ WATCH_CAPACITY = 256
 
 
 class JobWatch:
-    """The events of one job, in arrival order, plus `RESYNC` markers."""
+    """The events of one job, in arrival order, plus `RESYNC` markers.
+
+    The reader queues events as they came off the wire and `next` parses them, on the follower's
+    turn: the one reader every call depends on does no JSON work, and events collapsed by a full
+    queue (see `put`) are never parsed at all."""
 
     def __init__(self, channel: str, capacity: int = WATCH_CAPACITY) -> None:
         self.channel = channel
         self.subscribed = asyncio.Event()
-        self._queue: asyncio.Queue[JobEvent | _Resync] = asyncio.Queue(capacity)
+        self._queue: asyncio.Queue[JobEvent | bytes | str | _Resync] = asyncio.Queue(capacity)
 
     async def next(self, timeout: float | None) -> JobEvent | _Resync | None:
-        """The next event or marker; None if nothing arrived within `timeout` seconds.
+        """The next event or marker; None if nothing (well-formed) arrived within `timeout` seconds.
 
         What is already queued is taken at once; otherwise one `asyncio.timeout` scope waits (no
         task per wait, as `asyncio.wait_for` makes on Python 3.11)."""
         if not self._queue.empty():
-            return self._queue.get_nowait()
+            return self._parsed(self._queue.get_nowait())
         try:
             async with asyncio.timeout(timeout):
-                return await self._queue.get()
+                return self._parsed(await self._queue.get())
         except TimeoutError:
             return None
 
-    def put(self, item: JobEvent | _Resync) -> None:
-        """Queue an item. A full queue (a fast job, a slow client) is emptied for one `RESYNC`:
-        the follower reads the snapshot, which holds the latest state, so memory stays bounded."""
+    def _parsed(self, item: JobEvent | bytes | str | _Resync) -> JobEvent | _Resync | None:
+        if not isinstance(item, bytes | str):
+            return item
+        try:
+            return JobEvent.from_message(item)
+        except (ValueError, KeyError) as exc:
+            logger.warning("dropping malformed event on %s: %r", self.channel, exc)
+            return None
+
+    def put(self, item: JobEvent | bytes | str | _Resync) -> None:
+        """Queue an item (an event, parsed or as published). A full queue (a fast job, a slow
+        client) is emptied for one `RESYNC`: the follower reads the snapshot, which holds the
+        latest state, so memory stays bounded."""
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -189,7 +203,7 @@ class JobListener:
         if channel == self.reply_channel:
             if kind == "message" and isinstance(data, bytes):
                 key, _, event = data.partition(b"\n")
-                self._deliver(self._replies.get(key.decode(), []), event, channel)
+                self._deliver(self._replies.get(key.decode(), []), event)
             elif kind == "subscribe":
                 if self._replies_ready.is_set():  # re-subscribed after a reconnect: re-read the snapshots
                     for watches in self._replies.values():
@@ -199,7 +213,7 @@ class JobListener:
             return
         watches = self._watches.get(channel, []) if isinstance(channel, str) else []
         if kind == "message" and isinstance(data, bytes | str):
-            self._deliver(watches, data, channel)
+            self._deliver(watches, data)
         elif kind == "subscribe":
             for watch in watches:
                 if watch.subscribed.is_set():
@@ -208,14 +222,6 @@ class JobListener:
                     watch.subscribed.set()
 
     @staticmethod
-    def _deliver(watches: list[JobWatch], data: bytes | str, channel: object) -> None:
-        """Parse an event and queue it on `watches` (nothing is parsed for a job nobody watches)."""
-        if not watches:
-            return
-        try:
-            event = JobEvent.from_message(data)
-        except (ValueError, KeyError) as exc:
-            logger.warning("dropping malformed event on %s: %r", channel, exc)
-            return
+    def _deliver(watches: list[JobWatch], data: bytes | str) -> None:
         for watch in watches:
-            watch.put(event)
+            watch.put(data)

@@ -147,13 +147,17 @@ class JobEvent:
         )
 
 
-def strict_json(data: bytes | str) -> Any:
-    """`json.loads` that refuses NaN and Infinity, which Python accepts but JSON does not have."""
-    return json.loads(data, parse_constant=_reject_constant)
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)
+"""One decoder for every event (`json.loads` with options builds a new one per call)."""
+
+
+def strict_json(data: bytes | str) -> Any:
+    """`json.loads` that refuses NaN and Infinity, which Python accepts but JSON does not have."""
+    return _STRICT.decode(data.decode() if isinstance(data, bytes) else data)
 
 
 def as_text(value: bytes | str) -> str:
