@@ -39,7 +39,7 @@ from mcp_jobs._store import WriteOutcome
 from mcp_jobs.celery_app import task_name
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD
-from mcp_jobs.server.enqueue import TaskMessages
+from mcp_jobs.server.enqueue import TaskMessages, arguments_repr
 from mcp_jobs.server.follow import FollowedJob, FollowPolicy, JobFollower, SendProgress
 from mcp_jobs.server.listener import JobListener, JobWatch
 from mcp_jobs.server.metrics import Metrics
@@ -377,7 +377,7 @@ class Dispatcher:
         if reply_to:
             extra["reply_to"] = reply_to
         try:
-            message = await self._messages.message(name, job_id, (job_id, arguments), queue) if self._messages else None
+            message = await self._messages.message(name, job_id, arguments, queue) if self._messages else None
             created = await self._store.write(job_id, JobState.QUEUED, message="queued", extra=extra, enqueue=message)
         except (RedisError, OperationalError, OSError) as exc:
             if self._messages is not None:
@@ -393,7 +393,13 @@ class Dispatcher:
         try:
             async with self._broker_threads:
                 await anyio.to_thread.run_sync(
-                    lambda: self._celery.send_task(name, args=(job_id, arguments), task_id=job_id, queue=queue)
+                    lambda: self._celery.send_task(
+                        name,
+                        args=(job_id, arguments),
+                        task_id=job_id,
+                        queue=queue,
+                        argsrepr=arguments_repr(job_id, arguments),
+                    )
                 )
         except OperationalError as exc:
             logger.warning("job %s: broker unavailable (%r)", job_id, exc)

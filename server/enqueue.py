@@ -28,6 +28,13 @@ PERSISTENT = 2
 """kombu's delivery mode for a message that survives a broker restart (Celery's default)."""
 
 
+def arguments_repr(job_id: str, arguments: dict[str, Any]) -> str:
+    """What Celery shows of a job's arguments (`argsrepr`: worker logs, Flower, task events): their
+    names, not their values, which can be anything a caller sent (a token, personal data). Also
+    spares Celery a `saferepr` of every call's arguments."""
+    return f"({job_id!r}, {{{', '.join(f'{name!r}: ...' for name in arguments)}}})"
+
+
 @dataclass(frozen=True)
 class QueueMessage:
     """One job's broker message, ready to push: the queue's list key and kombu's envelope."""
@@ -56,18 +63,20 @@ class TaskMessages:
         self._channel: Any = None
         self._opening = anyio.Lock()
 
-    async def message(self, name: str, job_id: str, args: tuple[Any, ...], queue: str) -> QueueMessage | None:
-        """The message that runs task `name` with `args` as `job_id` from `queue`; None when kombu
-        would deliver it otherwise than with one LPUSH (then `send_task` must do it)."""
+    async def message(self, name: str, job_id: str, arguments: dict[str, Any], queue: str) -> QueueMessage | None:
+        """The message that runs task `name` for `job_id` with `arguments` from `queue`, as
+        `send_task(name, (job_id, arguments), argsrepr=arguments_repr(...))` would queue it;
+        None when kombu would deliver it otherwise than with one LPUSH (then `send_task` must)."""
         channel = await self._open()
         app = self._celery
         headers, properties, body, _ = app.amqp.create_task_message(
             job_id,
             name,
-            args,
+            (job_id, arguments),
             reply_to=app.thread_oid,
             create_sent_event=app.conf.task_send_sent_event,
             ignore_result=None,  # as send_task leaves it: the task decides
+            argsrepr=arguments_repr(job_id, arguments),
         )
         content_type, content_encoding, data = dumps(body, serializer=app.conf.task_serializer)
         properties["delivery_mode"] = PERSISTENT

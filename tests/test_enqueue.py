@@ -13,7 +13,7 @@ from mcp import Client
 from mcp_jobs._events import JobState
 from mcp_jobs.server.app import Runtime
 from mcp_jobs.server.embedded import free_port
-from mcp_jobs.server.enqueue import TaskMessages
+from mcp_jobs.server.enqueue import TaskMessages, arguments_repr
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.settings import Settings
 from tests.conftest import Stack
@@ -32,15 +32,20 @@ async def test_the_message_is_the_one_send_task_would_queue(stack: Stack) -> Non
     settings = Settings(redis_url=stack.redis_url, namespace=stack.keys.namespace, job_modules=[])
     celery = Runtime(settings, jobs={}).celery
     queue, job_id = f"nobody-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
-    arguments = {"text": "same", "items": [1, 2.5, None]}
+    arguments = {"text": "same", "token": "s3cret-value", "items": [1, 2.5, None]}
     client = stack.redis()
-    celery.send_task("mcp_jobs.echo", args=(job_id, arguments), task_id=job_id, queue=queue)
+    argsrepr = arguments_repr(job_id, arguments)
+    celery.send_task("mcp_jobs.echo", args=(job_id, arguments), task_id=job_id, queue=queue, argsrepr=argsrepr)
     (queued,) = client.lrange(queue, 0, -1)
 
-    message = await TaskMessages(celery).message("mcp_jobs.echo", job_id, (job_id, arguments), queue)
+    message = await TaskMessages(celery).message("mcp_jobs.echo", job_id, arguments, queue)
 
     assert message is not None and message.key == queue
-    assert _without_delivery_tag(message.payload) == _without_delivery_tag(queued)
+    envelope, sent = _without_delivery_tag(message.payload), _without_delivery_tag(queued)
+    assert sent["properties"].pop("argsrepr") == argsrepr, "send_task copies its options into the properties"
+    assert envelope == sent
+    assert envelope["headers"]["argsrepr"] == f"('{job_id}', {{'text': ..., 'token': ..., 'items': ...}})"
+    assert "s3cret" not in json.dumps(envelope["headers"]), "Flower and worker logs see names, not values"
     client.delete(queue)
 
 
@@ -48,7 +53,7 @@ async def test_the_first_write_queues_the_job_and_only_once(stack: Stack) -> Non
     settings = Settings(redis_url=stack.redis_url, namespace=stack.keys.namespace, job_modules=[])
     runtime = Runtime(settings, jobs={})
     queue, job_id = f"nobody-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
-    message = await TaskMessages(runtime.celery).message("mcp_jobs.echo", job_id, (job_id, {}), queue)
+    message = await TaskMessages(runtime.celery).message("mcp_jobs.echo", job_id, {}, queue)
     async with runtime.running():
         store: AsyncJobStore = runtime.dispatcher.store
         created = await store.write(job_id, JobState.QUEUED, extra={"job": "echo"}, enqueue=message)
