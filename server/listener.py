@@ -178,9 +178,14 @@ class JobListener:
                     # Redis was away at start-up (later, redis-py re-subscribes on reconnect itself)
                     await self._pubsub.subscribe(self.reply_channel)
                 while True:
-                    message = await self._pubsub.get_message(timeout=None)
-                    if message is not None:
-                        failures = 0
+                    # `get_message` is `parse_response` + `handle_message`; an event (nearly every
+                    # reply) skips the latter's dict and bookkeeping, which only the subscription
+                    # replies need.
+                    reply = await self._pubsub.parse_response(block=True)
+                    failures = 0
+                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                        self._route_event(reply[1], reply[2])
+                    elif (message := await self._pubsub.handle_message(reply)) is not None:
                         self._route(message)
             except asyncio.CancelledError:
                 raise
@@ -195,33 +200,35 @@ class JobListener:
                 logger.exception("unexpected error in the pub/sub reader; continuing in %.1f s", delay)
                 await asyncio.sleep(delay)
 
+    def _route_event(self, channel: bytes | str, data: bytes | str) -> None:
+        """Queue an event for the watches of its job (unparsed: see `JobWatch`)."""
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        if name == self.reply_channel:
+            key, _, data = (data.encode() if isinstance(data, str) else data).partition(b"\n")
+            watches = self._replies.get(key.decode(), [])
+        else:
+            watches = self._watches.get(name, [])
+        for watch in watches:
+            watch.put(data)
+
     def _route(self, message: dict[str, object]) -> None:
-        channel = message.get("channel")
+        """Act on a reply other than an event: a subscription confirmed, first or again."""
+        channel, kind = message.get("channel"), message["type"]
         if isinstance(channel, bytes):
             channel = channel.decode()
-        kind, data = message["type"], message["data"]
-        if channel == self.reply_channel:
-            if kind == "message" and isinstance(data, bytes):
-                key, _, event = data.partition(b"\n")
-                self._deliver(self._replies.get(key.decode(), []), event)
-            elif kind == "subscribe":
-                if self._replies_ready.is_set():  # re-subscribed after a reconnect: re-read the snapshots
-                    for watches in self._replies.values():
-                        for watch in watches:
-                            watch.put(RESYNC)
-                self._replies_ready.set()
+        if kind == "message" and isinstance(channel, str) and isinstance(message["data"], bytes | str):
+            self._route_event(channel, message["data"])
+        elif kind != "subscribe":
             return
-        watches = self._watches.get(channel, []) if isinstance(channel, str) else []
-        if kind == "message" and isinstance(data, bytes | str):
-            self._deliver(watches, data)
-        elif kind == "subscribe":
-            for watch in watches:
+        elif channel == self.reply_channel:
+            if self._replies_ready.is_set():  # re-subscribed after a reconnect: re-read the snapshots
+                for watches in self._replies.values():
+                    for watch in watches:
+                        watch.put(RESYNC)
+            self._replies_ready.set()
+        else:
+            for watch in self._watches.get(channel, []) if isinstance(channel, str) else []:
                 if watch.subscribed.is_set():
                     watch.put(RESYNC)  # re-subscribed (a reconnect, or another watch): re-read the snapshot
                 else:
                     watch.subscribed.set()
-
-    @staticmethod
-    def _deliver(watches: list[JobWatch], data: bytes | str) -> None:
-        for watch in watches:
-            watch.put(data)
