@@ -63,19 +63,6 @@ async def notifications_delivered(url: str, tool: str, arguments: dict[str, obje
     return counter.count, elapsed
 
 
-async def sequential_latencies(
-    url: str, tool: str, count: int, arguments: dict[str, object] | None = None
-) -> list[float]:
-    async with Client(url, mode="auto") as client:
-        await client.call_tool(tool, arguments or {})  # warm up: tools/list, connections
-        latencies = []
-        for _ in range(count):
-            t0 = time.perf_counter()
-            await client.call_tool(tool, arguments or {})
-            latencies.append(time.perf_counter() - t0)
-    return latencies
-
-
 async def calls_per_second(url: str, tool: str, count: int) -> float:
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(url, mode="auto")) for _ in range(SESSIONS)]
@@ -88,15 +75,38 @@ async def calls_per_second(url: str, tool: str, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-def bare_celery_latencies(count: int) -> list[float]:
+async def interleaved_latencies(bridge_url: str, sdk_url: str, sdk_wait_url: str, count: int) -> dict[str, list[float]]:
+    """One zero-step call at a time, taking turns: the bridge, bare Celery, a plain SDK tool, and a
+    plain SDK tool that takes as long as the bridge's call (on a server process of its own, so each
+    process's CPU is one kind of call). Taking turns call by call puts them all in the same moments
+    of a machine whose speed drifts, so their differences are theirs and not the drift's."""
     from bench.bare_celery import noop
 
-    noop.delay().get(timeout=30)
-    latencies = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        noop.delay().get(timeout=30)
-        latencies.append(time.perf_counter() - t0)
+    latencies: dict[str, list[float]] = {"bridge": [], "celery": [], "sdk": [], "sdk_wait": []}
+    async with AsyncExitStack() as stack:
+        bridge, sdk, sdk_wait = [
+            await stack.enter_async_context(Client(url, mode="auto")) for url in (bridge_url, sdk_url, sdk_wait_url)
+        ]
+        warm_up = []
+        for _ in range(10):  # tools/list, connections, first tasks; and how long a bridge call takes
+            t0 = time.perf_counter()
+            await bridge.call_tool("noop", {})
+            warm_up.append(time.perf_counter() - t0)
+        as_long = {"seconds": p50(warm_up)}
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "bridge": lambda: bridge.call_tool("noop", {}),
+            "celery": lambda: anyio.to_thread.run_sync(lambda: noop.delay().get(timeout=30)),
+            "sdk": lambda: sdk.call_tool("sdk_noop", {}),
+            "sdk_wait": lambda: sdk_wait.call_tool("sdk_wait", as_long),
+        }
+        for name, call in calls.items():
+            if name != "bridge":
+                await call()
+        for _ in range(count):
+            for name, call in calls.items():
+                t0 = time.perf_counter()
+                await call()
+                latencies[name].append(time.perf_counter() - t0)
     return latencies
 
 
@@ -147,29 +157,30 @@ def overhead_and_job_throughput(quick: bool) -> list[Row]:
     import os
 
     sequential, burst = (100, 300) if quick else (300, 1000)
-    with bench_stack(workers=2, concurrency=2) as stack:
-        bridge_lat, bridge_cpu = with_cpu(stack.server.pid, lambda: sequential_latencies(stack.url, "noop", sequential))
-        bridge_rate = anyio.run(calls_per_second, stack.url, "noop", burst)
-        for worker in stack.workers:  # the bare app gets the same worker capacity, alone
-            worker.stop()
+    with bench_stack(workers=2, concurrency=2) as stack, sdk_server() as sdk_url, sdk_server() as sdk_wait_url:
         os.environ["MCP_JOBS_REDIS_URL"] = stack.redis.url
         from bench import bare_celery
 
         bare_celery.app.conf.broker_url = bare_celery.app.conf.result_backend = stack.redis.url
+        pids = [stack.server.pid, sdk_server_pid(sdk_url), sdk_server_pid(sdk_wait_url)]
+        servers = [psutil.Process(pid) for pid in pids]
+        with bare_celery_worker(stack.redis.url, concurrency=2, processes=2) as bare_workers:
+            before = [server.cpu_times() for server in servers]
+            latencies = anyio.run(interleaved_latencies, stack.url, sdk_url, sdk_wait_url, sequential)
+            after = [server.cpu_times() for server in servers]
+            for worker in bare_workers:  # the bridge's workers get the capacity alone, then the bare app
+                worker.stop()
+            bridge_rate = anyio.run(calls_per_second, stack.url, "noop", burst)
+        for worker in stack.workers:
+            worker.stop()
         with bare_celery_worker(stack.redis.url, concurrency=2, processes=2):
-            celery_lat = bare_celery_latencies(sequential)
             celery_rate = bare_celery_per_second(burst)
-    with sdk_server() as url:
-        pid = sdk_server_pid(url)
-        sdk_lat, sdk_cpu = with_cpu(pid, lambda: sequential_latencies(url, "sdk_noop", sequential))
-        # A plain SDK tool that takes as long as the bridge's call: a call that spans several turns
-        # of the event loop costs the SDK more than one answered at once.
-        as_long = {"seconds": p50(bridge_lat)}
-        _, sdk_wait_cpu = with_cpu(pid, lambda: sequential_latencies(url, "sdk_wait", sequential, as_long))
-        sdk_rate = anyio.run(calls_per_second, url, "sdk_noop", burst)
-    calls = sequential + 1  # with the warm-up call
+        sdk_rate = anyio.run(calls_per_second, sdk_url, "sdk_noop", burst)
+    bridge_lat, celery_lat, sdk_lat = latencies["bridge"], latencies["celery"], latencies["sdk"]
+    # CPU per call of each server process over the same turns (the bridge's warm-up included).
     bridge_call_cpu, sdk_call_cpu, sdk_wait_call_cpu = (
-        1000 * cpu / calls for cpu in (bridge_cpu, sdk_cpu, sdk_wait_cpu)
+        1000 * ((a.user - b.user) + (a.system - b.system)) / calls
+        for a, b, calls in zip(after, before, (sequential + 10, sequential + 1, sequential + 1), strict=True)
     )
     b, c, s = (1000 * p50(x) for x in (bridge_lat, celery_lat, sdk_lat))
     return [
@@ -188,7 +199,7 @@ def overhead_and_job_throughput(quick: bool) -> list[Row]:
             b - c - s,
             "ms",
             target="≤ 0.5 ms",
-            note="bridge - Celery - SDK",
+            note="bridge - Celery - SDK, the three taking turns call by call",
         ),
         Row(
             "4 per-job overhead",
@@ -204,7 +215,7 @@ def overhead_and_job_throughput(quick: bool) -> list[Row]:
             bridge_call_cpu - sdk_wait_call_cpu,
             "ms",
             target="≤ 0.25 ms",
-            note="the bridge's own share: bridge - SDK tool as long, one call at a time",
+            note="the bridge's own share: bridge - SDK tool as long, taking turns call by call",
         ),
         Row("4 per-job overhead", "zero-step job p50 vs Celery", b, "ms", c),
         Row("4 per-job overhead", "zero-step job p50 vs SDK tool", b, "ms", s),

@@ -93,6 +93,7 @@ class Dispatcher:
         self._closing = False
         # Queue depth is only readable when the broker is this very Redis.
         self._broker_is_redis = settings.effective_broker_url == settings.redis_url
+        self._default_queue = str(celery.conf.task_default_queue)
         # Jobs go on the broker with their first snapshot write when the broker is this very Redis.
         self._messages = TaskMessages(celery) if self._broker_is_redis else None
         # send_task and revoke block on the broker: they run on threads, at most this many at once.
@@ -284,7 +285,7 @@ class Dispatcher:
 
     def followed_job(self, name: str, spec: JobSpec | None, job_id: str) -> FollowedJob:
         """What a follower (or a task's status read) needs to know about a job."""
-        queue = (spec.queue if spec else None) or self._celery.conf.task_default_queue
+        queue = (spec.queue if spec else None) or self._default_queue
         return FollowedJob(
             job_id=job_id,
             name=name,
@@ -372,7 +373,7 @@ class Dispatcher:
         name = task_name(spec.name)
         # No Celery `expires`: it would also drop a retry-safe job redelivered after a lost worker.
         # A job that waited too long is ended by a guarded write instead, which a late worker obeys.
-        queue = spec.queue or str(self._celery.conf.task_default_queue)
+        queue = spec.queue or self._default_queue
         extra = {"job": spec.name, "created_at": repr(time.time()), **(record or {})}
         if reply_to:
             extra["reply_to"] = reply_to

@@ -60,6 +60,9 @@ class TaskMessages:
 
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
+        # Read once: each lookup in Celery's layered configuration costs microseconds per call.
+        self._serializer = str(celery.conf.task_serializer)
+        self._sent_event = bool(celery.conf.task_send_sent_event)
         self._channel: Any = None
         self._opening = anyio.Lock()
 
@@ -74,11 +77,11 @@ class TaskMessages:
             name,
             (job_id, arguments),
             reply_to=app.thread_oid,
-            create_sent_event=app.conf.task_send_sent_event,
+            create_sent_event=self._sent_event,
             ignore_result=None,  # as send_task leaves it: the task decides
             argsrepr=arguments_repr(job_id, arguments),
         )
-        content_type, content_encoding, data = dumps(body, serializer=app.conf.task_serializer)
+        content_type, content_encoding, data = dumps(body, serializer=self._serializer)
         properties["delivery_mode"] = PERSISTENT
         envelope = channel.prepare_message(data, 0, content_type, content_encoding, headers, properties)
         collector = _Collector()
@@ -90,6 +93,8 @@ class TaskMessages:
                 return None
 
     async def _open(self) -> Any:
+        if self._channel is not None:
+            return self._channel
         async with self._opening:
             if self._channel is None:
                 connection = self._celery.connection_for_write()
