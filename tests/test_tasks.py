@@ -177,3 +177,24 @@ def test_the_typescript_tasks_client_settles_and_cancels_jobs(node: str, stack: 
     cancelled = ts_task(node, stack.http_url, "sleep_steps", {"steps": 100, "delay": 0.1}, "cancel")
     assert cancelled["status"] == "cancelled" and cancelled["serverStatus"] == "cancelled", cancelled
     assert stack.redis().hget(stack.keys.job(cancelled["taskId"]), "state") == "cancelled"
+
+
+async def test_a_task_whose_job_waits_past_the_queue_deadline_fails_when_it_is_read(stack: Stack) -> None:
+    """No follower runs for a task: `tasks/get` applies the queue-wait deadline from the snapshot's
+    own timestamps, ends the job (so a worker arriving late skips it) and says why."""
+    port = free_port()
+    server = start_http_server(stack.env | {"MCP_JOBS_MAX_QUEUE_WAIT": "1"}, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            created = await create(http, url, "unheard", {})  # queue "nobody": no worker consumes it
+            first = await get(http, url, created["taskId"])
+            settled = await settle(http, url, created["taskId"], timeout=10)
+    finally:
+        server.stop()
+    assert first["status"] == "working"
+    assert settled["status"] == "completed" and settled["result"]["isError"] is True
+    assert "nobody" in settled["result"]["content"][0]["text"], settled
+    snapshot = stack.redis().hgetall(stack.keys.job(created["taskId"]))
+    assert snapshot["state"] == "failed" and snapshot["error_type"] == "QueueTimeout"
+    stack.redis().delete("nobody")  # the message nobody consumed
