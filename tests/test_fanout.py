@@ -1,18 +1,26 @@
 """Fan-out, end to end: one call split into parts that run on several real worker processes,
 with one strictly increasing progress; a failing part (fail fast, or collected); a cancel
-half-way that stops the parts not yet started."""
+half-way that stops the parts not yet started; parts whose worker is killed run again."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import uuid
+
 import anyio
 import pytest
+import redis
 from mcp import Client
 
 from mcp_jobs import RecordingProgress
+from mcp_jobs._events import Keys
+from mcp_jobs.server.embedded import free_port
 from tests.conftest import Stack
 from tests.helpers import ProgressLog, assert_strictly_increasing, cancel_once_it_reports, job_keys, wait_for_state
 from tests.jobs import fan
-from tests.processes import wait_until
+from tests.processes import start_http_server, start_worker, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +103,58 @@ async def test_a_job_can_fan_out_twice(stack: Stack) -> None:
     async with Client(stack.http_url) as client:
         result = await client.call_tool("fan_twice", {"n": 4})
     assert result.structured_content == {"squares": [0, 1, 4, 9], "second": [0, 1, 2, 3]}, result.content
+
+
+async def test_parts_whose_worker_is_killed_run_again(stack: Stack) -> None:
+    """A worker killed outright (no warm shutdown, no goodbye) while it runs two parts: their
+    liveness lapses, the parent claims them again and runs them, and the call returns every part.
+    Its own Redis database, so the session's workers (same broker queues) cannot take part."""
+    env = stack.env | {
+        "MCP_JOBS_REDIS_URL": stack.redis_url.rsplit("/", 1)[0] + "/2",
+        "MCP_JOBS_NAMESPACE": f"fan-kill-{uuid.uuid4().hex[:6]}",
+        "MCP_JOBS_WORKER_LOST_AFTER": "2",
+        "MCP_JOBS_HEARTBEAT_INTERVAL": "0.5",
+    }
+    keys = Keys(env["MCP_JOBS_NAMESPACE"])
+    client = redis.Redis.from_url(env["MCP_JOBS_REDIS_URL"], decode_responses=True)
+    parent_worker = start_worker(env, f"fan-parent-{uuid.uuid4().hex[:6]}", concurrency=1)
+    port = free_port()
+    server = start_http_server(env, port)
+    doomed = None
+    outcome: dict[str, object] = {}
+    try:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as mcp, anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                outcome["result"] = await mcp.call_tool("fan", {"parts": 4, "delay": 4.0})
+
+            tg.start_soon(call)
+            # The parent (the only slot of its worker) claims part 0; then a second worker joins.
+            await anyio.to_thread.run_sync(lambda: wait_until(lambda: _claims(client, keys), 30, "the parent's claim"))
+            doomed = start_worker(env, f"fan-doomed-{uuid.uuid4().hex[:6]}", concurrency=2)
+            await anyio.to_thread.run_sync(
+                lambda: wait_until(
+                    lambda: len(set(_claims(client, keys).values())) >= 2, 30, "the second worker's claims"
+                )
+            )
+            claims = _claims(client, keys)
+            claimed_by_doomed = [part for part, by in claims.items() if by != claims["0"]]
+            os.killpg(doomed.pid, signal.SIGKILL)
+    finally:
+        server.stop()
+        parent_worker.stop()
+        if doomed is not None:
+            doomed.stop()
+    result = outcome["result"]
+    assert not result.is_error, result.content  # type: ignore[attr-defined]
+    assert result.structured_content["order"] == [0, 1, 2, 3]  # type: ignore[attr-defined]
+    assert claimed_by_doomed, "the killed worker had claimed parts"
+    assert len(result.structured_content["pids"]) == 1, "every part ended up run by the parent's process"  # type: ignore[attr-defined]
+
+
+def _claims(client: redis.Redis, keys: Keys) -> dict[str, str]:
+    """Part index -> who claimed it, for the one fanned-out job of the namespace."""
+    for key in client.scan_iter(match=keys.parts("*", 0)):
+        fields = client.hgetall(key)
+        return {f.removeprefix("claim:"): json.loads(v)["by"] for f, v in fields.items() if f.startswith("claim:")}
+    return {}
