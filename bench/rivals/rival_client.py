@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from rival_common import burst
+from rival_common import burst, run_cli
 
 
 def _extensions(tasks: bool) -> list[Any] | None:
@@ -110,19 +110,7 @@ async def progress(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["throughput", "progress"])
-    parser.add_argument("url")
-    parser.add_argument("--tool", default="noop")
-    parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--sessions", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--interval", type=float, default=0.25)
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--tasks", action="store_true")
-    args = parser.parse_args()
-    run = throughput if args.mode == "throughput" else progress
-    print(json.dumps(anyio.run(run, args)))
+    run_cli(throughput, progress, with_tasks=True)
 
 
 if __name__ == "__main__":

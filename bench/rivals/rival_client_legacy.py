@@ -5,7 +5,6 @@ for mcp-celery, which needs mcp<2 (its own virtualenv). Same modes and output as
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from contextlib import AsyncExitStack
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import anyio
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
-from rival_common import burst
+from rival_common import burst, run_cli
 
 
 def _text(result: Any) -> str:
@@ -69,18 +68,7 @@ async def progress(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["throughput", "progress"])
-    parser.add_argument("url")
-    parser.add_argument("--tool", default="noop")
-    parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--sessions", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--interval", type=float, default=0.25)
-    parser.add_argument("--timeout", type=float, default=60.0)
-    args = parser.parse_args()
-    run = throughput if args.mode == "throughput" else progress
-    print(json.dumps(anyio.run(run, args)))
+    run_cli(throughput, progress)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ library and anyio here)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,3 +43,24 @@ async def burst(
         "elapsed": elapsed,
         "timed_out": scope.cancelled_caught,
     }
+
+
+Scenario = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
+
+
+def run_cli(throughput: Scenario, progress: Scenario, with_tasks: bool = False) -> None:
+    """The clients' command line: `<mode> <url> [options]`, the scenario's figures printed as JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["throughput", "progress"])
+    parser.add_argument("url")
+    parser.add_argument("--tool", default="noop")
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.25)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    if with_tasks:
+        parser.add_argument("--tasks", action="store_true")
+    args = parser.parse_args()
+    run = throughput if args.mode == "throughput" else progress
+    print(json.dumps(anyio.run(run, args)))
