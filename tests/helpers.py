@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from mcp import Client
 
 from mcp_jobs._events import Keys
+from mcp_jobs.server.jobs_view import scan_pattern
 
 
 @dataclass
@@ -101,3 +102,15 @@ async def async_redis(url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@contextmanager
+def namespace_of_its_own(client: redis.Redis, namespace: str) -> Iterator[Keys]:
+    """A namespace for one test; its keys are deleted afterwards (glob characters and all)."""
+    keys = Keys(namespace)
+    try:
+        yield keys
+    finally:
+        for key in client.scan_iter(match=scan_pattern(keys, "*")):
+            client.delete(key)
+        client.close()

@@ -37,7 +37,7 @@ from mcp_jobs.server.auth import StaticTokenVerifier, hash_token
 from mcp_jobs.server.jobs_page import jobs_routes
 from mcp_jobs.settings import Settings, StaticToken
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, async_redis, job_keys
+from tests.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
 
 pytestmark = pytest.mark.anyio
 
@@ -197,13 +197,8 @@ async def test_a_job_started_through_mcp_appears_and_its_bar_moves(stack: Stack,
 @pytest.fixture
 def own_namespace(stack: Stack) -> Iterator[tuple[redis.Redis, Keys]]:
     client = stack.redis()
-    keys = Keys(f"page-{uuid.uuid4().hex[:8]}")
-    try:
+    with namespace_of_its_own(client, f"page-{uuid.uuid4().hex[:8]}") as keys:
         yield client, keys
-    finally:
-        for key in client.scan_iter(match=f"{keys.namespace}:*"):
-            client.delete(key)
-        client.close()
 
 
 def snapshot(client: redis.Redis, keys: Keys, caller: str, job: str, **fields: str) -> str:

@@ -25,7 +25,7 @@ from mcp import Client
 from mcp_jobs._events import Keys
 from mcp_jobs.server.jobs_view import JobRow, JobsView, list_jobs
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, async_redis, job_keys
+from tests.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
 from tests.processes import REPO, ManagedProcess
 
 pytestmark = pytest.mark.anyio
@@ -107,14 +107,8 @@ async def test_a_failed_job_is_listed_with_its_error_among_recent_failures(stack
 def own_namespace(stack: Stack) -> Iterator[tuple[redis.Redis, Keys]]:
     """A namespace of this test's own (with glob characters, which the scan must escape)."""
     client = stack.redis()
-    keys = Keys(f"view-[{uuid.uuid4().hex[:8]}]*")
-    try:
+    with namespace_of_its_own(client, f"view-[{uuid.uuid4().hex[:8]}]*") as keys:
         yield client, keys
-    finally:
-        for key in client.keys("view-*"):
-            if key.startswith(keys.namespace):
-                client.delete(key)
-        client.close()
 
 
 def snapshot(client: redis.Redis, keys: Keys, caller: str, state: str, job: str = "index", **fields: object) -> str:
