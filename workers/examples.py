@@ -163,6 +163,14 @@ def _log_files(folder: str) -> list[tuple[str, Path]]:
     return files
 
 
+def _level_hits(texts: dict[str, list[str]], level: int, query: str) -> dict[str, list[str]]:
+    """Per file, its lines of severity `level` (`sev=N`) that contain `query`, in any case."""
+    marker, needle = f"sev={level} ", query.lower()
+    return {
+        name: [line for line in lines if marker in line and needle in line.lower()] for name, lines in texts.items()
+    }
+
+
 @job(time_limit=600)
 def search_logs(
     progress: Progress,
@@ -173,17 +181,11 @@ def search_logs(
 ) -> SearchResult:
     """Search log files for `query`, running one search per severity level (`sev=N`)."""
     files = _log_files(folder)
-    needle = query.lower()
+    texts = {name: _read_data_file(path).splitlines() for name, path in files}
     progress.set_total(len(levels), f"searching {len(files)} files")
     hits: list[LevelHits] = []
     for done, level in enumerate(levels, start=1):
-        marker = f"sev={level} "
-        lines = [
-            line.strip()
-            for _, path in files
-            for line in _read_data_file(path).splitlines()
-            if marker in line and needle in line.lower()
-        ]
+        lines = [line.strip() for found in _level_hits(texts, level, query).values() for line in found]
         hits.append(LevelHits(level=str(level), count=len(lines), lines=lines[:max_lines]))
         progress.report(done, f"severity {level}: {len(lines)} hits")
     return SearchResult(query=query, files_searched=len(files), levels=hits, total=sum(h.count for h in hits))
@@ -202,13 +204,11 @@ def log_report(
     """
     files = _log_files(folder)
     progress.set_total(len(levels) + 1, f"counting in {len(files)} files")
-    lines = {name: _read_data_file(path).lower().splitlines() for name, path in files}
-    needle = query.lower()
+    texts = {name: _read_data_file(path).lower().splitlines() for name, path in files}  # counted, not shown
     rows = ["level,file,count"]
     totals = []
     for done, level in enumerate(levels, start=1):
-        marker = f"sev={level} "
-        counts = {name: sum(marker in line and needle in line for line in text) for name, text in lines.items()}
+        counts = {name: len(found) for name, found in _level_hits(texts, level, query).items()}
         rows += [f"{level},{name},{count}" for name, count in counts.items()]
         totals.append(sum(counts.values()))
         progress.report(done, f"severity {level}: {totals[-1]} hits")
