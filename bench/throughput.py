@@ -31,13 +31,14 @@ SESSIONS = 4
 T = TypeVar("T")
 
 
-def with_cpu(pid: int, work: Callable[[], Awaitable[T]]) -> tuple[T, float]:
-    """Run `work` and return its value and the CPU seconds process `pid` spent meanwhile."""
-    process = psutil.Process(pid)
-    before = process.cpu_times()
+def with_cpu(pids: list[int], work: Callable[[], Awaitable[T]]) -> tuple[T, list[float]]:
+    """Run `work` and return its value and the CPU seconds (user + system) each of the processes
+    `pids` spent meanwhile."""
+    processes = [psutil.Process(pid) for pid in pids]
+    before = [process.cpu_times() for process in processes]
     value = anyio.run(work)
-    after = process.cpu_times()
-    return value, (after.user - before.user) + (after.system - before.system)
+    after = [process.cpu_times() for process in processes]
+    return value, [(a.user - b.user) + (a.system - b.system) for a, b in zip(after, before, strict=True)]
 
 
 class Counter:
@@ -123,12 +124,12 @@ def bare_celery_per_second(count: int) -> float:
 def server_throughput(quick: bool) -> list[Row]:
     calls, count = 8, (1000 if quick else 3000)
     with bench_stack(workers=2, concurrency=4, pool="threads", progress_rate="1000000") as stack:
-        (bridge, bridge_s), bridge_cpu = with_cpu(
-            stack.server.pid, lambda: notifications_delivered(stack.url, "burst", {"steps": count}, calls)
+        (bridge, bridge_s), [bridge_cpu] = with_cpu(
+            [stack.server.pid], lambda: notifications_delivered(stack.url, "burst", {"steps": count}, calls)
         )
     with sdk_server() as url:
-        (sdk, sdk_s), sdk_cpu = with_cpu(
-            sdk_server_pid(url), lambda: notifications_delivered(url, "sdk_push", {"count": count}, calls)
+        (sdk, sdk_s), [sdk_cpu] = with_cpu(
+            [sdk_server_pid(url)], lambda: notifications_delivered(url, "sdk_push", {"count": count}, calls)
         )
     return [
         Row(
@@ -163,11 +164,8 @@ def overhead_and_job_throughput(quick: bool) -> list[Row]:
 
         bare_celery.app.conf.broker_url = bare_celery.app.conf.result_backend = stack.redis.url
         pids = [stack.server.pid, sdk_server_pid(sdk_url), sdk_server_pid(sdk_wait_url)]
-        servers = [psutil.Process(pid) for pid in pids]
         with bare_celery_worker(stack.redis.url, concurrency=2, processes=2) as bare_workers:
-            before = [server.cpu_times() for server in servers]
-            latencies = anyio.run(interleaved_latencies, stack.url, sdk_url, sdk_wait_url, sequential)
-            after = [server.cpu_times() for server in servers]
+            latencies, cpu = with_cpu(pids, lambda: interleaved_latencies(stack.url, sdk_url, sdk_wait_url, sequential))
             for worker in bare_workers:  # the bridge's workers get the capacity alone, then the bare app
                 worker.stop()
             bridge_rate = anyio.run(calls_per_second, stack.url, "noop", burst)
@@ -179,8 +177,8 @@ def overhead_and_job_throughput(quick: bool) -> list[Row]:
     bridge_lat, celery_lat, sdk_lat = latencies["bridge"], latencies["celery"], latencies["sdk"]
     # CPU per call of each server process over the same turns (the bridge's warm-up included).
     bridge_call_cpu, sdk_call_cpu, sdk_wait_call_cpu = (
-        1000 * ((a.user - b.user) + (a.system - b.system)) / calls
-        for a, b, calls in zip(after, before, (sequential + 10, sequential + 1, sequential + 1), strict=True)
+        1000 * seconds / calls
+        for seconds, calls in zip(cpu, (sequential + 10, sequential + 1, sequential + 1), strict=True)
     )
     b, c, s = (1000 * p50(x) for x in (bridge_lat, celery_lat, sdk_lat))
     return [
