@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.floors import parts_cost
 from bench.latency import progress_latency, under_load
 from bench.measure import Row, table, write_results
 from bench.scale import in_flight, scaling_out
@@ -23,6 +24,7 @@ from bench.throughput import overhead_and_job_throughput, server_throughput
 
 HERE = Path(__file__).parent
 SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
+    "parts": [parts_cost],
     "latency": [progress_latency, under_load],
     "throughput": [server_throughput, overhead_and_job_throughput],
     "scale": [in_flight, scaling_out],
