@@ -89,7 +89,7 @@ class Dispatcher:
         """Whether this server serves the handoff tools (then a drain hands calls off)."""
         self._policy = FollowPolicy.from_settings(settings)
         self._followers: set[JobFollower] = set()
-        self._calls_by_caller: dict[str, int] = {}
+        self._in_flight = 0
         self._closing = False
         # Queue depth is only readable when the broker is this very Redis.
         self._broker_is_redis = settings.effective_broker_url == settings.redis_url
@@ -115,12 +115,11 @@ class Dispatcher:
         Raises `ToolError` when the job could not start, failed or was cancelled.
         """
         self._check_size(arguments)
-        caller = (record or {}).get(CALLER_FIELD, "")
         job_id = str(uuid.uuid4())
         until = None if handoff_after is None else time.monotonic() + handoff_after
         label = "error"
         try:
-            with self._admitted(caller):
+            with self._admitted():
                 await self._check_queue(spec)
                 listening = self._listener.replies(job_id)  # the job will publish to this process
                 async with self._watching(job_id, listening) as watch, self._cancel_job_unless_it_ended(job_id):
@@ -166,34 +165,21 @@ class Dispatcher:
         raise ToolError(f"The server is shutting down, so job {name} was cancelled (job id {job_id}); call again.")
 
     @contextlib.contextmanager
-    def _admitted(self, caller: str) -> Iterator[None]:
-        """Count the call in flight, or refuse it over the limits (per server process)."""
-        settings = self._settings
+    def _admitted(self) -> Iterator[None]:
+        """Count the call in flight, or refuse it over this server process's limit. (The limit per
+        caller is kept in Redis, across replicas, by the write that creates the job: `_queue`.)"""
+        limit = self._settings.max_calls_in_flight
         if self._closing:
             raise CallRefused("This server is shutting down; call again (another server will take it).")
-        if (
-            settings.max_calls_in_flight is not None
-            and sum(self._calls_by_caller.values()) >= settings.max_calls_in_flight
-        ):
-            raise CallRefused(
-                f"The server is at its limit of {settings.max_calls_in_flight} calls in flight; retry in a few seconds."
-            )
-        mine = self._calls_by_caller.get(caller, 0)
-        if settings.max_calls_per_caller is not None and mine >= settings.max_calls_per_caller:
-            raise CallRefused(
-                f"You have {mine} calls in flight, the limit per caller; retry when one of them has finished."
-            )
-        self._calls_by_caller[caller] = mine + 1
+        if limit is not None and self._in_flight >= limit:
+            raise CallRefused(f"The server is at its limit of {limit} calls in flight; retry in a few seconds.")
+        self._in_flight += 1
         self._metrics.in_flight.inc()
         try:
             yield
         finally:
             self._metrics.in_flight.dec()
-            left = self._calls_by_caller[caller] - 1
-            if left:
-                self._calls_by_caller[caller] = left
-            else:
-                del self._calls_by_caller[caller]
+            self._in_flight -= 1
 
     async def _check_queue(self, spec: JobSpec) -> None:
         """Refuse a job whose queue already holds `max_queued_jobs` (readable on a Redis broker)."""
@@ -369,8 +355,14 @@ class Dispatcher:
         """Write the job's first snapshot (`queued`) and put the job on the broker: both in one
         script when the broker is this Redis (`enqueue.py`), else the snapshot first, then
         Celery's `send_task` on a thread. Either way the snapshot exists before a worker can start.
-        With `reply_to`, the job's events are also published to that reply channel."""
+        With `reply_to`, the job's events are also published to that reply channel.
+
+        With a limit per caller, the same script first counts the caller's live jobs (calls,
+        tasks and handed-off jobs alike, on every replica) and creates nothing at the limit."""
         name = task_name(spec.name)
+        limit = self._settings.max_calls_per_caller
+        caller = (record or {}).get(CALLER_FIELD)
+        admit = None if limit is None or caller is None else (caller, limit)
         # No Celery `expires`: it would also drop a retry-safe job redelivered after a lost worker.
         # A job that waited too long is ended by a guarded write instead, which a late worker obeys.
         queue = spec.queue or self._default_queue
@@ -379,13 +371,21 @@ class Dispatcher:
             extra["reply_to"] = reply_to
         try:
             message = await self._messages.message(name, job_id, arguments, queue) if self._messages else None
-            created = await self._store.write(job_id, JobState.QUEUED, message="queued", extra=extra, enqueue=message)
+            created = await self._store.write(
+                job_id, JobState.QUEUED, message="queued", extra=extra, enqueue=message, admit=admit
+            )
         except (RedisError, OperationalError, OSError) as exc:
             if self._messages is not None:
                 # The reply may be what was lost: a job that was queued after all must not run unowned.
                 with anyio.CancelScope(shield=True):
                     await self.cancel(job_id)
             raise ToolError(REDIS_DOWN) from exc
+        if created.seq < 0:
+            live = created.caller_jobs
+            raise CallRefused(
+                f"You have {live} job{'s' if live != 1 else ''} queued or running (calls, tasks and "
+                "handed-off jobs), the limit per caller; retry when one of them has finished."
+            )
         if message is None:
             await self._send_task(name, job_id, arguments, queue)
         return created

@@ -30,14 +30,26 @@ class AsyncJobStore:
         self._flag = client.register_script(FLAG_CANCEL_SCRIPT)
 
     async def write(
-        self, job_id: str, state: JobState, *, enqueue: QueueMessage | None = None, **options: Any
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        enqueue: QueueMessage | None = None,
+        admit: tuple[str, int] | None = None,
+        **options: Any,
     ) -> WriteOutcome:
         """Write a snapshot and publish its event (refused if the job ended, or is not in `expect`);
-        with `enqueue`, also push the job's broker message, in the same script."""
-        keys = [self._keys.job(job_id), self._keys.alive(job_id)]
+        with `enqueue`, also push the job's broker message, in the same script. With `admit`
+        (a caller and the most live jobs it may have), the write that creates a job first counts
+        the caller's jobs, and creates nothing at the limit (`seq` -1)."""
+        job = self._keys.job(job_id)
+        keys = [job, self._keys.alive(job_id), job]  # the third: a queue, or unused
         if enqueue is not None:
-            keys.append(enqueue.key)
+            keys[2] = enqueue.key
             options["queue_message"] = enqueue.payload
+        if admit is not None:
+            caller, options["admit"] = admit
+            keys.append(self._keys.caller_jobs(caller))
         args = script_args(self._ttl, state, **options)
         return WriteOutcome.parse(await self._write(keys=keys, args=args))
 

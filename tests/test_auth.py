@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import jwt
 import pytest
+import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -116,6 +118,52 @@ async def test_one_callers_handed_off_job_is_invisible_to_another(static_server:
         assert status.structured_content["state"] in ("running", "succeeded")  # type: ignore[index]
         cancelled = await alice.call_tool("job_cancel", {"job_id": job_id})
         assert not cancelled.is_error
+
+
+async def state_of(client: Client, job_id: str) -> str:
+    status = await client.call_tool("job_status", {"job_id": job_id})
+    assert status.structured_content is not None, status
+    return str(status.structured_content["state"])
+
+
+async def test_the_limit_per_caller_counts_tasks_and_handed_off_jobs_on_every_replica(stack: Stack) -> None:
+    """Alice may have two jobs live. A task created on one replica and a job handed off on another
+    fill her limit on both; Bob is not held back by it; a job that ends frees its place."""
+    settings = {"auth_tokens": json.dumps(TOKENS), "auth_scopes": "jobs", "max_calls_per_caller": "2"}
+    (one, first), (two, second) = serve(stack, **settings), serve(stack, **settings)
+    store = redis.Redis.from_url(stack.redis_url)
+    try:
+        async with (
+            httpx.AsyncClient(timeout=30) as http,
+            client_with(two, ALICE) as alice,
+            client_with(one, BOB) as bob,
+        ):
+            long_call = {"name": "sleep_steps", "arguments": {"steps": 200, "delay": 0.1}}
+            task = (await modern_request(http, one, "tools/call", long_call, token=ALICE))["result"]
+            assert task["resultType"] == "task", task
+            handed = await alice.call_tool("long_haul", {"steps": 200, "delay": 0.1})
+            assert "goes on in the background" in handed.content[0].text, handed  # type: ignore[union-attr]
+
+            refused = await alice.call_tool("sleep_steps", {"steps": 1, "delay": 0})
+            refused_task = (await modern_request(http, one, "tools/call", long_call, token=ALICE))["result"]
+            for text in (refused.content[0].text, refused_task["content"][0]["text"]):  # type: ignore[union-attr]
+                assert "You have 2 jobs queued or running" in text and "limit per caller" in text, text
+            assert refused.is_error and refused_task["isError"]
+            assert store.scard(stack.keys.caller_jobs("alice")) == 2, "nothing created for the refused calls"
+
+            assert not (await bob.call_tool("sleep_steps", {"steps": 1, "delay": 0})).is_error
+
+            await alice.call_tool("job_cancel", {"job_id": job_id_of(handed)})
+            with anyio.fail_after(20):  # the job ends at its next step
+                while await state_of(alice, job_id_of(handed)) != "cancelled":
+                    await anyio.sleep(0.05)
+            allowed = await alice.call_tool("sleep_steps", {"steps": 1, "delay": 0})
+            assert not allowed.is_error, allowed
+            await modern_request(http, one, "tasks/cancel", {"taskId": task["taskId"]}, token=ALICE)
+    finally:
+        store.close()
+        first.stop()
+        second.stop()
 
 
 class Issuer:

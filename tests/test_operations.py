@@ -13,10 +13,13 @@ import anyio
 import httpx
 import httpx2
 import pytest
+import redis.asyncio as aioredis
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from mcp_jobs._events import JobState
 from mcp_jobs.server.embedded import free_port
+from mcp_jobs.server.snapshots import AsyncJobStore
 from tests.conftest import Stack
 from tests.helpers import ProgressLog, job_id_of, wait_for_state
 from tests.processes import start_http_server, start_worker, wait_until
@@ -95,26 +98,64 @@ def limited(stack: Stack) -> Iterator[str]:
 
 
 async def test_quotas_refuse_with_a_clear_error_and_json_logs(limited: str) -> None:
-    log = ProgressLog()
-    async with Client(limited) as client, anyio.create_task_group() as tg:
-
-        async def first() -> None:
-            await client.call_tool("sleep_steps", {"steps": 100, "delay": 0.1}, progress_callback=log)
-
-        tg.start_soon(first)
-        await log.wait_for(1)
-        second = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
-        tg.cancel_scope.cancel()
-    assert second.is_error and "calls in flight, the limit per caller" in second.content[0].text  # type: ignore[union-attr]
-
     # Queued jobs per queue: tasks wait in queue "nobody", which no worker consumes.
     async with httpx.AsyncClient(timeout=30) as http:
         first = await modern_request(http, limited, "tools/call", {"name": "unheard", "arguments": {}})
         refused = await modern_request(http, limited, "tools/call", {"name": "unheard", "arguments": {}})
+        # Cancelled while queued: no worker will run it, so it no longer counts for its caller.
         await modern_request(http, limited, "tasks/cancel", {"taskId": first["result"]["taskId"]})
     assert first["result"]["resultType"] == "task", first
     assert refused["result"]["isError"], refused
     assert "Queue 'nobody' already holds 1 jobs" in refused["result"]["content"][0]["text"]
+
+    # Jobs per caller (here the one anonymous caller, limit 1).
+    log = ProgressLog()
+    async with Client(limited) as client, anyio.create_task_group() as tg:
+
+        async def first_call() -> None:
+            await client.call_tool("sleep_steps", {"steps": 100, "delay": 0.1}, progress_callback=log)
+
+        tg.start_soon(first_call)
+        await log.wait_for(1)
+        second = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
+        tg.cancel_scope.cancel()
+    assert second.is_error, second
+    assert "You have 1 job queued or running" in second.content[0].text  # type: ignore[union-attr]
+
+
+async def test_a_caller_counts_only_its_jobs_that_can_still_run(stack: Stack) -> None:
+    """The admission in the write script, against a real Redis: finished, vanished, cancelled
+    queued and worker-lost jobs leave a caller's count; a refused job is not created."""
+    client = aioredis.Redis.from_url(stack.redis_url)
+    store = AsyncJobStore(client, stack.keys, ttl=60)
+    caller = f"caller-{uuid.uuid4().hex[:6]}"
+
+    async def create() -> tuple[str, int]:
+        job_id = str(uuid.uuid4())
+        outcome = await store.write(job_id, JobState.QUEUED, extra={"job": "echo"}, admit=(caller, 2))
+        return job_id, outcome.seq
+
+    (done, seq_a), (cancelled, seq_b) = await create(), await create()
+    assert seq_a > 0 and seq_b > 0
+    refused, seq = await create()
+    assert seq == -1 and (await store.read(refused))[0] is None, "a refused job is not created"
+
+    await store.write(done, JobState.SUCCEEDED, result=1)
+    running, seq = await create()
+    assert seq > 0, "a finished job frees its place"
+    await store.flag_cancel(cancelled)
+    lost, seq = await create()
+    assert seq > 0, "a queued job already cancelled frees its place"
+    assert (await create())[1] == -1
+
+    await store.write(running, JobState.RUNNING, alive_for=60)
+    await store.write(lost, JobState.RUNNING, alive_for=0)  # running, and no liveness key: its worker is gone
+    vanished, seq = await create()
+    assert seq > 0, "a running job without a live worker frees its place"
+    stack.redis().delete(stack.keys.job(vanished))
+    assert (await create())[1] > 0, "so does a job gone from Redis"
+    assert (await create())[1] == -1, "the running job with a live worker still counts"
+    await client.aclose()
 
 
 async def test_a_stopping_server_finishes_short_calls_and_hands_off_long_ones(stack: Stack) -> None:

@@ -10,6 +10,8 @@ Redis layout (all under the configured namespace `<ns>`):
 - `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
   absence while the state is `running` means the worker was lost.
 - `<ns>:worker:<hostname>` (string with a TTL): a live worker and the queues it consumes.
+- `<ns>:caller:<hash>:jobs` (set with a TTL): the job keys of one caller's jobs that may still be
+  queued or running, kept only when a per-caller limit is set (`MCP_JOBS_MAX_CALLS_PER_CALLER`).
 - `<ns>:job:<job_id>` (pub/sub channel, same name as the hash): one JSON event per snapshot change, carrying the
   new `seq`. Pub/sub may drop messages; a consumer that sees a gap in `seq` re-reads the hash.
 - `<ns>:server:<id>` (pub/sub channel): the *reply channel* of one server process. A job whose
@@ -22,6 +24,7 @@ so an event and the snapshot can never disagree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -58,8 +61,13 @@ class Keys:
         return f"{self.namespace}:job:{job_id}"
 
     def alive(self, job_id: str) -> str:
-        """The liveness key of a running job."""
+        """The liveness key of a running job (the write script's admission derives it from `job`)."""
         return f"{self.namespace}:job:{job_id}:alive"
+
+    def caller_jobs(self, caller: str) -> str:
+        """The set of a caller's jobs that may still be live, for the per-caller limit (the
+        caller's name hashed: it can be any string a token carries)."""
+        return f"{self.namespace}:caller:{hashlib.sha256(caller.encode()).hexdigest()[:32]}:jobs"
 
     def parts(self, job_id: str, map_index: int = 0) -> str:
         """The parts of a job's `map_index`-th fan-out: claims and outcomes (see `fanout.py`)."""

@@ -27,14 +27,37 @@ from mcp_jobs._events import TERMINAL_STATES, JobState, Keys
 logger = logging.getLogger(__name__)
 
 WRITE_SCRIPT = """
--- KEYS[1]: the job hash (and channel); KEYS[2]: the job's liveness key; KEYS[3]: a broker queue
+-- KEYS[1]: the job hash (and channel); KEYS[2]: the job's liveness key; KEYS[3]: a broker queue;
+-- KEYS[4]: the set of a caller's jobs
 -- ARGV: ttl, expected state or '', liveness ('' leave, '0' delete, else milliseconds to live),
 --       '1' to begin a new attempt, event JSON (without seq and attempt), a message to push
---       onto KEYS[3] once written or '', then field/value pairs
+--       onto KEYS[3] once written or '', the most live jobs KEYS[4] may hold or '', then
+--       field/value pairs
 local key, alive = KEYS[1], KEYS[2]
+local terminal = TERMINAL_STATES
+if ARGV[7] ~= '' then
+  -- Admission (the write that creates a job): count the caller's jobs still queued or running;
+  -- a running one counts while its liveness key (the job key plus ':alive') exists. Finished and
+  -- vanished ones leave the set, and so do queued ones already cancelled (a worker skips them),
+  -- so the set never holds more than the limit.
+  local live = 0
+  for _, job in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    local other = redis.call('HGET', job, 'state')
+    if not other or terminal[other] or (other == 'queued' and redis.call('HGET', job, 'cancel') == '1') then
+      redis.call('SREM', KEYS[4], job)
+    elseif other ~= 'running' or redis.call('EXISTS', job .. ':alive') == 1 then
+      live = live + 1
+    end
+  end
+  if live >= tonumber(ARGV[7]) then
+    return {-1, '', 0, live}
+  end
+  redis.call('SADD', KEYS[4], key)
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[1]))
+end
 local state = redis.call('HGET', key, 'state')
 local cancel = redis.call('HGET', key, 'cancel') or ''
-if (state and (%s)) or (ARGV[2] ~= '' and state ~= ARGV[2]) then
+if (state and terminal[state]) or (ARGV[2] ~= '' and state ~= ARGV[2]) then
   if ARGV[3] == '0' then redis.call('DEL', alive) end
   return {0, cancel, 0}
 end
@@ -48,8 +71,8 @@ local seq = redis.call('HINCRBY', key, 'seq', 1)
 -- Read before this write's fields: the write that sets reply_to (the server's own, creating the
 -- job) is not echoed back to the server that made it.
 local reply_to = redis.call('HGET', key, 'reply_to')
-if #ARGV > 6 then
-  redis.call('HSET', key, unpack(ARGV, 7))
+if #ARGV > 7 then
+  redis.call('HSET', key, unpack(ARGV, 8))
 end
 redis.call('EXPIRE', key, tonumber(ARGV[1]))
 if ARGV[3] == '0' then
@@ -66,7 +89,7 @@ if ARGV[6] ~= '' then
   redis.call('LPUSH', KEYS[3], ARGV[6])
 end
 return {seq, cancel, attempt}
-""" % " or ".join(f"state == '{s}'" for s in sorted(TERMINAL_STATES))  # noqa: UP031 - braces are Lua syntax here
+""".replace("TERMINAL_STATES", "{" + ", ".join(f"['{s}'] = true" for s in sorted(TERMINAL_STATES)) + "}")
 
 
 def script_args(
@@ -77,13 +100,16 @@ def script_args(
     alive_for: float | None = None,
     begin: bool = False,
     queue_message: str = "",
+    admit: int | None = None,
     **values: Any,
 ) -> list[Any]:
     """The ARGV of one `WRITE_SCRIPT` call. `alive_for`: None leaves the liveness key, 0 deletes it;
-    `queue_message` is pushed onto the script's third key if the write is done."""
+    `queue_message` is pushed onto the script's third key if the write is done; with `admit`, the
+    write is refused while the set of the script's fourth key holds that many live jobs."""
     event, fields = encode_write(state, **values)
     alive = "" if alive_for is None else str(int(alive_for * 1000))
-    return [ttl, expect.value if expect else "", alive, "1" if begin else "", event, queue_message, *fields]
+    limit = "" if admit is None else str(admit)
+    return [ttl, expect.value if expect else "", alive, "1" if begin else "", event, queue_message, limit, *fields]
 
 
 INLINE_RESULT_BYTES = 2048
@@ -143,15 +169,22 @@ def encode_write(
 @dataclass
 class WriteOutcome:
     """What the script answered: the new sequence number (0: refused, the job is finished or moved
-    on), whether the caller asked to cancel, and the job's attempt number."""
+    on; -1: not created, the caller is at its limit), whether the caller asked to cancel, the job's
+    attempt number, and for a job not created, how many live jobs its caller has."""
 
     seq: int
     cancel_requested: bool
     attempt: int = 0
+    caller_jobs: int = 0
 
     @classmethod
     def parse(cls, reply: list[Any]) -> WriteOutcome:
-        return cls(seq=int(reply[0]), cancel_requested=reply[1] in (b"1", "1"), attempt=int(reply[2]))
+        return cls(
+            seq=int(reply[0]),
+            cancel_requested=reply[1] in (b"1", "1"),
+            attempt=int(reply[2]),
+            caller_jobs=int(reply[3]) if len(reply) > 3 else 0,
+        )
 
 
 class JobStore:

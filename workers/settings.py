@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     max_calls_in_flight: int | None = Field(default=None, gt=0)
     """Most streaming calls one server process follows at once (None: no limit)."""
     max_calls_per_caller: int | None = Field(default=None, gt=0)
-    """Most streaming calls one caller has in flight on one server process (None: no limit)."""
+    """Most jobs one caller may have queued or running at once, counted in Redis across every
+    server replica: calls that wait on their job, tasks and handed-off jobs alike (None: no limit)."""
     max_queued_jobs: int | None = Field(default=None, gt=0)
     """Most jobs waiting in one queue (Redis broker); calls and tasks beyond it are refused."""
     shutdown_grace: float = Field(default=30.0, ge=0)
