@@ -8,6 +8,9 @@ the result alone. Ctrl-C cancels the call the way the protocol says (the SDK's c
 `--task` opts in to the Tasks extension (`io.modelcontextprotocol/tasks`) through the SDK's
 `ClientExtension` and polls `tasks/get` until the task settles.
 
+The pieces: `call_args` (the target and the arguments), `call_view` (the progress display) and
+`call_tasks` (the Tasks extension); this module connects, runs the call and reports the outcome.
+
 Exit codes: 0 the call succeeded; 1 the server answered with an error (an `isError` result, a
 JSON-RPC error, a failed or cancelled task); 2 usage (bad options or arguments, an unknown tool);
 3 no answer from the server (connection, HTTP, transport or protocol failure); 130 cancelled with
@@ -19,38 +22,43 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import shlex
 import signal
 import sys
 import tempfile
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, Literal, NoReturn
+from typing import IO, Any, NoReturn
 
 import anyio
 import click
 import httpx2
 import mcp_types as types
 from mcp import Client, StdioServerParameters
-from mcp.client import ClaimContext, ClientExtension, ResultClaim
+from mcp.client import ClientExtension
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, METHOD_NOT_FOUND
-from pydantic import ConfigDict, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TaskID, TimeElapsedColumn
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 
 from mcp_jobs import __version__
 from mcp_jobs.server.app import JOB_ID_META_KEY
+from mcp_jobs.server.call_args import (
+    Target,
+    build_arguments,
+    describe_arguments,
+    parse_json_option,
+    parse_target,
+    split_args,
+    unknown_arguments,
+)
+from mcp_jobs.server.call_tasks import CallFailed, TaskWatcher, parse_status_message
+from mcp_jobs.server.call_view import LogToView, ProgressMode, ProgressView
 
 EXIT_OK = 0
 EXIT_TOOL_ERROR = 1
@@ -59,480 +67,15 @@ EXIT_CONNECTION = 3
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 
-
-TASKS = "io.modelcontextprotocol/tasks"
 CLIENT_INFO = types.Implementation(name="mcp-jobs-call", version=__version__)
-RATE_WINDOW = 30.0
-"""Seconds of progress samples the rate is estimated over."""
 LIST_PAGES_MAX = 100
 STDERR_TAIL_LINES = 20
-TASK_POLL_MIN, TASK_POLL_MAX, TASK_POLL_DEFAULT = 0.1, 10.0, 1.0
-TASK_CANCEL_TIMEOUT = 10.0
 SDK_STAND_INS = {(INTERNAL_ERROR, "Server returned an error response"), (METHOD_NOT_FOUND, "Not Found")}
 """The errors the SDK's HTTP transport makes up for an HTTP error status without a JSON-RPC body."""
-
-ProgressMode = Literal["auto", "bar", "lines", "off"]
 
 
 class NoAnswer(Exception):
     """The server could not be reached or did not answer properly (exit 3)."""
-
-
-class CallFailed(Exception):
-    """The server answered the call with an error (exit 1)."""
-
-
-# --- the target: an HTTP URL or a stdio command line -------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the server is: `url` (Streamable HTTP) or `command` (stdio)."""
-
-    url: str | None = None
-    command: tuple[str, ...] = ()
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.url or "stdio:" + shlex.join(self.command)
-
-
-def parse_target(value: str, headers: Sequence[str] = ()) -> Target:
-    """`http(s)://...` or `stdio:<command line>` (split like a shell would), plus `--header`s."""
-    parsed_headers = parse_headers(headers)
-    if value.startswith("stdio:"):
-        try:
-            command = tuple(shlex.split(value.removeprefix("stdio:")))
-        except ValueError as exc:
-            raise click.BadParameter(f"cannot split the stdio command line: {exc}", param_hint="URL") from exc
-        if not command:
-            raise click.BadParameter("stdio: needs a command line, e.g. 'stdio:mcp-jobs serve --transport stdio'")
-        if parsed_headers:
-            raise click.BadParameter("--header applies to HTTP servers only, not to stdio:", param_hint="--header")
-        return Target(command=command)
-    if re.match(r"^https?://[^/\s]", value):
-        return Target(url=value, headers=parsed_headers)
-    raise click.BadParameter(f"{value!r} is neither an http(s):// URL nor stdio:<command line>", param_hint="URL")
-
-
-def parse_headers(values: Sequence[str]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for value in values:
-        name, sep, content = value.partition(":")
-        name = name.strip()
-        if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-            # the value is not echoed: it may hold a token
-            raise click.BadParameter("each --header must be 'Name: value' with a valid name", param_hint="--header")
-        headers[name] = content.strip()
-    return headers
-
-
-# --- arguments -----------------------------------------------------------------------------------
-
-
-def parse_json_option(value: str | None) -> dict[str, Any]:
-    """`--json`: a JSON object, or `@file` / `@-` (stdin) holding one."""
-    if value is None:
-        return {}
-    text = value
-    if value.startswith("@"):
-        source = value[1:]
-        try:
-            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise click.BadParameter(f"cannot read {source}: {exc.strerror}", param_hint="--json") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json") from exc
-    if not isinstance(data, dict):
-        raise click.BadParameter("the arguments must be a JSON object ({...})", param_hint="--json")
-    return data
-
-
-def split_args(values: Sequence[str]) -> list[tuple[str, str]]:
-    """`--arg key=value` pairs, in order; a key given twice is a mistake."""
-    pairs: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for value in values:
-        key, sep, raw = value.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not key=value", param_hint="--arg")
-        if key in seen:
-            raise click.BadParameter(f"{key!r} is given twice", param_hint="--arg")
-        seen.add(key)
-        pairs.append((key, raw))
-    return pairs
-
-
-JSON_TYPES: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "number"}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return JSON_TYPES.get(type(value), "string")
-
-
-def _resolve(schema: Any, root: dict[str, Any]) -> dict[str, Any]:
-    """A property's schema with a local `$ref` (`#/$defs/...`) followed, once."""
-    if not isinstance(schema, dict):
-        return {}
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, dict) else None
-        if isinstance(target, dict):
-            return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
-    return schema
-
-
-def schema_types(schema: Any, root: dict[str, Any]) -> set[str]:
-    """The JSON types a property accepts, from `type` and `anyOf`/`oneOf`; empty when unknown."""
-    schema = _resolve(schema, root)
-    found: set[str] = set()
-    declared = schema.get("type")
-    if isinstance(declared, str):
-        found.add(declared)
-    elif isinstance(declared, list):
-        found.update(t for t in declared if isinstance(t, str))
-    for key in ("anyOf", "oneOf"):
-        for option in schema.get(key) or []:
-            option_types = schema_types(option, root)
-            if not option_types:
-                return set()  # an option of unknown type: anything may fit
-            found |= option_types
-    if "enum" in schema and not found:
-        found.update(_json_type(v) for v in schema["enum"])
-    if "const" in schema and not found:
-        found.add(_json_type(schema["const"]))
-    return found
-
-
-def coerce(raw: str, schema: Any, root: dict[str, Any]) -> Any:
-    """An `--arg` value: JSON when it parses (numbers, true, lists, objects, null), else the
-    string; and the string after all when the schema wants a string and not what the JSON is
-    (`--arg label=123` for a `label: str` stays "123")."""
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-    accepted = schema_types(schema, root) if schema is not None else set()
-    if not accepted or isinstance(value, str):
-        return value
-    kind = _json_type(value)
-    fits = kind in accepted or (kind == "integer" and "number" in accepted)
-    return value if fits or "string" not in accepted else raw
-
-
-def build_arguments(
-    base: dict[str, Any], pairs: Sequence[tuple[str, str]], input_schema: dict[str, Any] | None
-) -> dict[str, Any]:
-    """`--json` first, then each `--arg` over it, coerced by the tool's input schema."""
-    schema = input_schema or {}
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    arguments = dict(base)
-    for key, raw in pairs:
-        arguments[key] = coerce(raw, properties.get(key) if properties else None, schema)
-    return arguments
-
-
-def unknown_arguments(arguments: dict[str, Any], input_schema: dict[str, Any] | None) -> list[str]:
-    """Names the tool's schema does not list (when it lists its properties and allows no others)."""
-    schema = input_schema or {}
-    properties = schema.get("properties")
-    if not isinstance(properties, dict) or schema.get("additionalProperties") not in (None, False):
-        return []
-    return [name for name in arguments if name not in properties]
-
-
-# --- progress display ----------------------------------------------------------------------------
-
-
-def format_number(value: float) -> str:
-    rounded = round(value, 2)
-    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:.2f}".rstrip("0")
-
-
-@dataclass
-class ProgressState:
-    """What the caller has heard so far, and the rate it implies (over the last `RATE_WINDOW` s)."""
-
-    started: float = field(default_factory=time.monotonic)
-    value: float | None = None
-    total: float | None = None
-    message: str | None = None
-    samples: deque[tuple[float, float]] = field(default_factory=deque)
-
-    def update(self, value: float | None, total: float | None, message: str | None) -> None:
-        now = time.monotonic()
-        if value is not None:
-            self.value = value
-            self.samples.append((now, value))
-            while len(self.samples) > 2 and now - self.samples[0][0] > RATE_WINDOW:
-                self.samples.popleft()
-        if total is not None:
-            self.total = total
-        if message is not None:
-            self.message = message
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def rate(self) -> float | None:
-        if len(self.samples) < 2:
-            return None
-        (t0, v0), (t1, v1) = self.samples[0], self.samples[-1]
-        return (v1 - v0) / (t1 - t0) if t1 > t0 else None
-
-    def fraction(self) -> str:
-        if self.value is None:
-            return ""
-        if self.total:
-            return f"{format_number(self.value)}/{format_number(self.total)}"
-        return format_number(self.value)
-
-    def percent(self) -> str:
-        return f"{self.value / self.total:.0%}" if self.value is not None and self.total else ""
-
-    def summary(self) -> str:
-        """The progress as mcp-jobs' task status messages put it: "[3/5] 60% step 3/5 done"."""
-        parts = [f"[{self.fraction()}]"] if self.value is not None else []
-        if self.percent():
-            parts.append(self.percent())
-        if self.message:
-            parts.append(self.message)
-        return " ".join(parts) or "working"
-
-    def line(self) -> str:
-        """One plain progress line: "[3/5] 60% step 3/5 done  (1.2 s, 2.5/s)"."""
-        timing = f"{self.elapsed:.1f} s"
-        if (rate := self.rate) is not None:
-            timing += f", {rate:.3g}/s"
-        return f"{self.summary()}  ({timing})"
-
-
-class _FieldColumn(ProgressColumn):
-    """Renders one of the view's `ProgressState` strings, as plain text (never rich markup)."""
-
-    def __init__(self, render: Callable[[], str], style: str = "", column: Column | None = None) -> None:
-        super().__init__(table_column=column)
-        self._render = render
-        self._style = style
-
-    def render(self, task: Task) -> Text:
-        return Text(self._render(), style=self._style)
-
-
-class ProgressView:
-    """The call's progress on stderr: a live rich bar, plain lines, or nothing."""
-
-    def __init__(self, tool: str, mode: ProgressMode, console: Console) -> None:
-        if mode == "auto":
-            mode = "bar" if console.is_terminal and not console.is_dumb_terminal else "lines"
-        self.mode = mode
-        self.console = console
-        self.state = ProgressState()
-        self._tool = tool
-        self._last_line: str | None = None
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-
-    def start(self) -> None:
-        self.state = ProgressState()
-        if self.mode != "bar":
-            return
-        state = self.state
-        self._progress = Progress(
-            SpinnerColumn(),
-            _FieldColumn(lambda: self._tool, "bold"),
-            BarColumn(bar_width=20),
-            _FieldColumn(state.fraction, "progress.download"),
-            _FieldColumn(state.percent, "progress.percentage"),
-            TimeElapsedColumn(),
-            _FieldColumn(lambda: f"{rate:.3g}/s" if (rate := state.rate) is not None else "", "progress.data.speed"),
-            _FieldColumn(
-                lambda: state.message or "",
-                column=Column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=20),
-            ),
-            console=self.console,
-            transient=False,
-            refresh_per_second=10,
-            expand=True,
-        )
-        self._task = self._progress.add_task(self._tool, total=None)
-        self._progress.start()
-
-    def update(self, value: float | None, total: float | None, message: str | None) -> None:
-        self.state.update(value, total, message)
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=self.state.value or 0, total=self.state.total)
-        elif self.mode == "lines":
-            summary = self.state.summary()
-            if summary != self._last_line:  # a task polled twice in the same state says it once
-                self._last_line = summary
-                self.console.print(Text(self.state.line()), soft_wrap=True)
-
-    def note(self, text: str, style: str = "") -> None:
-        """A line for the user (above the bar while it runs); shown in every mode."""
-        self.console.print(Text(text, style=style), soft_wrap=True)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-class _LogToView(logging.Handler):
-    """The SDK's warnings as one line each, without tracebacks, where the user looks."""
-
-    def __init__(self, view: Callable[[str], None]) -> None:
-        super().__init__(logging.WARNING)
-        self._view = view
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._view(f"warning: {record.getMessage()}")
-        except Exception:
-            pass  # logging must never break the call
-
-
-# --- the Tasks extension, client side -------------------------------------------------------------
-
-
-class CreatedTask(types.Result):
-    """The `tools/call` answer that says a task was created (`resultType: "task"`)."""
-
-    model_config = ConfigDict(extra="allow")
-    result_type: Literal["task"] = "task"
-    task_id: str
-    status: str
-    status_message: str | None = None
-    poll_interval_ms: int | None = None
-
-
-class TaskState(types.Result):
-    """A `tasks/get` answer."""
-
-    model_config = ConfigDict(extra="allow")
-    task_id: str
-    status: str
-    status_message: str | None = None
-    poll_interval_ms: int | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-
-class Acknowledged(types.Result):
-    model_config = ConfigDict(extra="allow")
-
-
-class TaskParams(types.RequestParams):
-    task_id: str
-
-
-class GetTask(types.Request[TaskParams, Literal["tasks/get"]]):
-    method: Literal["tasks/get"] = "tasks/get"
-    name_param = "taskId"  # mirrored into `Mcp-Name`, as the extension requires over HTTP
-
-
-class CancelTask(types.Request[TaskParams, Literal["tasks/cancel"]]):
-    method: Literal["tasks/cancel"] = "tasks/cancel"
-    name_param = "taskId"
-
-
-STATUS_LINE = re.compile(r"^\[(?P<value>[-+.\deE]+)(?:/(?P<total>[-+.\deE]+))?\](?:\s+\d+%)?\s*(?P<message>.*)$")
-
-
-def parse_status_message(text: str | None) -> tuple[float | None, float | None, str | None]:
-    """Progress from a task's `statusMessage`: "[3/5] 60% message" (mcp-jobs' form), else the text."""
-    if not text:
-        return None, None, None
-    match = STATUS_LINE.match(text)
-    if match is None:
-        return None, None, text
-    try:
-        value = float(match["value"])
-        total = float(match["total"]) if match["total"] else None
-    except ValueError:
-        return None, None, text
-    return value, total, match["message"] or None
-
-
-class TaskWatcher(ClientExtension):
-    """Opts the client in to the Tasks extension, and finishes a created task: polls `tasks/get`
-    (at the server's `pollIntervalMs`) reporting its status, sends `tasks/cancel` when the call
-    is cancelled, and returns the task's result as the call's."""
-
-    identifier = TASKS
-
-    def __init__(self, on_status: Callable[[str | None, bool], None], on_created: Callable[[str], None]) -> None:
-        self._on_status = on_status
-        self._on_created = on_created
-        self.task_id: str | None = None
-        self.cancel_outcome: str | None = None
-        """After a cancellation: what the server said of the task (or why it could not be told)."""
-
-    def claims(self) -> Sequence[ResultClaim[Any]]:
-        return [ResultClaim(result_type="task", model=CreatedTask, resolve=self._resolve)]
-
-    async def _resolve(self, created: CreatedTask, ctx: ClaimContext) -> types.CallToolResult:
-        self.task_id = created.task_id
-        self._on_created(created.task_id)
-        state = TaskState(
-            task_id=created.task_id,
-            status=created.status,
-            status_message=created.status_message,
-            poll_interval_ms=created.poll_interval_ms,
-        )
-        params = TaskParams(task_id=created.task_id)
-        try:
-            while state.status == "working":
-                self._on_status(state.status_message, False)
-                await anyio.sleep(_poll_interval(state.poll_interval_ms))
-                state = await ctx.session.send_request(GetTask(params=params), TaskState)
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), anyio.move_on_after(TASK_CANCEL_TIMEOUT) as scope:
-                try:
-                    await ctx.session.send_request(CancelTask(params=params), Acknowledged)
-                    self.cancel_outcome = "the server still reports it working"
-                    while (
-                        final := await ctx.session.send_request(GetTask(params=params), TaskState)
-                    ).status == "working":
-                        await anyio.sleep(TASK_POLL_MIN)
-                    self.cancel_outcome = f"the server reports it {final.status}"
-                except (MCPError, httpx2.HTTPError, OSError, ValidationError) as exc:
-                    self.cancel_outcome = f"tasks/cancel failed: {exc}"
-            if scope.cancelled_caught and self.cancel_outcome is None:
-                self.cancel_outcome = f"tasks/cancel got no answer in {TASK_CANCEL_TIMEOUT:g} s"
-            raise
-        if state.status == "completed" and not (state.result or {}).get("isError"):
-            self._on_status(state.status_message, True)
-        return _task_outcome(state)
-
-
-def _poll_interval(ms: int | None) -> float:
-    return min(max((ms / 1000) if ms else TASK_POLL_DEFAULT, TASK_POLL_MIN), TASK_POLL_MAX)
-
-
-def _task_outcome(state: TaskState) -> types.CallToolResult:
-    if state.status == "completed" and state.result is not None:
-        return types.CallToolResult.model_validate(state.result, by_name=False)
-    if state.status == "failed" and state.error:
-        code = state.error.get("code")
-        raise MCPError(code if isinstance(code, int) else INTERNAL_ERROR, str(state.error.get("message", "failed")))
-    if state.status == "input_required":
-        raise CallFailed(f"task {state.task_id} needs input, which `mcp-jobs call` cannot give")
-    raise CallFailed(f"task {state.task_id} ended {state.status}: {state.status_message or 'no message'}")
 
 
 # --- connecting ----------------------------------------------------------------------------------
@@ -768,7 +311,7 @@ class CallRequest:
 
 async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out: Console) -> int:
     view = ProgressView(request.tool, request.progress, err)
-    handler = _LogToView(view.note)
+    handler = LogToView(view.note)
     sdk_logger = logging.getLogger("mcp")
     sdk_logger.addHandler(handler)
     propagate, sdk_logger.propagate = sdk_logger.propagate, False
@@ -1036,47 +579,6 @@ def call(
 
 
 # --- `tools` -----------------------------------------------------------------------------------
-
-
-def _type_label(schema: Any, root: dict[str, Any]) -> str:
-    resolved = _resolve(schema, root)
-    if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
-        named = str(schema["$ref"]).rsplit("/", 1)[-1]
-        if named:
-            return named
-    if "enum" in resolved and isinstance(resolved["enum"], list):
-        return "|".join(json.dumps(v) for v in resolved["enum"])
-    for key in ("anyOf", "oneOf"):
-        if isinstance(resolved.get(key), list):
-            return " | ".join(_type_label(option, root) for option in resolved[key])
-    declared = resolved.get("type")
-    if declared == "array":
-        return f"array[{_type_label(resolved.get('items', {}), root)}]" if resolved.get("items") else "array"
-    if isinstance(declared, list):
-        return " | ".join(str(t) for t in declared)
-    return str(declared) if declared else "any"
-
-
-def describe_arguments(schema: dict[str, Any]) -> list[str]:
-    """One line per parameter: "steps: integer = 5", "reason*: string" (* required)."""
-    properties = schema.get("properties")
-    if not isinstance(properties, dict):
-        return []
-    required = set(schema.get("required") or [])
-    lines = []
-    for name, prop in properties.items():
-        line = f"{name}{'*' if name in required else ''}: {_type_label(prop, schema)}"
-        if isinstance(prop, dict):
-            low, high = (
-                prop.get("minimum", prop.get("exclusiveMinimum")),
-                prop.get("maximum", prop.get("exclusiveMaximum")),
-            )
-            if low is not None or high is not None:
-                line += f" [{'' if low is None else low}..{'' if high is None else high}]"
-            if "default" in prop:
-                line += f" = {json.dumps(prop['default'])}"
-        lines.append(line)
-    return lines
 
 
 async def run_tools(target: Target, json_output: bool, out: Console, err: Console, interrupt: Interrupt) -> int:

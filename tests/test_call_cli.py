@@ -28,12 +28,9 @@ from mcp_jobs.server.call import (
     EXIT_TOOL_ERROR,
     EXIT_USAGE,
     JOB_ID_META_KEY,
-    coerce,
-    parse_headers,
-    parse_status_message,
-    parse_target,
-    split_args,
 )
+from mcp_jobs.server.call_args import coerce, parse_headers, parse_target, split_args
+from mcp_jobs.server.call_tasks import parse_status_message
 from mcp_jobs.server.embedded import free_port
 from tests.conftest import Stack
 from tests.helpers import job_keys, wait_for_state

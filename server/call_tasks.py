@@ -1,0 +1,152 @@
+"""The Tasks extension (`io.modelcontextprotocol/tasks`), client side, for `mcp-jobs call --task`:
+opting in through the SDK's `ClientExtension`, then polling `tasks/get` until the task settles
+(and `tasks/cancel` when the call is cancelled).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp.client import ClaimContext, ClientExtension, ResultClaim
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR
+from pydantic import ConfigDict, ValidationError
+
+TASKS = "io.modelcontextprotocol/tasks"
+TASK_POLL_MIN, TASK_POLL_MAX, TASK_POLL_DEFAULT = 0.1, 10.0, 1.0
+TASK_CANCEL_TIMEOUT = 10.0
+
+
+class CallFailed(Exception):
+    """The server answered the call with an error (exit 1)."""
+
+
+class CreatedTask(types.Result):
+    """The `tools/call` answer that says a task was created (`resultType: "task"`)."""
+
+    model_config = ConfigDict(extra="allow")
+    result_type: Literal["task"] = "task"
+    task_id: str
+    status: str
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+
+
+class TaskState(types.Result):
+    """A `tasks/get` answer."""
+
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+    status: str
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class Acknowledged(types.Result):
+    model_config = ConfigDict(extra="allow")
+
+
+class TaskParams(types.RequestParams):
+    task_id: str
+
+
+class GetTask(types.Request[TaskParams, Literal["tasks/get"]]):
+    method: Literal["tasks/get"] = "tasks/get"
+    name_param = "taskId"  # mirrored into `Mcp-Name`, as the extension requires over HTTP
+
+
+class CancelTask(types.Request[TaskParams, Literal["tasks/cancel"]]):
+    method: Literal["tasks/cancel"] = "tasks/cancel"
+    name_param = "taskId"
+
+
+STATUS_LINE = re.compile(r"^\[(?P<value>[-+.\deE]+)(?:/(?P<total>[-+.\deE]+))?\](?:\s+\d+%)?\s*(?P<message>.*)$")
+
+
+def parse_status_message(text: str | None) -> tuple[float | None, float | None, str | None]:
+    """Progress from a task's `statusMessage`: "[3/5] 60% message" (mcp-jobs' form), else the text."""
+    if not text:
+        return None, None, None
+    match = STATUS_LINE.match(text)
+    if match is None:
+        return None, None, text
+    try:
+        value = float(match["value"])
+        total = float(match["total"]) if match["total"] else None
+    except ValueError:
+        return None, None, text
+    return value, total, match["message"] or None
+
+
+class TaskWatcher(ClientExtension):
+    """Opts the client in to the Tasks extension, and finishes a created task: polls `tasks/get`
+    (at the server's `pollIntervalMs`) reporting its status, sends `tasks/cancel` when the call
+    is cancelled, and returns the task's result as the call's."""
+
+    identifier = TASKS
+
+    def __init__(self, on_status: Callable[[str | None, bool], None], on_created: Callable[[str], None]) -> None:
+        self._on_status = on_status
+        self._on_created = on_created
+        self.task_id: str | None = None
+        self.cancel_outcome: str | None = None
+        """After a cancellation: what the server said of the task (or why it could not be told)."""
+
+    def claims(self) -> Sequence[ResultClaim[Any]]:
+        return [ResultClaim(result_type="task", model=CreatedTask, resolve=self._resolve)]
+
+    async def _resolve(self, created: CreatedTask, ctx: ClaimContext) -> types.CallToolResult:
+        self.task_id = created.task_id
+        self._on_created(created.task_id)
+        state = TaskState(
+            task_id=created.task_id,
+            status=created.status,
+            status_message=created.status_message,
+            poll_interval_ms=created.poll_interval_ms,
+        )
+        params = TaskParams(task_id=created.task_id)
+        try:
+            while state.status == "working":
+                self._on_status(state.status_message, False)
+                await anyio.sleep(_poll_interval(state.poll_interval_ms))
+                state = await ctx.session.send_request(GetTask(params=params), TaskState)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(TASK_CANCEL_TIMEOUT) as scope:
+                try:
+                    await ctx.session.send_request(CancelTask(params=params), Acknowledged)
+                    self.cancel_outcome = "the server still reports it working"
+                    while (
+                        final := await ctx.session.send_request(GetTask(params=params), TaskState)
+                    ).status == "working":
+                        await anyio.sleep(TASK_POLL_MIN)
+                    self.cancel_outcome = f"the server reports it {final.status}"
+                except (MCPError, httpx2.HTTPError, OSError, ValidationError) as exc:
+                    self.cancel_outcome = f"tasks/cancel failed: {exc}"
+            if scope.cancelled_caught and self.cancel_outcome is None:
+                self.cancel_outcome = f"tasks/cancel got no answer in {TASK_CANCEL_TIMEOUT:g} s"
+            raise
+        if state.status == "completed" and not (state.result or {}).get("isError"):
+            self._on_status(state.status_message, True)
+        return _task_outcome(state)
+
+
+def _poll_interval(ms: int | None) -> float:
+    return min(max((ms / 1000) if ms else TASK_POLL_DEFAULT, TASK_POLL_MIN), TASK_POLL_MAX)
+
+
+def _task_outcome(state: TaskState) -> types.CallToolResult:
+    if state.status == "completed" and state.result is not None:
+        return types.CallToolResult.model_validate(state.result, by_name=False)
+    if state.status == "failed" and state.error:
+        code = state.error.get("code")
+        raise MCPError(code if isinstance(code, int) else INTERNAL_ERROR, str(state.error.get("message", "failed")))
+    if state.status == "input_required":
+        raise CallFailed(f"task {state.task_id} needs input, which `mcp-jobs call` cannot give")
+    raise CallFailed(f"task {state.task_id} ended {state.status}: {state.status_message or 'no message'}")
