@@ -132,8 +132,9 @@ class Runtime:
 
     async def readiness(self) -> dict[str, Any]:
         """Whether this server can serve calls: Redis answers, and every queue it routes to has
-        a live worker. Also refreshes the queue depth and live worker gauges. Cached for
-        `READINESS_CACHE` seconds: probes and scrapes (unauthenticated) cost Redis one scan a second."""
+        a live worker (unless `ready_without_workers`: workers that scale to zero). Also
+        refreshes the queue depth and live worker gauges. Cached for `READINESS_CACHE` seconds:
+        probes and scrapes (unauthenticated) cost Redis one scan a second."""
         now = time.monotonic()
         if self._readiness is not None and now - self._readiness[0] < READINESS_CACHE:
             return self._readiness[1]
@@ -156,7 +157,8 @@ class Runtime:
             if (depth := served[queue].depth) is not None:
                 self.metrics.queue_depth.labels(queue).set(depth)
         missing = sorted(queue for queue in self.queues if not served[queue].workers)
-        return {"ready": not missing, "redis": True, "queues_without_workers": missing}
+        ready = not missing or self.settings.ready_without_workers
+        return {"ready": ready, "redis": True, "queues_without_workers": missing}
 
 
 def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) -> MCPServer:
@@ -188,7 +190,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
 
     @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def ready(_: Request) -> JSONResponse:
-        """Readiness: Redis answers and every queue this server routes to has a live worker."""
+        """Readiness (`Runtime.readiness`): Redis answers, and every routed queue has a live worker."""
         state = await runtime.readiness()
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 

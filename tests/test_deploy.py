@@ -390,9 +390,12 @@ def test_keda_objects_have_the_shape_keda_reads(example: Rendered) -> None:
     for key in ("pollingInterval", "cooldownPeriod", "minReplicaCount", "maxReplicaCount"):
         assert isinstance(spec[key], int) and spec[key] >= 0, key
     assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
-    # The servers' /readyz wants a live worker for every routed queue: with zero workers no server
-    # is ready, no call can queue a job, and the queue never grows to scale the workers up again.
-    assert spec["minReplicaCount"] >= 1, "scale-to-zero deadlocks with readiness on /readyz"
+    # By default the servers' /readyz wants a live worker for every routed queue: with zero workers
+    # no server is ready, no call can queue a job, and the queue never grows to scale them up again.
+    server, _ = _container_settings(example, "server")
+    assert spec["minReplicaCount"] >= 1 or server.ready_without_workers, (
+        "scale-to-zero deadlocks with readiness on /readyz (set MCP_JOBS_READY_WITHOUT_WORKERS)"
+    )
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     kubernetes_validate.validate(  # the HPA behaviour KEDA passes on is an autoscaling/v2 one
         {

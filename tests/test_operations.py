@@ -22,7 +22,7 @@ from mcp_jobs.server.embedded import free_port
 from mcp_jobs.server.snapshots import AsyncJobStore
 from tests.conftest import Stack
 from tests.helpers import ProgressLog, job_id_of, wait_for_state
-from tests.processes import start_http_server, start_worker, wait_until
+from tests.processes import ManagedProcess, start_http_server, start_worker, wait_until
 from tests.rawclient import modern_request
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +49,36 @@ def test_readyz_wants_a_live_worker_for_every_queue_the_server_routes_to(stack: 
         extra.stop()
     wait_until(lambda: readiness(stack.http_url)[0] == 503, timeout=20, what="a stopped worker to withdraw")
     assert httpx.get(base(stack.http_url) + "/healthz", timeout=5).status_code == 200, "liveness is not readiness"
+
+
+async def test_with_workers_that_scale_to_zero_a_server_is_ready_and_queues_the_job(stack: Stack) -> None:
+    """`MCP_JOBS_READY_WITHOUT_WORKERS`: ready while no worker serves a queue (still listed), and a
+    call's job waits in that queue until a worker comes, as a scaler starting one would."""
+    port = free_port()
+    server = start_http_server(stack.env | {"MCP_JOBS_READY_WITHOUT_WORKERS": "true"}, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    late: ManagedProcess | None = None
+    try:
+        status, state = readiness(url)
+        assert status == 200 and state["ready"] is True, state
+        assert set(state["queues_without_workers"]) == {"nobody", "drain"}, state  # type: ignore[arg-type]
+        log = ProgressLog()
+        async with Client(url) as client, anyio.create_task_group() as tg:
+            results = []
+
+            async def call() -> None:
+                arguments = {"steps": 2, "delay": 0.05}
+                results.append(await client.call_tool("drain_steps", arguments, progress_callback=log))
+
+            tg.start_soon(call)
+            first = await log.wait_for(0)  # the job waits for a worker, and the caller is told
+            assert "queued" in (first.message or ""), log.updates
+            late = start_worker(stack.env, f"late-{uuid.uuid4().hex[:6]}", concurrency=1, queues="drain")
+        assert not results[0].is_error and results[0].structured_content == {"result": 2}, results
+    finally:
+        if late is not None:
+            late.stop()
+        server.stop()
 
 
 async def test_metrics_are_scraped_and_parsed(stack: Stack) -> None:

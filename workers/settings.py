@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     server replica: calls that wait on their job, tasks and handed-off jobs alike (None: no limit)."""
     max_queued_jobs: int | None = Field(default=None, gt=0)
     """Most jobs waiting in one queue (Redis broker); calls and tasks beyond it are refused."""
+    ready_without_workers: bool = False
+    """Report ready on /readyz while a routed queue has no live worker (it is still listed): for
+    workers that scale to zero on queue depth, which only a server taking calls can make grow."""
     shutdown_grace: float = Field(default=30.0, ge=0)
     """Seconds a stopping server (SIGTERM) gives calls in flight to finish before it hands them
     off (or cancels them, without the handoff tools)."""
