@@ -34,7 +34,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from redis.exceptions import RedisError
 
-from mcp_jobs._events import JobEvent, JobState
+from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs._store import WriteOutcome
 from mcp_jobs.celery_app import task_name
 from mcp_jobs.registry import JobSpec
@@ -407,7 +407,7 @@ class Dispatcher:
             error = "The job queue (broker) is unavailable, so the job was not started; try again shortly."
             try:
                 await self._store.write(
-                    job_id, JobState.FAILED, expect=JobState.QUEUED, error=error, error_type="BrokerDown"
+                    job_id, JobState.FAILED, expect=JobState.QUEUED, error=error, error_type=FailureKind.BROKER_DOWN
                 )
             except RedisError:
                 pass  # the snapshot expires by itself

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from mcp_jobs._events import JobEvent, JobState
+from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs.celery_app import UNACKED_RESTORE_INTERVAL
 from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
 from mcp_jobs.server.listener import RESYNC, JobWatch
@@ -230,7 +230,9 @@ class JobFollower:
         if snapshot is None:
             self._missing_since = self._missing_since or now
             if now - self._missing_since > self._policy.worker_lost_after:
-                self._fail(f"Job {self._job.name} vanished from Redis (restarted without persistence?)", "JobLost")
+                self._fail(
+                    f"Job {self._job.name} vanished from Redis (restarted without persistence?)", FailureKind.JOB_LOST
+                )
             return
         self._apply(snapshot, now, authoritative=True)
         self._next_poll = self._poll_after(now)
@@ -240,7 +242,7 @@ class JobFollower:
     async def _enforce_deadlines(self, now: float, alive: bool) -> None:
         job, policy = self._job, self._policy
         if self._state is JobState.QUEUED and now - self._queued_since > policy.max_queue_wait:
-            await self._end(JobState.QUEUED, queue_timeout_error(job, policy), "QueueTimeout")
+            await self._end(JobState.QUEUED, queue_timeout_error(job, policy), FailureKind.QUEUE_TIMEOUT)
         elif self._state is JobState.RUNNING and alive:
             self._lost_since = None
         elif self._state is JobState.RUNNING:
@@ -250,9 +252,9 @@ class JobFollower:
             if now - self._lost_since < 2 * policy.heartbeat_interval:
                 self._next_poll = min(self._next_poll, now + policy.heartbeat_interval)
             elif not job.retry_safe or now - self._lost_since > policy.redelivery_wait:
-                await self._end(JobState.RUNNING, worker_lost_error(job, policy), "WorkerLost")
+                await self._end(JobState.RUNNING, worker_lost_error(job, policy), FailureKind.WORKER_LOST)
 
-    async def _end(self, expect: JobState, error: str, kind: str) -> None:
+    async def _end(self, expect: JobState, error: str, kind: FailureKind) -> None:
         """End the job as failed, unless it moved on meanwhile (then the next check sees where to)."""
         outcome = await self._store.write(
             self._job.job_id, JobState.FAILED, expect=expect, error=error, error_type=kind
@@ -263,7 +265,7 @@ class JobFollower:
         else:
             self._next_poll = time.monotonic()
 
-    def _fail(self, error: str, kind: str, seq: int = 0) -> None:
+    def _fail(self, error: str, kind: FailureKind, seq: int = 0) -> None:
         self._final = JobEvent(seq=seq, state=JobState.FAILED, error=error, error_type=kind, attempt=self._attempt)
 
     async def _notice_text(self) -> str:

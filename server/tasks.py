@@ -51,7 +51,7 @@ from mcp.types import (
 from pydantic import Field, ValidationError
 from pydantic_core import to_jsonable_python
 
-from mcp_jobs._events import JobEvent, JobState
+from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.dispatch import Dispatcher
@@ -175,11 +175,11 @@ class TasksExtension(Extension):
         now = time.time()
         error, expect = None, None
         if event.state is JobState.QUEUED and now - _stamp(fields, "created_at") > policy.max_queue_wait:
-            error, expect, kind = queue_timeout_error(job, policy), JobState.QUEUED, "QueueTimeout"
+            error, expect, kind = queue_timeout_error(job, policy), JobState.QUEUED, FailureKind.QUEUE_TIMEOUT
         elif event.state is JobState.RUNNING and not alive:
             silent = now - _stamp(fields, "updated_at")
             if silent > policy.worker_lost_after and (not job.retry_safe or silent > policy.redelivery_wait):
-                error, expect, kind = worker_lost_error(job, policy), JobState.RUNNING, "WorkerLost"
+                error, expect, kind = worker_lost_error(job, policy), JobState.RUNNING, FailureKind.WORKER_LOST
         if error is None or expect is None:
             return event
         outcome = await dispatcher.store.write(task_id, JobState.FAILED, expect=expect, error=error, error_type=kind)

@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 
@@ -48,6 +48,22 @@ class JobState(str, Enum):
 
 
 TERMINAL_STATES = frozenset(state.value for state in JobState if state.terminal)
+
+
+class FailureKind(StrEnum):
+    """Why a job failed, as its snapshot's `error_type` says (shown by `mcp-jobs jobs`, the jobs
+    page and tasks). A job's own unexpected exception is recorded by its class name instead."""
+
+    JOB_ERROR = "JobError"  # the job raised `JobError`: a failure it explains itself
+    PROTOCOL_ERROR = "ProtocolError"  # the job raised `MCPError`: the call ends with that JSON-RPC error
+    VALIDATION_ERROR = "ValidationError"  # the worker's copy of the job rejected arguments the server accepted
+    TIME_LIMIT = "TimeLimitExceeded"  # ran past its time limit (soft in the job, or hard: killed)
+    UNSERIALISABLE_RESULT = "UnserialisableResult"  # returned something that is not JSON
+    RESULT_TOO_LARGE = "ResultTooLarge"  # returned more than `max_result_bytes`
+    QUEUE_TIMEOUT = "QueueTimeout"  # no worker started it within `max_queue_wait`
+    WORKER_LOST = "WorkerLost"  # its worker died (and it was not re-run)
+    JOB_LOST = "JobLost"  # its snapshot vanished from Redis (restarted without persistence)
+    BROKER_DOWN = "BrokerDown"  # the broker refused the job, so it never started
 
 
 @dataclass(frozen=True)

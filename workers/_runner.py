@@ -35,7 +35,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from mcp_jobs._events import JobState
+from mcp_jobs._events import FailureKind, JobState
 from mcp_jobs._store import JobStore
 from mcp_jobs.errors import JobCancelled, JobError
 from mcp_jobs.fanout import PartsContext
@@ -106,15 +106,19 @@ def _execute(
             exc.message,
             extra=_context(spec, job_id),
         )
-        return JobState.FAILED, {"error": _capped(exc.message), "error_type": "ProtocolError", "error_code": exc.code}
+        return JobState.FAILED, {
+            "error": _capped(exc.message),
+            "error_type": FailureKind.PROTOCOL_ERROR,
+            "error_code": exc.code,
+        }
     except JobError as exc:
         logger.info("job %s (%s) failed: %s", job_id, spec.name, exc, extra=_context(spec, job_id))
-        return JobState.FAILED, {"error": _capped(str(exc) or type(exc).__name__), "error_type": "JobError"}
+        return JobState.FAILED, {"error": _capped(str(exc) or type(exc).__name__), "error_type": FailureKind.JOB_ERROR}
     except SoftTimeLimitExceeded:
         logger.warning("job %s (%s) exceeded its time limit", job_id, spec.name, extra=_context(spec, job_id))
         return JobState.FAILED, {
             "error": time_limit_error(spec.name, job_id, limits.time_limit),
-            "error_type": "TimeLimitExceeded",
+            "error_type": FailureKind.TIME_LIMIT,
         }
     except ValidationError as exc:
         # The server validated these arguments already: a mismatch means the two sides run different code.
@@ -122,7 +126,7 @@ def _execute(
             "job %s (%s) got arguments its signature rejects: %s", job_id, spec.name, exc, extra=_context(spec, job_id)
         )
         error = f"Job {spec.name} rejected its arguments on the worker (job id {job_id}); is the worker up to date?"
-        return JobState.FAILED, {"error": error, "error_type": "ValidationError"}
+        return JobState.FAILED, {"error": error, "error_type": FailureKind.VALIDATION_ERROR}
     except Exception as exc:
         logger.exception("job %s (%s) raised", job_id, spec.name, extra=_context(spec, job_id))
         name = type(exc).__name__
@@ -133,11 +137,11 @@ def _execute(
     except ValueError as exc:
         error = f"Job {spec.name} returned a value that cannot be sent as JSON: {exc} (job id {job_id})."
         logger.error(error)
-        return JobState.FAILED, {"error": error, "error_type": "UnserialisableResult"}
+        return JobState.FAILED, {"error": error, "error_type": FailureKind.UNSERIALISABLE_RESULT}
     if size > limits.max_result_bytes:
         error = f"Job {spec.name} returned {size} bytes of JSON, over the {limits.max_result_bytes}-byte result limit (job id {job_id})."
         logger.warning(error)
-        return JobState.FAILED, {"error": error, "error_type": "ResultTooLarge"}
+        return JobState.FAILED, {"error": error, "error_type": FailureKind.RESULT_TOO_LARGE}
     return JobState.SUCCEEDED, {"result": result}
 
 

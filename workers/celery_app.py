@@ -30,7 +30,7 @@ from celery.signals import task_failure, task_revoked, worker_ready, worker_shut
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from mcp_jobs._events import JobState, Keys
+from mcp_jobs._events import FailureKind, JobState, Keys
 from mcp_jobs._runner import Heartbeats, RunLimits, run_job, time_limit_error
 from mcp_jobs._store import JobStore
 from mcp_jobs.fanout import PART_TASK, PartsContext, run_part
@@ -233,13 +233,13 @@ def _record_deaths(app: Celery, jobs: dict[str, JobSpec], stores: _StoreHolder, 
             return
         if isinstance(exception, TimeLimitExceeded):
             error = time_limit_error(spec.name, task_id, time_limit(spec, settings))
-            kind = "TimeLimitExceeded"
+            kind = FailureKind.TIME_LIMIT
         elif isinstance(exception, WorkerLostError):
             error = (
                 f"Job {spec.name} lost its worker process ({exception}) and is not marked safe to re-run, "
                 f"so it was not retried (job id {task_id})."
             )
-            kind = "WorkerLost"
+            kind = FailureKind.WORKER_LOST
         else:
             return  # run_job records every failure raised inside the job
         logger.error(error)
