@@ -111,8 +111,11 @@ class JobFollower:
         send: SendProgress | None,
         policy: FollowPolicy,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._job = job
+        self._clock = clock
+        """Monotonic seconds; the unit tests pass a clock of their own, as the gate's tests do."""
         self._metrics = metrics
         self._running_since: float | None = None
         self._timed = True
@@ -126,7 +129,7 @@ class JobFollower:
         self._attempt = 0
         self._message: str | None = None
         self._final: JobEvent | None = None
-        now = time.monotonic()
+        now = clock()
         self._started = now
         self._queued_since = now
         self._lost_since: float | None = None
@@ -142,11 +145,11 @@ class JobFollower:
         self._seq = seq
         self._timed = snapshot is None  # queue wait and run time only for jobs followed from the start
         if snapshot is not None:
-            self._apply(snapshot, time.monotonic(), authoritative=True)
+            self._apply(snapshot, self._clock(), authoritative=True)
         while True:
-            now = time.monotonic()
+            now = self._clock()
             item = await self._watch.next(max(0.0, self._next_wake() - now))
-            now = time.monotonic()
+            now = self._clock()
             if item is RESYNC or (item is None and now >= self._next_poll):
                 await self._check(now)
             elif isinstance(item, JobEvent):
@@ -241,7 +244,7 @@ class JobFollower:
 
     async def _enforce_deadlines(self, now: float, alive: bool) -> None:
         job, policy = self._job, self._policy
-        if self._state is JobState.QUEUED and now - self._queued_since > policy.max_queue_wait:
+        if self._state is JobState.QUEUED and now - self._queued_since >= policy.max_queue_wait:
             await self._end(JobState.QUEUED, queue_timeout_error(job, policy), FailureKind.QUEUE_TIMEOUT)
         elif self._state is JobState.RUNNING and alive:
             self._lost_since = None
@@ -263,7 +266,7 @@ class JobFollower:
             logger.warning(error)
             self._fail(error, kind, seq=outcome.seq)
         else:
-            self._next_poll = time.monotonic()
+            self._next_poll = self._clock()
 
     def _fail(self, error: str, kind: FailureKind, seq: int = 0) -> None:
         self._final = JobEvent(seq=seq, state=JobState.FAILED, error=error, error_type=kind, attempt=self._attempt)
@@ -284,7 +287,7 @@ class JobFollower:
 
     def stop_now(self) -> None:
         """End the follow at once (the server is draining): `run` returns None on its next turn."""
-        self._until = time.monotonic()
+        self._until = self._clock()
         self._watch.put(RESYNC)
 
     def _timing(self, state: JobState, now: float) -> None:

@@ -174,7 +174,7 @@ class TasksExtension(Extension):
         job = dispatcher.followed_job(fields.get("job", "job"), spec, task_id)
         now = time.time()
         error, expect = None, None
-        if event.state is JobState.QUEUED and now - _stamp(fields, "created_at") > policy.max_queue_wait:
+        if event.state is JobState.QUEUED and now - _stamp(fields, "created_at") >= policy.max_queue_wait:
             error, expect, kind = queue_timeout_error(job, policy), JobState.QUEUED, FailureKind.QUEUE_TIMEOUT
         elif event.state is JobState.RUNNING and not alive:
             silent = now - _stamp(fields, "updated_at")

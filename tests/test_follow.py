@@ -1,0 +1,237 @@
+"""The follower's deadlines and notices, with a clock of the test's own (as `test_gate.py` does
+for the gate): a job the follower waits on for minutes is followed in microseconds, and each
+rule is pinned to the second. The end-to-end tests (`test_faults.py`, `test_tasks.py`) prove the
+wiring with real workers and Redis; these prove the rules.
+
+The stand-ins: a watch whose wait for the next event moves the clock on by the whole timeout (no
+event comes unless a test queues one), and a store that holds one snapshot and applies the
+follower's guarded writes to it as the write script would.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from itertools import pairwise
+from typing import Any, cast
+
+import pytest
+
+from mcp_jobs._events import FailureKind, JobEvent, JobState
+from mcp_jobs._store import WriteOutcome
+from mcp_jobs.server.follow import QUEUED_NOTICE_DELAY, FollowedJob, FollowPolicy, JobFollower
+from mcp_jobs.server.gate import ProgressUpdate
+from mcp_jobs.server.listener import RESYNC
+
+pytestmark = pytest.mark.anyio
+
+POLICY = FollowPolicy(
+    progress_rate=10.0,
+    poll_interval=5.0,
+    keepalive_interval=20.0,
+    max_queue_wait=300.0,
+    worker_lost_after=10.0,
+    heartbeat_interval=2.0,
+    redelivery_wait=120.0,
+    max_message_chars=1000,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Watch:
+    """Events a test queues, in order; otherwise the wait runs out, and the clock moves on by it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.items: deque[JobEvent | object] = deque()
+
+    async def next(self, timeout: float | None) -> Any:
+        if self.items:
+            return self.items.popleft()
+        assert timeout is not None, "a follower always has a next deadline"
+        self._clock.now += timeout
+        return None
+
+    def put(self, item: object) -> None:
+        self.items.append(item)
+
+
+class Store:
+    """One job's snapshot and liveness, the reads made (at what time), and the guarded writes."""
+
+    def __init__(self, clock: Clock, snapshot: JobEvent | None, alive: bool = False) -> None:
+        self._clock = clock
+        self.snapshot = snapshot
+        self.alive = alive
+        self.reads: list[float] = []
+        self.writes: list[dict[str, Any]] = []
+
+    async def read(self, job_id: str) -> tuple[JobEvent | None, bool]:
+        self.reads.append(self._clock.now)
+        return self.snapshot, self.alive
+
+    async def write(self, job_id: str, state: JobState, **options: Any) -> WriteOutcome:
+        self.writes.append({"state": state, **options})
+        current = self.snapshot
+        if current is None or current.state.terminal or options.get("expect") not in (None, current.state):
+            return WriteOutcome(seq=0, cancel_requested=False)
+        error, kind = options.get("error"), options.get("error_type")
+        self.snapshot = replace(current, seq=current.seq + 1, state=state, error=error, error_type=kind)
+        return WriteOutcome(seq=self.snapshot.seq, cancel_requested=False)
+
+    async def queue_depth(self, queue: str) -> int:
+        return 3
+
+
+class Sent:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.updates: list[tuple[float, ProgressUpdate]] = []
+
+    async def __call__(self, update: ProgressUpdate) -> None:
+        self.updates.append((self._clock.now, update))
+
+
+def follower(
+    clock: Clock, store: Store, *, retry_safe: bool = False, policy: FollowPolicy = POLICY
+) -> tuple[JobFollower, Watch, Sent]:
+    watch, sent = Watch(clock), Sent(clock)
+    job = FollowedJob(job_id="j1", name="report", queue="celery", retry_safe=retry_safe)
+    follow = JobFollower(job, cast(Any, watch), cast(Any, store), sent, policy, clock=clock)
+    return follow, watch, sent
+
+
+def queued(seq: int = 1) -> JobEvent:
+    return JobEvent(seq=seq, state=JobState.QUEUED, message="queued")
+
+
+def running(seq: int = 2, progress: float | None = None, message: str | None = None) -> JobEvent:
+    return JobEvent(seq=seq, state=JobState.RUNNING, attempt=1, progress=progress, message=message)
+
+
+async def test_a_job_nobody_starts_is_ended_at_its_queue_deadline_after_one_read() -> None:
+    clock = Clock()
+    start = clock.now
+    store = Store(clock, queued())
+    follow, _, sent = follower(clock, store)
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.state is JobState.FAILED and final.error_type is FailureKind.QUEUE_TIMEOUT
+    assert final.error and "No worker started job report within 300 s" in final.error
+    assert store.writes == [
+        {"state": JobState.FAILED, "expect": JobState.QUEUED, "error": final.error, "error_type": "QueueTimeout"}
+    ]
+    # A queued job changes state by events: its snapshot is read at the deadline only, not every poll.
+    assert store.reads == [pytest.approx(start + POLICY.max_queue_wait)]
+    # The caller heard "queued" after half a second, then a keep-alive notice every 20 s.
+    times = [at - start for at, _ in sent.updates]
+    assert times[0] == pytest.approx(QUEUED_NOTICE_DELAY)
+    assert "queued: 3 jobs waiting in the queue" in (sent.updates[0][1].message or "")
+    assert len(times) == 15 and all(b - a == pytest.approx(POLICY.keepalive_interval) for a, b in pairwise(times))
+
+
+async def test_a_job_that_starts_late_is_not_ended_by_the_queue_deadline() -> None:
+    clock = Clock()
+    store = Store(clock, queued())
+    follow, watch, _ = follower(clock, store)
+    store.snapshot = running()  # a worker took it just before the deadline, and its event was lost
+    store.alive = True
+    watch.put(JobEvent(seq=3, state=JobState.SUCCEEDED, attempt=1, result=7))
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.state is JobState.SUCCEEDED and final.result == 7
+    assert store.writes == []
+
+
+async def test_a_lost_worker_ends_the_job_only_after_two_missed_beats() -> None:
+    clock = Clock()
+    store = Store(clock, running(), alive=False)
+    follow, watch, _ = follower(clock, store)
+    watch.put(running())
+    start = clock.now
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.error_type is FailureKind.WORKER_LOST
+    assert final.error and "is not marked safe to re-run" in final.error
+    # First missing beat at the first poll; then a read each beat; ended once two beats are missed.
+    first_miss = store.reads[0]
+    assert first_miss == pytest.approx(start + POLICY.poll_interval)
+    assert store.reads[-1] - first_miss >= 2 * POLICY.heartbeat_interval
+    assert [w["expect"] for w in store.writes] == [JobState.RUNNING]
+
+
+async def test_a_retry_safe_job_gets_its_redelivery_wait_before_it_is_ended() -> None:
+    clock = Clock()
+    store = Store(clock, running(), alive=False)
+    follow, watch, _ = follower(clock, store, retry_safe=True)
+    watch.put(running())
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.error_type is FailureKind.WORKER_LOST
+    assert final.error and "was not re-run within 120 s" in final.error
+    assert store.reads[-1] - store.reads[0] > POLICY.redelivery_wait
+
+
+async def test_a_beat_that_comes_back_clears_the_lost_worker() -> None:
+    clock = Clock()
+    store = Store(clock, running(), alive=False)
+    follow, watch, _ = follower(clock, store)
+    watch.put(running())
+    watch.put(RESYNC)  # read at once: the beat is missing
+    original_read = store.read
+
+    async def read_then_beat(job_id: str) -> tuple[JobEvent | None, bool]:
+        result = await original_read(job_id)
+        if len(store.reads) == 2:  # the worker beats again (say, after a Redis restart)
+            store.alive = True
+        if len(store.reads) == 4:
+            store.snapshot = JobEvent(seq=9, state=JobState.SUCCEEDED, attempt=1, result="done")
+        return result
+
+    store.read = read_then_beat  # type: ignore[method-assign]
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.state is JobState.SUCCEEDED
+    assert store.writes == [], "a worker that beats again is not lost"
+
+
+async def test_a_snapshot_gone_from_redis_ends_the_call_after_worker_lost_after() -> None:
+    clock = Clock()
+    store = Store(clock, None)
+    follow, watch, _ = follower(clock, store)
+    watch.put(running())
+    watch.put(RESYNC)
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.error_type is FailureKind.JOB_LOST
+    assert store.reads[-1] - store.reads[0] > POLICY.worker_lost_after
+    assert store.writes == [], "nothing to write to: the job is gone"
+
+
+async def test_a_silent_running_job_gets_keep_alive_notices_with_its_last_message() -> None:
+    clock = Clock()
+    store = Store(clock, running(progress=1, message="step 1"), alive=True)
+    follow, watch, sent = follower(clock, store)
+    watch.put(running(progress=1, message="step 1"))
+    until = clock.now + 65
+
+    assert await follow.run(seq=1, until=until) is None, "still running at `until`: handed off"
+
+    messages = [update.message for _, update in sent.updates]
+    assert messages[0] == "step 1"
+    assert messages[1:] == ["still running: step 1"] * 3, messages
+    values = [update.progress for _, update in sent.updates]
+    assert values == sorted(set(values)), "notices keep the values strictly increasing"
