@@ -42,6 +42,13 @@ ALONE_INTERVAL = 0.002
 """Seconds between messages that arrive alone: far above a wake-up, far below a job's step."""
 
 
+def publish_alone(url: str, channel: str, count: int) -> subprocess.Popen[bytes]:
+    """A publisher process sending `count` messages on `channel`, `ALONE_INTERVAL` apart."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.raw_publisher", url, channel, str(count), str(ALONE_INTERVAL)]
+    )
+
+
 async def round_trip_cpu(url: str, count: int) -> float:
     """CPU seconds per command round trip (PING, awaited one at a time)."""
     client = aioredis.Redis.from_url(url, protocol=2)
@@ -68,8 +75,7 @@ async def received_cpu(url: str, count: int, alone: bool) -> float:
         await pubsub.subscribe(channel)
         await pubsub.parse_response(block=True)  # the confirmation
         if alone:
-            args = [sys.executable, "-m", "bench.raw_publisher", url, channel, str(count), str(ALONE_INTERVAL)]
-            publisher = subprocess.Popen(args)
+            publisher = publish_alone(url, channel, count)
         else:
             with redis.Redis.from_url(url) as sync, sync.pipeline(transaction=False) as pipe:
                 for i in range(count):
@@ -93,12 +99,11 @@ async def received_raw_cpu(url: str, count: int) -> float:
     channel = f"floors-{uuid.uuid4().hex}"
     address = urlsplit(url)
     reader, writer = await asyncio.open_connection(address.hostname, address.port)
-    args = [sys.executable, "-m", "bench.raw_publisher", url, channel, str(count), str(ALONE_INTERVAL)]
     publisher: subprocess.Popen[bytes] | None = None
     try:
         writer.write(f"*2\r\n$9\r\nSUBSCRIBE\r\n${len(channel)}\r\n{channel}\r\n".encode())
         await reader.readuntil(b":1\r\n")  # the confirmation
-        publisher = subprocess.Popen(args)
+        publisher = publish_alone(url, channel, count)
         seen = (await reader.readuntil(b"\r\n*")).count(MESSAGE)  # the first, before the clock starts
         started = time.process_time()
         while seen < count:
