@@ -26,7 +26,7 @@ from mcp_jobs._events import TERMINAL_STATES, JobState, Keys
 
 logger = logging.getLogger(__name__)
 
-WRITE_SCRIPT = """
+_WRITE_LUA = """
 -- KEYS[1]: the job hash (and channel); KEYS[2]: the job's liveness key; KEYS[3]: a broker queue;
 -- KEYS[4]: the set of a caller's jobs
 -- ARGV: ttl, expected state or '', liveness ('' leave, '0' delete, else milliseconds to live),
@@ -34,7 +34,6 @@ WRITE_SCRIPT = """
 --       onto KEYS[3] once written or '', the most live jobs KEYS[4] may hold or '', then
 --       field/value pairs
 local key, alive = KEYS[1], KEYS[2]
-local terminal = TERMINAL_STATES
 if ARGV[7] ~= '' then
   -- Admission (the write that creates a job): count the caller's jobs still queued or running;
   -- a running one counts while its liveness key (the job key plus ':alive') exists. Finished and
@@ -43,7 +42,7 @@ if ARGV[7] ~= '' then
   local live = 0
   for _, job in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     local other = redis.call('HGET', job, 'state')
-    if not other or terminal[other] or (other == 'queued' and redis.call('HGET', job, 'cancel') == '1') then
+    if not other or TERMINAL(other) or (other == 'queued' and redis.call('HGET', job, 'cancel') == '1') then
       redis.call('SREM', KEYS[4], job)
     elseif other ~= 'running' or redis.call('EXISTS', job .. ':alive') == 1 then
       live = live + 1
@@ -57,7 +56,7 @@ if ARGV[7] ~= '' then
 end
 local state = redis.call('HGET', key, 'state')
 local cancel = redis.call('HGET', key, 'cancel') or ''
-if (state and terminal[state]) or (ARGV[2] ~= '' and state ~= ARGV[2]) then
+if (state and TERMINAL(state)) or (ARGV[2] ~= '' and state ~= ARGV[2]) then
   if ARGV[3] == '0' then redis.call('DEL', alive) end
   return {0, cancel, 0}
 end
@@ -89,7 +88,17 @@ if ARGV[6] ~= '' then
   redis.call('LPUSH', KEYS[3], ARGV[6])
 end
 return {seq, cancel, attempt}
-""".replace("TERMINAL_STATES", "{" + ", ".join(f"['{s}'] = true" for s in sorted(TERMINAL_STATES)) + "}")
+"""
+
+
+def _is_terminal(variable: str) -> str:
+    """A Lua test of `variable` against the terminal states, inline (no table built per write)."""
+    return "(" + " or ".join(f"{variable} == '{state}'" for state in sorted(TERMINAL_STATES)) + ")"
+
+
+WRITE_SCRIPT = _WRITE_LUA.replace("TERMINAL(other)", _is_terminal("other")).replace(
+    "TERMINAL(state)", _is_terminal("state")
+)
 
 
 def script_args(
