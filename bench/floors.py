@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from bench.measure import Row
 from bench.stack import sdk_server, sdk_server_pid
 from bench.throughput import notifications_delivered, with_cpu
-from mcp_jobs.server.embedded import RedisProcess
+from mcp_jobs.server.dev_redis import RedisProcess
 
 MESSAGE = b"$7\r\nmessage\r\n"
 

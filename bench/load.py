@@ -27,7 +27,7 @@ import httpx
 from mcp import Client
 
 from bench.stack import bench_stack
-from tests.rawclient import call_messages, open_session, progress_of, tool_call
+from tests.support.rawclient import call_messages, open_session, tool_call, wire_problems
 
 SESSIONS = 8
 
@@ -109,22 +109,6 @@ async def wire_pass(url: str, calls: int, steps: int) -> tuple[dict[str, float],
         await asyncio.gather(*(session(k * per_session) for k in range(SESSIONS)))
         elapsed = time.perf_counter() - started
     return {"wire_calls": per_session * SESSIONS, "wire_calls_per_s": per_session * SESSIONS / elapsed}, problems
-
-
-def wire_problems(tag: str, messages: list[dict[str, object]], steps: int) -> list[str]:
-    """What is wrong with one `tagged` call's stream: the result must be its own and come last, after
-    the final progress; progress must carry only its own token and strictly increase."""
-    progress = progress_of(messages)  # type: ignore[arg-type]
-    values = [p["progress"] for p in progress]
-    problems = []
-    last = messages[-1] if messages else {}
-    if "result" not in last or last["result"].get("structuredContent") != {"result": tag}:  # type: ignore[union-attr]
-        problems.append(f"{tag}: the stream does not end with this call's result")
-    if not values or values[-1] != steps or {p["progressToken"] for p in progress} != {tag}:
-        problems.append(f"{tag}: final progress missing or foreign on the wire ({values})")
-    if any(b <= a for a, b in itertools.pairwise(values)):
-        problems.append(f"{tag}: progress not strictly increasing on the wire {values}")
-    return problems
 
 
 async def run_load(url: str, calls: int, steps: int) -> tuple[dict[str, float], list[str]]:

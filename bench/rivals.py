@@ -42,8 +42,8 @@ from typing import Any
 
 from bench.measure import fmt, p50
 from bench.stack import _accepts, bench_stack
-from mcp_jobs.server.embedded import RedisProcess, free_port
-from tests.processes import ManagedProcess, wait_until
+from mcp_jobs.server.dev_redis import RedisProcess, free_port
+from tests.support.processes import ManagedProcess, wait_until
 
 HERE = Path(__file__).parent
 RIVALS = HERE / "rivals"

@@ -21,7 +21,7 @@ import redis
 
 from bench.measure import Row, p50, pct
 from bench.stack import bench_stack, sdk_server, sdk_server_pid
-from tests.rawclient import open_session, tool_call
+from tests.support.rawclient import open_session, tool_call
 
 CALLS_PER_CLIENT = 100
 

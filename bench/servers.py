@@ -18,8 +18,8 @@ import anyio
 
 from bench.stack import bench_stack
 from bench.throughput import calls_per_second
-from mcp_jobs.server.embedded import free_port
-from tests.processes import ManagedProcess, start_http_server
+from mcp_jobs.server.dev_redis import free_port
+from tests.support.processes import ManagedProcess, start_http_server
 
 
 def jobs_per_second(jobs: int) -> dict[str, float]:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from mcp_jobs.server.embedded import RedisProcess, free_port
-from tests.processes import REPO, ManagedProcess, start_http_server, start_worker, wait_until
+from mcp_jobs.server.dev_redis import RedisProcess, free_port
+from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker, wait_until
 
 BENCH_JOB_MODULES = "mcp_jobs.examples,tests.jobs,bench.jobs"
 

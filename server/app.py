@@ -29,8 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mcp_jobs import __version__
+from mcp_jobs._contract import JOB_ID_META_KEY
 from mcp_jobs._events import Keys
-from mcp_jobs.celery_app import create_producer_app
+from mcp_jobs.producer import create_producer_app
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
@@ -38,17 +39,16 @@ from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff
 from mcp_jobs.server.follow import SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.handoff import handed_off, handoff_tools
-from mcp_jobs.server.jobs_page import jobs_routes
-from mcp_jobs.server.jobs_view import queue_rows
 from mcp_jobs.server.listener import JobListener
 from mcp_jobs.server.metrics import Metrics
+from mcp_jobs.server.ops.page import jobs_routes
+from mcp_jobs.server.ops.view import queue_rows
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.server.tasks import TasksExtension
 from mcp_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-JOB_ID_META_KEY = "io.github.mcp-jobs/job-id"
 """`_meta` key of a tool result that names the job which produced it (for logs and support)."""
 
 REDIS_POOL_SIZE = 50

@@ -34,9 +34,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from redis.exceptions import RedisError
 
+from mcp_jobs._contract import task_name
 from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs._store import WriteOutcome
-from mcp_jobs.celery_app import task_name
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD
 from mcp_jobs.server.enqueue import TaskMessages, arguments_repr
@@ -380,7 +380,7 @@ class Dispatcher:
                 with anyio.CancelScope(shield=True):
                     await self.cancel(job_id)
             raise ToolError(REDIS_DOWN) from exc
-        if created.seq < 0:
+        if created.over_limit:
             live = created.caller_jobs
             raise CallRefused(
                 f"You have {live} job{'s' if live != 1 else ''} queued or running (calls, tasks and "

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from mcp_jobs._events import FailureKind, JobEvent, JobState
-from mcp_jobs.celery_app import UNACKED_RESTORE_INTERVAL
+from mcp_jobs.producer import UNACKED_RESTORE_INTERVAL
 from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
 from mcp_jobs.server.listener import RESYNC, JobWatch
 from mcp_jobs.server.metrics import Metrics
@@ -262,7 +262,7 @@ class JobFollower:
         outcome = await self._store.write(
             self._job.job_id, JobState.FAILED, expect=expect, error=error, error_type=kind
         )
-        if outcome.seq:
+        if outcome.written:
             logger.warning(error)
             self._fail(error, kind, seq=outcome.seq)
         else:

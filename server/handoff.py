@@ -25,11 +25,11 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from mcp_jobs._contract import status_line
 from mcp_jobs._events import JobEvent
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, outcome
-from mcp_jobs.server.tasks import status_message
 
 MAX_WAIT = 60.0
 """Longest `job_result` waits for a job still running (clients may give up on longer calls)."""
@@ -76,7 +76,7 @@ def handoff_tools(runtime: RuntimeJobs) -> list[Tool]:
             job_id=job_id,
             job=fields.get("job", ""),
             state=event.state.value,
-            status=event.error or status_message(event),
+            status=event.error or status_line(event),
             progress=event.progress,
             total=event.total,
             error=event.error,

@@ -51,6 +51,7 @@ from mcp.types import (
 from pydantic import Field, ValidationError
 from pydantic_core import to_jsonable_python
 
+from mcp_jobs._contract import status_line
 from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
@@ -124,7 +125,7 @@ class TasksExtension(Extension):
             "resultType": "task",
             "taskId": job_id,
             "status": "working",
-            "statusMessage": status_message(queued),
+            "statusMessage": status_line(queued),
             "createdAt": _iso(created),
             "lastUpdatedAt": _iso(created),
             "ttlMs": self._ttl_ms(created, created),
@@ -183,7 +184,7 @@ class TasksExtension(Extension):
         if error is None or expect is None:
             return event
         outcome = await dispatcher.store.write(task_id, JobState.FAILED, expect=expect, error=error, error_type=kind)
-        if outcome.seq:
+        if outcome.written:
             logger.warning(error)
             return JobEvent(seq=outcome.seq, state=JobState.FAILED, error=error, error_type=kind)
         return event
@@ -202,7 +203,7 @@ class TasksExtension(Extension):
             "pollIntervalMs": _poll_interval_ms(event, created, updated),
         }
         if not event.state.terminal:
-            return task | {"status": "working", "statusMessage": status_message(event)}
+            return task | {"status": "working", "statusMessage": status_line(event)}
         if event.state is JobState.CANCELLED:
             return task | {"status": "cancelled", "statusMessage": "cancelled"}
         if event.error_code is not None:
@@ -215,21 +216,6 @@ class TasksExtension(Extension):
         dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         message = event.error if event.state is JobState.FAILED else (event.message or "completed")
         return task | {"status": "completed", "statusMessage": message, "result": dumped}
-
-
-def status_message(event: JobEvent) -> str:
-    """A working task's status line from the job's last progress: "[3/5] 60% scanning logs"."""
-    if event.state is JobState.QUEUED:
-        return "queued, waiting for a worker"
-    parts = []
-    if event.progress is not None:
-        if event.total:
-            parts.append(f"[{event.progress:g}/{event.total:g}] {event.progress / event.total:.0%}")
-        else:
-            parts.append(f"[{event.progress:g}]")
-    if event.message:
-        parts.append(event.message)
-    return " ".join(parts) or "running"
 
 
 def _opted_in(ctx: ServerRequestContext[Any, Any]) -> bool:

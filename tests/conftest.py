@@ -20,8 +20,8 @@ import redis
 from mcp import Client, StdioServerParameters
 
 from mcp_jobs._events import Keys
-from mcp_jobs.server.embedded import RedisProcess, free_port
-from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
+from mcp_jobs.server.dev_redis import RedisProcess, free_port
+from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker
 
 TEST_JOB_MODULES = "mcp_jobs.examples,tests.jobs,bench.jobs,mcp_jobs.conformance"
 PROGRESS_RATE = 20.0

@@ -26,11 +26,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_jobs.server.auth import hash_token
-from mcp_jobs.server.embedded import free_port
+from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import Stack
-from tests.helpers import job_id_of
-from tests.processes import REPO, ManagedProcess, start_http_server
-from tests.rawclient import modern_request
+from tests.support.helpers import job_id_of
+from tests.support.processes import REPO, ManagedProcess, start_http_server
+from tests.support.rawclient import modern_request
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from tests.conftest import Connect, Stack
-from tests.helpers import job_keys
+from tests.support.helpers import job_keys
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),

@@ -13,7 +13,7 @@ import mcp_types as types
 import pytest
 
 from tests.conftest import PROGRESS_RATE, Connect, Stack
-from tests.helpers import (
+from tests.support.helpers import (
     ProgressLog,
     assert_strictly_increasing,
     cancel_once_it_reports,

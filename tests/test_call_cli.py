@@ -15,26 +15,22 @@ import subprocess
 import sys
 import threading
 import uuid
-from typing import Any
 
-import click
 import pytest
 
+from mcp_jobs._contract import JOB_ID_META_KEY
 from mcp_jobs.server.auth import hash_token
-from mcp_jobs.server.call import (
+from mcp_jobs.server.client.command import (
     EXIT_CONNECTION,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TOOL_ERROR,
     EXIT_USAGE,
-    JOB_ID_META_KEY,
 )
-from mcp_jobs.server.call_args import coerce, parse_headers, parse_target, split_args
-from mcp_jobs.server.call_tasks import parse_status_message
-from mcp_jobs.server.embedded import free_port
+from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import Stack
-from tests.helpers import job_keys, wait_for_state
-from tests.processes import REPO, start_http_server
+from tests.support.helpers import job_keys, wait_for_state
+from tests.support.processes import REPO, start_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -315,72 +311,3 @@ def test_header_carries_a_token_to_a_server_behind_auth(stack: Stack) -> None:
 
 
 # --- parsing, without a server -----------------------------------------------------------------
-
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "$defs": {"Item": {"type": "object", "properties": {"name": {"type": "string"}}}},
-    "properties": {
-        "label": {"type": "string"},
-        "count": {"type": "integer"},
-        "ratio": {"type": "number"},
-        "maybe_text": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        "item": {"$ref": "#/$defs/Item"},
-        "anything": {},
-    },
-}
-
-
-@pytest.mark.parametrize(
-    ("name", "raw", "expected"),
-    [
-        ("label", "123", "123"),
-        ("label", "true", "true"),
-        ("label", '"quoted"', "quoted"),
-        ("label", "plain words", "plain words"),
-        ("count", "7", 7),
-        ("count", "seven", "seven"),  # the server says what is wrong with it
-        ("ratio", "7", 7),
-        ("ratio", "0.5", 0.5),
-        ("maybe_text", "null", None),
-        ("maybe_text", "12", "12"),
-        ("item", '{"name": "x"}', {"name": "x"}),
-        ("anything", "[1, 2]", [1, 2]),
-        ("anything", "false", False),
-        ("undeclared", "3", 3),
-    ],
-)
-def test_arg_values_are_json_when_they_parse_unless_the_schema_wants_a_string(
-    name: str, raw: str, expected: Any
-) -> None:
-    value = coerce(raw, SCHEMA["properties"].get(name), SCHEMA)
-    assert value == expected and type(value) is type(expected)
-
-
-def test_arg_and_header_and_target_parsing() -> None:
-    assert split_args(["a=1", "b=x=y", "c="]) == [("a", "1"), ("b", "x=y"), ("c", "")]
-    with pytest.raises(click.BadParameter, match="given twice"):
-        split_args(["a=1", "a=2"])
-    assert parse_headers(["Authorization: Bearer a:b", "X-Thing:v"]) == {"Authorization": "Bearer a:b", "X-Thing": "v"}
-    with pytest.raises(click.BadParameter) as refused:
-        parse_headers(["Bearer secret-token"])
-    assert "secret-token" not in str(refused.value.message), "a malformed header is not echoed"
-    stdio = parse_target("stdio:mcp-jobs serve --transport 'std io'")
-    assert stdio.command == ("mcp-jobs", "serve", "--transport", "std io") and stdio.url is None
-    with pytest.raises(click.BadParameter, match="HTTP servers only"):
-        parse_target("stdio:x", ["A: b"])
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("[3/5] 60% scanning logs", (3.0, 5.0, "scanning logs")),
-        ("[2.5/10] 25% half way", (2.5, 10.0, "half way")),
-        ("[7] counted", (7.0, None, "counted")),
-        ("[3/5] 60%", (3.0, 5.0, None)),
-        ("queued, waiting for a worker", (None, None, "queued, waiting for a worker")),
-        ("[not a number] x", (None, None, "[not a number] x")),
-        (None, (None, None, None)),
-    ],
-)
-def test_task_status_messages_give_progress(text: str | None, expected: tuple[Any, ...]) -> None:
-    assert parse_status_message(text) == expected

@@ -12,10 +12,10 @@ import psutil
 import pytest
 from mcp import Client
 
-from mcp_jobs.server.embedded import free_port
-from tests.helpers import ProgressLog
-from tests.processes import ManagedProcess, python_module, wait_until
-from tests.processes import _healthy as healthy
+from mcp_jobs.server.dev_redis import free_port
+from tests.support.helpers import ProgressLog
+from tests.support.processes import ManagedProcess, python_module, wait_until
+from tests.support.processes import _healthy as healthy
 
 
 def test_dev_runs_everything_and_stops_cleanly_on_ctrl_c(stack_env: dict[str, str]) -> None:

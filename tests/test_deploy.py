@@ -56,9 +56,10 @@ except ImportError as exc:  # pragma: no cover - a clear message instead of a ba
         "which brings kubernetes-validate, pyyaml, jsonschema and check-jsonschema"
     ) from exc
 
-from mcp_jobs.celery_app import TIME_LIMIT_GRACE, create_celery_app, task_name, time_limit
+from mcp_jobs._contract import task_name
+from mcp_jobs.celery_app import TIME_LIMIT_GRACE, create_celery_app, time_limit
 from mcp_jobs.registry import load_jobs
-from mcp_jobs.server.embedded import RedisProcess
+from mcp_jobs.server.dev_redis import RedisProcess
 from mcp_jobs.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

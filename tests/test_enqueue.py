@@ -12,12 +12,12 @@ from mcp import Client
 
 from mcp_jobs._events import JobState
 from mcp_jobs.server.app import Runtime
-from mcp_jobs.server.embedded import free_port
+from mcp_jobs.server.dev_redis import free_port
 from mcp_jobs.server.enqueue import TaskMessages, arguments_repr
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.settings import Settings
 from tests.conftest import Stack
-from tests.processes import start_http_server, start_worker
+from tests.support.processes import start_http_server, start_worker
 
 pytestmark = pytest.mark.anyio
 

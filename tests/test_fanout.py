@@ -16,11 +16,17 @@ from mcp import Client
 
 from mcp_jobs import RecordingProgress
 from mcp_jobs._events import Keys
-from mcp_jobs.server.embedded import free_port
+from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, assert_strictly_increasing, cancel_once_it_reports, job_keys, wait_for_state
 from tests.jobs import fan
-from tests.processes import start_http_server, start_worker, wait_until
+from tests.support.helpers import (
+    ProgressLog,
+    assert_strictly_increasing,
+    cancel_once_it_reports,
+    job_keys,
+    wait_for_state,
+)
+from tests.support.processes import start_http_server, start_worker, wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -22,10 +22,10 @@ import redis
 from mcp import Client
 
 from mcp_jobs._events import Keys
-from mcp_jobs.server.embedded import RedisProcess, free_port
+from mcp_jobs.server.dev_redis import RedisProcess, free_port
 from tests.conftest import TEST_JOB_MODULES
-from tests.helpers import ProgressLog, assert_strictly_increasing, job_keys
-from tests.processes import REPO, ManagedProcess, start_http_server, start_worker
+from tests.support.helpers import ProgressLog, assert_strictly_increasing, job_keys
+from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import Connect, Stack
-from tests.helpers import ProgressLog, job_id_of, wait_for_state
+from tests.support.helpers import ProgressLog, job_id_of, wait_for_state
 
 pytestmark = pytest.mark.anyio
 

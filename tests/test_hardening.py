@@ -21,9 +21,9 @@ from mcp_jobs.registry import load_jobs
 from mcp_jobs.server.app import Runtime
 from mcp_jobs.server.gate import ProgressUpdate
 from tests.conftest import TEST_JOB_MODULES, Stack
-from tests.helpers import ProgressLog, assert_strictly_increasing, job_id_of, job_keys, wait_for_state
 from tests.jobs import MISTAKES
-from tests.rawclient import call_messages, open_session, tool_call
+from tests.support.helpers import ProgressLog, assert_strictly_increasing, job_id_of, job_keys, wait_for_state
+from tests.support.rawclient import call_messages, open_session, tool_call
 
 pytestmark = pytest.mark.anyio
 

@@ -34,10 +34,10 @@ from starlette.testclient import TestClient
 
 from mcp_jobs._events import Keys
 from mcp_jobs.server.auth import StaticTokenVerifier, hash_token
-from mcp_jobs.server.jobs_page import jobs_routes
+from mcp_jobs.server.ops.page import jobs_routes
 from mcp_jobs.settings import Settings, StaticToken
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
+from tests.support.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
 
 pytestmark = pytest.mark.anyio
 

@@ -23,10 +23,10 @@ import redis
 from mcp import Client
 
 from mcp_jobs._events import Keys
-from mcp_jobs.server.jobs_view import JobRow, JobsView, list_jobs
+from mcp_jobs.server.ops.view import JobRow, JobsView, list_jobs
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
-from tests.processes import REPO, ManagedProcess
+from tests.support.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
+from tests.support.processes import REPO, ManagedProcess
 
 pytestmark = pytest.mark.anyio
 

@@ -12,10 +12,9 @@ import httpx
 import pytest
 from mcp import Client
 
-from bench.load import wire_problems
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, assert_strictly_increasing
-from tests.rawclient import call_messages, open_session, tool_call
+from tests.support.helpers import ProgressLog, assert_strictly_increasing
+from tests.support.rawclient import call_messages, open_session, tool_call, wire_problems
 
 pytestmark = pytest.mark.anyio
 

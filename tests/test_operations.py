@@ -18,12 +18,12 @@ from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from mcp_jobs._events import JobState
-from mcp_jobs.server.embedded import free_port
+from mcp_jobs.server.dev_redis import free_port
 from mcp_jobs.server.snapshots import AsyncJobStore
 from tests.conftest import Stack
-from tests.helpers import ProgressLog, job_id_of, wait_for_state
-from tests.processes import ManagedProcess, start_http_server, start_worker, wait_until
-from tests.rawclient import modern_request
+from tests.support.helpers import ProgressLog, job_id_of, wait_for_state
+from tests.support.processes import ManagedProcess, start_http_server, start_worker, wait_until
+from tests.support.rawclient import modern_request
 
 pytestmark = pytest.mark.anyio
 

@@ -23,8 +23,8 @@ from mcp_jobs.server.app import REDIS_CLIENT_NAME, Runtime
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.settings import Settings
 from tests.conftest import TEST_JOB_MODULES, Stack
-from tests.helpers import assert_strictly_increasing, wait_for_state
-from tests.processes import wait_until
+from tests.support.helpers import assert_strictly_increasing, wait_for_state
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -19,11 +19,11 @@ import httpx
 import pytest
 from mcp import Client
 
-from mcp_jobs.server.embedded import free_port
+from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import TS_CLIENT_DIR, Stack
-from tests.helpers import ProgressLog, assert_strictly_increasing
-from tests.processes import ManagedProcess, start_http_server
-from tests.rawclient import modern_request
+from tests.support.helpers import ProgressLog, assert_strictly_increasing
+from tests.support.processes import ManagedProcess, start_http_server
+from tests.support.rawclient import modern_request
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from tests.conftest import TS_CLIENT_DIR as CLIENT_DIR
-from tests.helpers import job_keys
+from tests.support.helpers import job_keys
 from tests.test_faults import KEEPALIVE, FaultStack, faults, stack  # noqa: F401 - the fault stack fixtures
 
 

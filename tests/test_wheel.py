@@ -24,9 +24,15 @@ from mcp import Client
 from redis import Redis
 
 from mcp_jobs._events import Keys
-from mcp_jobs.server.embedded import RedisProcess, free_port
-from tests.helpers import ProgressLog, assert_strictly_increasing, cancel_once_it_reports, job_keys, wait_for_state
-from tests.processes import REPO, ManagedProcess, start_http_server
+from mcp_jobs.server.dev_redis import RedisProcess, free_port
+from tests.support.helpers import (
+    ProgressLog,
+    assert_strictly_increasing,
+    cancel_once_it_reports,
+    job_keys,
+    wait_for_state,
+)
+from tests.support.processes import REPO, ManagedProcess, start_http_server
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -18,24 +18,46 @@ def resize_images(progress: Progress, urls: list[str]) -> int:
 ```
 
 The server side lives in `mcp_jobs.server` (the `mcp-jobs` command). Modules whose names start
-with an underscore (`_events`, `_store`, `_runner`: the wire protocol between worker and server
-and the Redis key layout) are internal and may change in any release.
+with an underscore (`_contract`, `_events`, `_store`, `_runner`: the names and wire protocol
+between worker and server and the Redis key layout) are internal and may change in any release.
+
+The names below are loaded on first use (PEP 562), so that importing one module of the package
+(the `call` client, the contract) does not load Celery and the rest.
 """
 
-from importlib.metadata import version
+import typing as _typing
+from importlib import import_module as _import_module
 
-from mcp_jobs.celery_app import create_celery_app
-from mcp_jobs.errors import JobCancelled, JobError
-from mcp_jobs.fanout import PartFailed
-from mcp_jobs.progress import Progress
-from mcp_jobs.registry import JobSpec, job, load_jobs
-from mcp_jobs.settings import Settings, get_settings
-from mcp_jobs.testing import RecordedUpdate, RecordingProgress
+if _typing.TYPE_CHECKING:
+    from mcp_jobs.celery_app import create_celery_app
+    from mcp_jobs.errors import JobCancelled, JobEnded, JobError
+    from mcp_jobs.fanout import PartFailed
+    from mcp_jobs.progress import Progress
+    from mcp_jobs.registry import JobSpec, job, load_jobs
+    from mcp_jobs.settings import Settings, get_settings
+    from mcp_jobs.testing import RecordedUpdate, RecordingProgress
 
-__version__ = version("mcp-jobs")
+    __version__: str
+
+_LAZY = {
+    "JobCancelled": "mcp_jobs.errors",
+    "JobEnded": "mcp_jobs.errors",
+    "JobError": "mcp_jobs.errors",
+    "JobSpec": "mcp_jobs.registry",
+    "PartFailed": "mcp_jobs.fanout",
+    "Progress": "mcp_jobs.progress",
+    "RecordedUpdate": "mcp_jobs.testing",
+    "RecordingProgress": "mcp_jobs.testing",
+    "Settings": "mcp_jobs.settings",
+    "create_celery_app": "mcp_jobs.celery_app",
+    "get_settings": "mcp_jobs.settings",
+    "job": "mcp_jobs.registry",
+    "load_jobs": "mcp_jobs.registry",
+}
 
 __all__ = [
     "JobCancelled",
+    "JobEnded",
     "JobError",
     "JobSpec",
     "PartFailed",
@@ -49,3 +71,20 @@ __all__ = [
     "job",
     "load_jobs",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        value: _typing.Any = version("mcp-jobs")
+    elif name in _LAZY:
+        value = getattr(_import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'mcp_jobs' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -37,7 +37,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from mcp_jobs._events import FailureKind, JobState
 from mcp_jobs._store import JobStore
-from mcp_jobs.errors import JobCancelled, JobError
+from mcp_jobs.errors import JobCancelled, JobEnded, JobError
 from mcp_jobs.fanout import PartsContext
 from mcp_jobs.progress import Progress
 from mcp_jobs.registry import JobSpec
@@ -72,7 +72,7 @@ def run_job(
     start = store.write(
         job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message="started", extra=where
     )
-    if start.seq == 0:
+    if start.refused:
         logger.info("job %s (%s) already finished; skipping", job_id, spec.name, extra=_context(spec, job_id))
         return
     if start.cancel_requested:
@@ -96,6 +96,10 @@ def _execute(
         result = _call(spec, progress, arguments)
     except JobCancelled:
         logger.info("job %s (%s) cancelled", job_id, spec.name, extra=_context(spec, job_id))
+        return JobState.CANCELLED, {}
+    except JobEnded as exc:
+        # Its snapshot is terminal already (or another run owns it): the write below is refused.
+        logger.warning("%s", exc, extra=_context(spec, job_id))
         return JobState.CANCELLED, {}
     except MCPError as exc:
         logger.info(

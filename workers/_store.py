@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from mcp_jobs._events import TERMINAL_STATES, JobState, Keys
+from mcp_jobs._events import TERMINAL_STATES, JobState, Keys, as_text
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,21 @@ class WriteOutcome:
     attempt: int = 0
     caller_jobs: int = 0
 
+    @property
+    def written(self) -> bool:
+        """The snapshot was written (and its event published): `seq` is its new sequence number."""
+        return self.seq > 0
+
+    @property
+    def refused(self) -> bool:
+        """Nothing was written: the job had already finished, or was not in the state the write expected."""
+        return self.seq == 0
+
+    @property
+    def over_limit(self) -> bool:
+        """Nothing was created: the caller already has as many live jobs as its limit allows."""
+        return self.seq < 0
+
     @classmethod
     def parse(cls, reply: list[Any]) -> WriteOutcome:
         return cls(
@@ -235,6 +250,11 @@ class JobStore:
             pipe.set(self._keys.alive(job_id), "1", px=int(alive_for * 1000))
             pipe.expire(self._keys.job(job_id), self._ttl)
         pipe.execute()
+
+    def ended_as(self, job_id: str) -> tuple[str, str | None]:
+        """How a job that refused a write ended: its state and error (as the snapshot says)."""
+        state, error = self.client.hmget(self._keys.job(job_id), ["state", "error"])
+        return as_text(state) if state else "gone", as_text(error) if error else None
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.client.hget(self._keys.job(job_id), "cancel") in (b"1", "1")

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import redis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
@@ -30,45 +28,25 @@ from celery.signals import task_failure, task_revoked, worker_ready, worker_shut
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from mcp_jobs._contract import PART_TASK, TASK_PREFIX, task_name
 from mcp_jobs._events import FailureKind, JobState, Keys
 from mcp_jobs._runner import Heartbeats, RunLimits, run_job, time_limit_error
 from mcp_jobs._store import JobStore
-from mcp_jobs.fanout import PART_TASK, PartsContext, run_part
+from mcp_jobs.fanout import PartsContext, run_part
 from mcp_jobs.presence import Presence
+from mcp_jobs.producer import create_producer_app
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-TASK_PREFIX = "mcp_jobs."
 TIME_LIMIT_GRACE = 5.0
 """Seconds between a job's soft limit (an exception inside the job) and the hard kill of its process."""
-
-
-UNACKED_RESTORE_INTERVAL = 5
-"""Seconds between a worker's sweeps for unacknowledged messages past the visibility timeout."""
-
-
-def task_name(job_name: str) -> str:
-    return TASK_PREFIX + job_name
 
 
 def time_limit(spec: JobSpec, settings: Settings) -> float | None:
     """The time limit a job runs under: its own, else the global default."""
     return spec.time_limit if spec.time_limit is not None else settings.default_time_limit
-
-
-def broker_tls(url: str) -> dict[str, Any] | None:
-    """TLS options for a `rediss://` broker URL: certificates verified unless the URL says otherwise.
-
-    Celery's Redis transport skips certificate verification when a `rediss://` URL does not say
-    `ssl_cert_reqs`, while redis-py (our own connections) verifies by default: make the broker
-    verify too. A URL with its own `ssl_cert_reqs=...` (`none` to opt out, for a test setup) wins.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parts.query):
-        return None
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 class _StoreHolder:
@@ -100,30 +78,6 @@ class _StoreHolder:
         return self._store
 
 
-def create_producer_app(settings: Settings) -> Celery:
-    """A send-only Celery app: what a server needs to queue jobs (`send_task`) and revoke them,
-    without the worker's task registrations and global signal handlers."""
-    app = Celery("mcp_jobs", broker=settings.effective_broker_url, set_as_current=False)
-    app.conf.update(
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        worker_prefetch_multiplier=1,
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout,
-            # Kombu sweeps for expired unacknowledged messages every interval x throttle seconds
-            # (100 s by default); every 5 s keeps a retry after a dead worker near the visibility timeout.
-            "unacked_restore_interval": UNACKED_RESTORE_INTERVAL,
-            "unacked_restore_throttle": 1,
-        },
-        worker_hijack_root_logger=False,
-    )
-    if (use_ssl := broker_tls(settings.effective_broker_url)) is not None:
-        app.conf.broker_use_ssl = use_ssl
-    return app
-
-
 def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec] | None = None) -> Celery:
     """Build the worker's Celery app for `settings`, with a task for every job in `jobs` (default:
     the job modules), and the signal handlers that record deaths and announce the worker."""
@@ -137,7 +91,6 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
     _register_parts(app, stores, heartbeats, settings)
     _record_deaths(app, jobs, stores, settings)
     _announce_presence(app, stores, settings)
-    app.mcp_jobs = jobs  # type: ignore[attr-defined]
     return app
 
 

@@ -16,3 +16,11 @@ class JobCancelled(Exception):
 
     Jobs normally let it propagate; catching it to clean up is fine, but re-raise it.
     """
+
+
+class JobEnded(Exception):
+    """Raised by the `Progress` reporter inside a job that was ended while it ran, not by its
+    caller: the server gave up on it (no heartbeat reached Redis for too long, so it counted its
+    worker as lost), or it was ended from outside. The message says how it ended. Nothing the job
+    returns is recorded any more, so it should stop; like `JobCancelled`, re-raise it.
+    """

@@ -37,7 +37,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic_core import to_jsonable_python
 
 from mcp_jobs._events import TERMINAL_STATES, Keys, as_text
-from mcp_jobs.errors import JobCancelled, JobError
+from mcp_jobs.errors import JobCancelled, JobEnded, JobError
 
 if TYPE_CHECKING:
     from mcp_jobs._runner import Heartbeats
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PART_TASK = "mcp_jobs.part"
 WAIT_STEP = 0.2
 """Seconds the parent waits for a part to finish before looking for lost parts again."""
 
@@ -262,7 +261,7 @@ def _call(fn: Callable[[Any], Any], item: Any) -> dict[str, Any]:
     try:
         value = to_jsonable_python(fn(item))
         json.dumps(value, allow_nan=False)
-    except (JobCancelled, SoftTimeLimitExceeded, KeyboardInterrupt, SystemExit):
+    except (JobCancelled, JobEnded, SoftTimeLimitExceeded, KeyboardInterrupt, SystemExit):
         raise  # the job's own cancellation or time limit, not the part's failure
     except JobError as exc:
         return {"error": str(exc) or type(exc).__name__}

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from mcp_jobs._events import JobState
-from mcp_jobs.errors import JobCancelled
-from mcp_jobs.fanout import PartsContext, run_inline, run_map
+from mcp_jobs.errors import JobCancelled, JobEnded
 
 if TYPE_CHECKING:
     from mcp_jobs._store import JobStore
+    from mcp_jobs.fanout import PartsContext
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +79,14 @@ class Progress:
 
         Raises `TypeError` or `ValueError` for a value or total that is not a finite number, or a
         message that is not a string or is longer than `max_message_chars`; `JobCancelled` once
-        the caller cancelled.
+        the caller cancelled; `JobEnded` once the job was ended some other way (see `JobEnded`).
         """
         value = finite_number("progress", value)
         if total is not None:
             self.total = finite_number("total", total)
         message = self._checked_message(message)
         self.value = value
-        if self._publish(value, self.total, message):
-            raise JobCancelled(self.job_id)
+        self._publish(value, self.total, message)
 
     def advance(self, amount: float = 1, message: str | None = None) -> None:
         """Move the progress forward by `amount` (one step by default)."""
@@ -139,21 +138,29 @@ class Progress:
         is a `PartFailed` and the others go on. Parts may run more than once (after a lost
         worker): make them safe to repeat. See `mcp_jobs.fanout`.
         """
+        # Imported here: the registry (which servers use) imports this module, and the worker side
+        # of fan-out has no place in a server process.
+        from mcp_jobs.fanout import run_inline, run_map
+
         if self._parts is None:
             return run_inline(self, fn, items, fail_fast, describe)
         self._maps += 1
         return run_map(self, self._parts, fn, items, fail_fast, describe, map_index=self._maps - 1)
 
-    def _publish(self, value: float, total: float | None, message: str | None) -> bool:
-        """Send one checked update; return whether the caller asked to cancel."""
+    def _publish(self, value: float, total: float | None, message: str | None) -> None:
+        """Send one checked update; raise if the job should stop (cancelled, or ended elsewhere)."""
+        store = self._require_store()
         try:
-            outcome = self._require_store().write(
-                self.job_id, JobState.RUNNING, progress=value, total=total, message=message
-            )
+            outcome = store.write(self.job_id, JobState.RUNNING, progress=value, total=total, message=message)
+            if outcome.refused:
+                state, error = store.ended_as(self.job_id)
         except redis.RedisError as exc:
             logger.warning("job %s: progress report skipped, Redis unavailable (%r)", self.job_id, exc)
-            return False
-        return outcome.cancel_requested or outcome.seq == 0
+            return
+        if outcome.refused:
+            raise JobEnded(_ended_message(self.job_id, state, error))
+        if outcome.cancel_requested:
+            raise JobCancelled(self.job_id)
 
     def _require_store(self) -> JobStore:
         if self._store is None:
@@ -171,6 +178,10 @@ class Progress:
                 f"{self.max_message_chars} (MCP_JOBS_MAX_MESSAGE_CHARS)"
             )
         return message
+
+
+def _ended_message(job_id: str, state: str, error: str | None) -> str:
+    return f"job {job_id} was ended while it ran ({state}: {error or 'no reason recorded'}); this run stops"
 
 
 def finite_number(name: str, value: object) -> float:

@@ -65,6 +65,6 @@ class RecordingProgress(Progress):
         self.check_cancelled()
         self.slept += seconds
 
-    def _publish(self, value: float, total: float | None, message: str | None) -> bool:
+    def _publish(self, value: float, total: float | None, message: str | None) -> None:
         self.updates.append(RecordedUpdate(value, total, message))
-        return self.cancelled
+        self.check_cancelled()

@@ -5,7 +5,6 @@ opting in through the SDK's `ClientExtension`, then polling `tasks/get` until th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -65,24 +64,6 @@ class GetTask(types.Request[TaskParams, Literal["tasks/get"]]):
 class CancelTask(types.Request[TaskParams, Literal["tasks/cancel"]]):
     method: Literal["tasks/cancel"] = "tasks/cancel"
     name_param = "taskId"
-
-
-STATUS_LINE = re.compile(r"^\[(?P<value>[-+.\deE]+)(?:/(?P<total>[-+.\deE]+))?\](?:\s+\d+%)?\s*(?P<message>.*)$")
-
-
-def parse_status_message(text: str | None) -> tuple[float | None, float | None, str | None]:
-    """Progress from a task's `statusMessage`: "[3/5] 60% message" (mcp-jobs' form), else the text."""
-    if not text:
-        return None, None, None
-    match = STATUS_LINE.match(text)
-    if match is None:
-        return None, None, text
-    try:
-        value = float(match["value"])
-        total = float(match["total"]) if match["total"] else None
-    except ValueError:
-        return None, None, text
-    return value, total, match["message"] or None
 
 
 class TaskWatcher(ClientExtension):

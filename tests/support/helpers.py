@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from mcp import Client
 
 from mcp_jobs._events import Keys
-from mcp_jobs.server.jobs_view import scan_pattern
+from mcp_jobs.server.ops.view import scan_pattern
 
 
 @dataclass
@@ -74,7 +74,7 @@ async def wait_for_state(client: redis.Redis, key: str, states: set[str], timeou
 
 
 def job_id_of(result: types.CallToolResult) -> str:
-    from mcp_jobs.server.app import JOB_ID_META_KEY
+    from mcp_jobs._contract import JOB_ID_META_KEY
 
     assert result.meta is not None and JOB_ID_META_KEY in result.meta, result.meta
     return str(result.meta[JOB_ID_META_KEY])

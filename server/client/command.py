@@ -47,8 +47,8 @@ from rich.table import Table
 from rich.text import Text
 
 from mcp_jobs import __version__
-from mcp_jobs.server.app import JOB_ID_META_KEY
-from mcp_jobs.server.call_args import (
+from mcp_jobs._contract import JOB_ID_META_KEY, parse_status_line
+from mcp_jobs.server.client.arguments import (
     Target,
     build_arguments,
     describe_arguments,
@@ -57,8 +57,8 @@ from mcp_jobs.server.call_args import (
     split_args,
     unknown_arguments,
 )
-from mcp_jobs.server.call_tasks import CallFailed, TaskWatcher, parse_status_message
-from mcp_jobs.server.call_view import LogToView, ProgressMode, ProgressView
+from mcp_jobs.server.client.tasks import CallFailed, TaskWatcher
+from mcp_jobs.server.client.view import LogToView, ProgressMode, ProgressView
 
 EXIT_OK = 0
 EXIT_TOOL_ERROR = 1
@@ -317,7 +317,7 @@ async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out
     propagate, sdk_logger.propagate = sdk_logger.propagate, False
 
     def on_status(text: str | None, done: bool) -> None:
-        value, total, message = parse_status_message(text)
+        value, total, message = parse_status_line(text)
         if done and value is None:
             value = total or view.state.total  # a completed task's last message may carry no numbers
         view.update(value, total, message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -86,3 +87,19 @@ async def modern_request(
         ]
         return next(e for e in events if e.get("id") == request_id)
     return dict(response.json())
+
+
+def wire_problems(tag: str, messages: list[dict[str, object]], steps: int) -> list[str]:
+    """What is wrong with one `tagged` call's stream: the result must be its own and come last, after
+    the final progress; progress must carry only its own token and strictly increase."""
+    progress = progress_of(messages)  # type: ignore[arg-type]
+    values = [p["progress"] for p in progress]
+    problems = []
+    last = messages[-1] if messages else {}
+    if "result" not in last or last["result"].get("structuredContent") != {"result": tag}:  # type: ignore[union-attr]
+        problems.append(f"{tag}: the stream does not end with this call's result")
+    if not values or values[-1] != steps or {p["progressToken"] for p in progress} != {tag}:
+        problems.append(f"{tag}: final progress missing or foreign on the wire ({values})")
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        problems.append(f"{tag}: progress not strictly increasing on the wire {values}")
+    return problems

@@ -10,6 +10,7 @@ import importlib
 import logging
 import pkgutil
 import ssl
+import types
 
 import mcp_jobs
 import mcp_jobs.server
@@ -18,6 +19,7 @@ from mcp_jobs.settings import redact_url
 
 PUBLIC = {
     "JobCancelled",
+    "JobEnded",
     "JobError",
     "JobSpec",
     "PartFailed",
@@ -42,6 +44,21 @@ def test_exported_members() -> None:
     for name in SERVER_PUBLIC:
         assert getattr(mcp_jobs.server, name) is not None
     assert mcp_jobs.__version__ == "0.1.0"
+
+
+def test_nothing_public_leaks_past_all() -> None:
+    """Every public attribute of a package is a name in its `__all__` (or one of its modules):
+    a helper imported at the top of `__init__` would otherwise become API by accident."""
+    for package in (mcp_jobs, mcp_jobs.server):
+        for name in mcp_jobs.__all__ if package is mcp_jobs else mcp_jobs.server.__all__:
+            getattr(package, name)  # load them all, then look at what the package holds
+        leaked = {
+            name
+            for name, value in vars(package).items()
+            if not name.startswith("_") and not isinstance(value, types.ModuleType) and name not in package.__all__
+        }
+        assert not leaked, f"{package.__name__} exposes {sorted(leaked)} outside __all__"
+    assert sorted(dir(mcp_jobs)) == dir(mcp_jobs) and set(dir(mcp_jobs)) >= PUBLIC
 
 
 def test_modules_and_loggers_live_under_mcp_jobs() -> None:

@@ -29,8 +29,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from mcp_jobs._contract import status_line
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text
-from mcp_jobs.server.tasks import status_message
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def _row(job_id: str, fields: dict[str, str], alive: bool, now: float) -> JobRow
         state=event.state.value,
         progress=event.progress,
         total=event.total,
-        status=_cut(status_message(event)) or "",
+        status=_cut(status_line(event)) or "",
         message=_cut(event.message),
         created_at=created,
         updated_at=event.at,

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mcp_jobs._events import Keys
-from mcp_jobs.server.jobs_view import DEFAULT_LIMIT, JobRow, JobsView, list_jobs, without_clock
+from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobRow, JobsView, list_jobs, without_clock
 from mcp_jobs.settings import Settings, get_settings, redact_url
 
 STATE_STYLES = {"queued": "yellow", "running": "cyan", "failed": "red"}

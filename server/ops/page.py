@@ -3,8 +3,8 @@ live workers, served by the MCP server (off by default).
 
 Routes (under `path`, `/jobs` by default), all 404 unless `enabled`:
 
-- `GET /jobs`: the page, a static shell with no data in it (`jobs_page.html`);
-- `GET /jobs/page.js`: its script (`jobs_page.js`), a separate file so the Content-Security-Policy
+- `GET /jobs`: the page, a static shell with no data in it (`page.html`);
+- `GET /jobs/page.js`: its script (`page.js`), a separate file so the Content-Security-Policy
   can forbid inline scripts;
 - `GET /jobs/stream`: server-sent events, one JSON view (`jobs_view.JobsView.to_json`) each time
   what it shows changes (checked every `interval` seconds), and a comment line every
@@ -47,7 +47,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mcp_jobs._events import Keys
-from mcp_jobs.server.jobs_view import DEFAULT_LIMIT, JobsScan, scan_jobs, select, without_clock
+from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobsScan, scan_jobs, select, without_clock
 
 logger = logging.getLogger(__name__)
 
@@ -322,10 +322,10 @@ class _Page:
     """The page and its script, read once from the package, and their headers."""
 
     def __init__(self, base: str) -> None:
-        package = files("mcp_jobs.server")
-        text = (package / "jobs_page.html").read_text(encoding="utf-8")
+        package = files(__package__ or "mcp_jobs.server.ops")
+        text = (package / "page.html").read_text(encoding="utf-8")
         self.html = text.replace("__JOBS_BASE__", html.escape(base, quote=True))
-        self.script = (package / "jobs_page.js").read_text(encoding="utf-8")
+        self.script = (package / "page.js").read_text(encoding="utf-8")
         # The page's one <style> block is allowed by its hash: no 'unsafe-inline' anywhere.
         styles = " ".join(f"'sha256-{_sha256(block)}'" for block in re.findall(r"<style>(.*?)</style>", text, re.S))
         policy = "; ".join(
