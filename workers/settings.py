@@ -109,7 +109,25 @@ class Settings(BaseSettings):
     """Most jobs one caller may have queued or running at once, counted in Redis across every
     server replica: calls that wait on their job, tasks and handed-off jobs alike (None: no limit)."""
     max_queued_jobs: int | None = Field(default=None, gt=0)
-    """Most jobs waiting in one queue (Redis broker); calls and tasks beyond it are refused."""
+    """Most jobs waiting in one queue (Redis broker); calls and tasks beyond it are refused. The
+    parts of fanned-out jobs are not counted: they are the work of jobs already admitted."""
+    max_parts: int = Field(default=1000, gt=0)
+    """Most parts one `progress.map` may fan out; a larger map fails in the job with a clear error
+    (each part is a queued message, counted against its caller's own job)."""
+    redis_outage_limit: float = Field(default=45.0, gt=0)
+    """Seconds the server keeps trying to reach Redis for a call in flight before it ends the call
+    with an error that says Redis is unreachable. Longer than a Sentinel failover (30 s with
+    Sentinel's default `down-after-milliseconds`)."""
+    strict_task_names: bool = False
+    """Refuse `tasks/*` requests over HTTP that carry no `Mcp-Name` header (the extension's rule for
+    clients). Off by default: any replica answers any task, so no routing needs the header, and
+    some clients (FastMCP's) omit it. A header that names another task is always refused."""
+    max_sessions: int | None = Field(default=None, gt=0)
+    """Most 2025-11-25 sessions one server process keeps (the SDK's `max_sessions`; None: no limit)."""
+    session_idle_timeout: float | None = Field(default=1800.0, gt=0)
+    """Seconds after which an idle 2025-11-25 session is closed (the SDK's `session_idle_timeout`)."""
+    max_streams_per_caller: int = Field(default=4, gt=0)
+    """Most jobs-page event streams one caller may hold open on one server process."""
     ready_without_workers: bool = False
     """Report ready on /readyz while a routed queue has no live worker (it is still listed): for
     workers that scale to zero on queue depth, which only a server taking calls can make grow."""
