@@ -3,6 +3,7 @@
     python -m bench            # the full set (a few minutes)
     python -m bench --quick    # smaller counts, for a first look
     python -m bench --only latency scale
+    python -m bench --only startup   # `mcp-jobs call` startup against the SDK client import
 
 Every figure is measured against its baseline in the same run, on this machine, over loopback,
 with real Redis, real Celery workers and the `mcp` client. Nothing here asserts a speed: the
@@ -20,11 +21,13 @@ from bench.floors import parts_cost
 from bench.latency import progress_latency, under_load
 from bench.measure import Row, table, write_results
 from bench.scale import in_flight, scaling_out
+from bench.startup import call_startup
 from bench.throughput import overhead_and_job_throughput, server_throughput
 
 HERE = Path(__file__).parent
 SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
     "parts": [parts_cost],
+    "startup": [call_startup],
     "latency": [progress_latency, under_load],
     "throughput": [server_throughput, overhead_and_job_throughput],
     "scale": [in_flight, scaling_out],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import anyio
 import psutil
@@ -56,3 +57,25 @@ def test_commands_have_help(args: list[str], stack_env: dict[str, str]) -> None:
     proc = ManagedProcess("help", python_module("mcp_jobs.server.cli", *args), stack_env)
     assert proc.process.wait(60) == 0
     proc.wait_for_line(r"Usage|usage", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("command", "must_not_load"),
+    [
+        ("call", {"celery", "kombu", "jwt", "prometheus_client", "redis", "mcp_jobs.server.app"}),
+        ("tools", {"celery", "kombu", "jwt", "prometheus_client", "redis", "mcp_jobs.server.app"}),
+        ("jobs", {"celery", "kombu", "jwt", "prometheus_client", "mcp_jobs.server.app"}),
+    ],
+)
+def test_a_command_loads_only_what_it_needs(command: str, must_not_load: set[str], stack_env: dict[str, str]) -> None:
+    """What `python -m bench.startup` times: the client starts without Celery, the server or auth."""
+    probe = (
+        "import sys\nfrom mcp_jobs.server.cli import main\ntry:\n"
+        f"    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('loaded:' + ','.join(sorted(sys.modules)))"
+    )
+    proc = ManagedProcess("probe", [sys.executable, "-c", probe], stack_env)
+    assert proc.process.wait(60) == 0, proc.output()
+    loaded = set(proc.wait_for_line(r"^loaded:", timeout=5).removeprefix("loaded:").split(","))
+    assert "mcp_jobs.server.cli" in loaded
+    assert not loaded & must_not_load, sorted(loaded & must_not_load)
