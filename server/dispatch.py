@@ -49,6 +49,7 @@ from mcp_jobs.settings import Settings
 logger = logging.getLogger(__name__)
 
 REDIS_DOWN = "Redis is unavailable, so the job could not be started; try again shortly."
+REDIS_UNREADABLE = "Redis is unavailable, so the job's state cannot be read right now; try again shortly."
 
 
 class JobHandedOff(ToolError):
@@ -186,9 +187,10 @@ class Dispatcher:
         limit = self._settings.max_queued_jobs
         if limit is None:
             return
-        queue = self.followed_job(spec.name, spec, "").queue
-        if queue is None:
+        job = self.followed_job(spec.name, spec, "")
+        if not job.depth_readable:
             return
+        queue = job.queue
         try:
             depth = await self._store.queue_depth(queue)
         except RedisError as exc:
@@ -239,7 +241,10 @@ class Dispatcher:
         until = None if wait is None else time.monotonic() + wait
         ownership = self._cancel_job_unless_it_ended(job_id) if owned else contextlib.nullcontext()
         async with self._watching(job_id, self._listener.watch(job_id)) as watch, ownership:
-            first, _ = await self._store.read(job_id)
+            try:
+                first, _ = await self._store.read(job_id)
+            except RedisError as exc:
+                raise ToolError(REDIS_UNREADABLE) from exc
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
             name = spec.name if spec else (await self._store.job_name(job_id) or "job")
@@ -275,8 +280,9 @@ class Dispatcher:
         return FollowedJob(
             job_id=job_id,
             name=name,
-            queue=queue if self._broker_is_redis else None,
+            queue=queue,
             retry_safe=bool(spec and spec.retry_safe),
+            depth_readable=self._broker_is_redis,
         )
 
     async def _follow(

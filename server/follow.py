@@ -7,13 +7,13 @@ turn, does what is due:
   that succeeded with a large result: read it from the snapshot, since events carry only small ones);
 - a `RESYNC` (the pub/sub connection came back) or `poll_interval` of silence: read the snapshot
   and the job's liveness key, which also catches a result whose event was lost;
-- deadlines: a job still queued after `max_queue_wait` is ended (a late worker skips it); a
-  running job whose worker stopped beating for `worker_lost_after` is ended, or, if it is safe to
-  re-run, given `redelivery_wait` to start again; a snapshot gone from Redis for
-  `worker_lost_after` (Redis restarted without persistence) ends the call;
+- deadlines, as `deadlines.py` rules them (queue wait, lost worker, redelivery wait, Redis out of
+  reach for `redis_outage_limit`); a snapshot gone from Redis for `worker_lost_after` (Redis
+  restarted without persistence) ends the call;
 - notifications: job progress through the `ProgressGate`, and when nothing was sent for
   `keepalive_interval` a notice ("queued: 3 waiting", "still running: ...") so clients that reset
   their timeout on progress wait for a slow job. A queued job is announced after `QUEUED_NOTICE_DELAY`.
+  While Redis cannot be read, the notice says so rather than repeat a state nobody can see.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs.producer import UNACKED_RESTORE_INTERVAL
+from mcp_jobs.server.deadlines import JobDeadlines, Verdict, WatchedJob, judge, judge_outage
 from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
 from mcp_jobs.server.listener import RESYNC, JobWatch
 from mcp_jobs.server.metrics import Metrics
@@ -48,14 +49,9 @@ class FollowPolicy:
     progress_rate: float
     poll_interval: float
     keepalive_interval: float
-    max_queue_wait: float
-    worker_lost_after: float
-    heartbeat_interval: float
-    redelivery_wait: float
     max_message_chars: int
     """Messages longer than this are cut (workers refuse them; this guards against other writers)."""
-    """How long a retry-safe job whose worker died may take to start again: the broker hands it on
-    only after the visibility timeout (plus one restore sweep), then it may queue like any job."""
+    deadlines: JobDeadlines
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FollowPolicy:
@@ -63,41 +59,25 @@ class FollowPolicy:
             progress_rate=settings.progress_rate,
             poll_interval=settings.snapshot_poll_interval,
             keepalive_interval=settings.keepalive_interval,
-            max_queue_wait=settings.max_queue_wait,
-            worker_lost_after=settings.worker_lost_after,
-            heartbeat_interval=settings.heartbeat_interval,
-            redelivery_wait=settings.visibility_timeout + UNACKED_RESTORE_INTERVAL + settings.max_queue_wait,
             max_message_chars=settings.max_message_chars,
+            deadlines=JobDeadlines(
+                max_queue_wait=settings.max_queue_wait,
+                worker_lost_after=settings.worker_lost_after,
+                heartbeat_interval=settings.heartbeat_interval,
+                # A retry-safe job whose worker died is handed on by the broker only after the
+                # visibility timeout (plus one restore sweep); then it may queue like any job.
+                redelivery_wait=settings.visibility_timeout + UNACKED_RESTORE_INTERVAL + settings.max_queue_wait,
+                redis_outage_limit=settings.redis_outage_limit,
+            ),
         )
 
 
 @dataclass(frozen=True)
-class FollowedJob:
+class FollowedJob(WatchedJob):
     """What the follower knows of the job it follows."""
 
-    job_id: str
-    name: str
-    queue: str | None
-    """The Celery queue (for the queued notice), if its depth can be read from this Redis."""
-    retry_safe: bool
-
-
-def queue_timeout_error(job: FollowedJob, policy: FollowPolicy) -> str:
-    return (
-        f"No worker started job {job.name} within {policy.max_queue_wait:g} s (job id {job.job_id}); "
-        f"is a worker running for queue {job.queue or 'celery'!r}?"
-    )
-
-
-def worker_lost_error(job: FollowedJob, policy: FollowPolicy) -> str:
-    if not job.retry_safe:
-        return (
-            f"Job {job.name} lost its worker (no heartbeat for {policy.worker_lost_after:g} s) and is not "
-            f"marked safe to re-run (job id {job.job_id})."
-        )
-    return (
-        f"Job {job.name} lost its worker and was not re-run within {policy.redelivery_wait:g} s (job id {job.job_id})."
-    )
+    depth_readable: bool = False
+    """Whether its queue's depth can be read from this Redis (a Redis broker), for the queued notice."""
 
 
 class JobFollower:
@@ -134,6 +114,7 @@ class JobFollower:
         self._queued_since = now
         self._lost_since: float | None = None
         self._missing_since: float | None = None
+        self._unreachable_since: float | None = None
         self._next_poll = self._poll_after(now)
         self._until: float | None = None
 
@@ -184,8 +165,8 @@ class JobFollower:
         brings a resync, so until it runs only its queue deadline needs a read (which keeps
         thousands of queued calls from polling Redis). A running job is polled for its liveness,
         and a job missing from Redis for how long it stays missing."""
-        if self._state is JobState.QUEUED and self._missing_since is None:
-            return max(now + self._policy.poll_interval, self._queued_since + self._policy.max_queue_wait)
+        if self._state is JobState.QUEUED and self._missing_since is None and self._unreachable_since is None:
+            return max(now + self._policy.poll_interval, self._queued_since + self._policy.deadlines.max_queue_wait)
         return now + self._policy.poll_interval
 
     def _apply(self, event: JobEvent, now: float, *, authoritative: bool = False) -> None:
@@ -228,11 +209,12 @@ class JobFollower:
         try:
             snapshot, alive = await self._store.read(self._job.job_id)
         except RedisError as exc:
-            logger.warning("job %s: snapshot read failed (%r); will retry", self._job.job_id, exc)
+            self._unreachable(now, exc)
             return
+        self._unreachable_since = None
         if snapshot is None:
             self._missing_since = self._missing_since or now
-            if now - self._missing_since > self._policy.worker_lost_after:
+            if now - self._missing_since > self._policy.deadlines.worker_lost_after:
                 self._fail(
                     f"Job {self._job.name} vanished from Redis (restarted without persistence?)", FailureKind.JOB_LOST
                 )
@@ -242,20 +224,41 @@ class JobFollower:
         if self._final is None:
             await self._enforce_deadlines(now, alive)
 
+    def _unreachable(self, now: float, exc: RedisError) -> None:
+        """A read failed: retry at the poll interval, and end the call once the outage is too long
+        (nothing can be written either, so the call ends without touching the snapshot)."""
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            logger.warning("job %s: Redis unreachable (%r); retrying", self._job.job_id, exc)
+        verdict = judge_outage(self._job, self._policy.deadlines, now, self._unreachable_since)
+        if verdict.ends:
+            logger.error("%s", verdict.error)
+            self._fail(verdict.error or "", verdict.kind or FailureKind.REDIS_UNREACHABLE)
+        elif verdict.look_again_at is not None:
+            self._next_poll = min(self._next_poll, verdict.look_again_at)
+
     async def _enforce_deadlines(self, now: float, alive: bool) -> None:
-        job, policy = self._job, self._policy
-        if self._state is JobState.QUEUED and now - self._queued_since >= policy.max_queue_wait:
-            await self._end(JobState.QUEUED, queue_timeout_error(job, policy), FailureKind.QUEUE_TIMEOUT)
-        elif self._state is JobState.RUNNING and alive:
-            self._lost_since = None
-        elif self._state is JobState.RUNNING:
-            # The liveness key expires `worker_lost_after` after the last beat; but a Redis restart
-            # also drops it, so a worker only counts as lost if no beat brings it back in 2 beats.
+        if self._state is JobState.RUNNING and not alive:
+            # The first read without liveness starts the grace; a beat that comes back ends it.
             self._lost_since = self._lost_since or now
-            if now - self._lost_since < 2 * policy.heartbeat_interval:
-                self._next_poll = min(self._next_poll, now + policy.heartbeat_interval)
-            elif not job.retry_safe or now - self._lost_since > policy.redelivery_wait:
-                await self._end(JobState.RUNNING, worker_lost_error(job, policy), FailureKind.WORKER_LOST)
+        elif alive:
+            self._lost_since = None
+        verdict = judge(
+            self._job,
+            self._policy.deadlines,
+            now,
+            state=self._state,
+            queued_since=self._queued_since,
+            alive=alive,
+            lost_since=self._lost_since,
+        )
+        await self._act_on(verdict)
+
+    async def _act_on(self, verdict: Verdict) -> None:
+        if verdict.ends and verdict.kind is not None:
+            await self._end(self._state, verdict.error or "", verdict.kind)
+        elif verdict.look_again_at is not None:
+            self._next_poll = min(self._next_poll, verdict.look_again_at)
 
     async def _end(self, expect: JobState, error: str, kind: FailureKind) -> None:
         """End the job as failed, unless it moved on meanwhile (then the next check sees where to)."""
@@ -272,8 +275,11 @@ class JobFollower:
         self._final = JobEvent(seq=seq, state=JobState.FAILED, error=error, error_type=kind, attempt=self._attempt)
 
     async def _notice_text(self) -> str:
+        if self._unreachable_since is not None:
+            down = self._clock() - self._unreachable_since
+            return f"Redis unreachable for {down:.0f} s; retrying (the job's state cannot be read)"
         if self._state is JobState.QUEUED:
-            if self._job.queue is not None:
+            if self._job.depth_readable:
                 try:
                     depth = await self._store.queue_depth(self._job.queue)
                     if depth:

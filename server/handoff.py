@@ -24,17 +24,19 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
-from mcp_jobs._contract import status_line
+from mcp_jobs._contract import JOB_ID_PATTERN, status_line
 from mcp_jobs._events import JobEvent
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
-from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, outcome
+from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher, JobHandedOff, outcome
 
 MAX_WAIT = 60.0
 """Longest `job_result` waits for a job still running (clients may give up on longer calls)."""
 
-JobId = Annotated[str, Field(min_length=1, max_length=100, description="The job id the handoff named")]
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, description="The job id the handoff named (a uuid4)")]
+"""Checked by the SDK before the tool runs: an id that is no job id never reaches Redis."""
 
 
 class RuntimeJobs(Protocol):
@@ -63,7 +65,10 @@ def handoff_tools(runtime: RuntimeJobs) -> list[Tool]:
     """`job_status`, `job_result` and `job_cancel` for the jobs of `runtime`."""
 
     async def owned(job_id: str, ctx: Context) -> tuple[dict[str, str], JobEvent]:
-        fields, _ = await runtime.dispatcher.store.read_record(job_id)
+        try:
+            fields, _ = await runtime.dispatcher.store.read_record(job_id)
+        except RedisError as exc:
+            raise ToolError(REDIS_UNREADABLE) from exc
         event = JobEvent.from_snapshot(fields) if fields.get(CALLER_FIELD, "") == caller_of(ctx) else None
         if event is None:
             raise ToolError(f"No job with id {job_id} (unknown, expired, or started by another caller).")

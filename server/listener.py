@@ -190,6 +190,11 @@ class JobListener:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if failures == 0:
+                    # Events may be lost from here on, and Redis may be gone: every follower reads
+                    # its job now, which tells it whether Redis answers (see `deadlines.py`).
+                    self._resync(self._replies)
+                    self._resync(self._watches)
                 delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
                 failures += 1
                 logger.warning("pub/sub connection lost (%r); reconnecting in %.1f s", exc, delay)
@@ -199,6 +204,12 @@ class JobListener:
                 failures += 1
                 logger.exception("unexpected error in the pub/sub reader; continuing in %.1f s", delay)
                 await asyncio.sleep(delay)
+
+    @staticmethod
+    def _resync(watched: dict[str, list[JobWatch]]) -> None:
+        for watches in watched.values():
+            for watch in watches:
+                watch.put(RESYNC)
 
     def _route_event(self, channel: bytes | str, data: bytes | str) -> None:
         """Queue an event for the watches of its job (unparsed: see `JobWatch`)."""
@@ -222,9 +233,7 @@ class JobListener:
             return
         elif channel == self.reply_channel:
             if self._replies_ready.is_set():  # re-subscribed after a reconnect: re-read the snapshots
-                for watches in self._replies.values():
-                    for watch in watches:
-                        watch.put(RESYNC)
+                self._resync(self._replies)
             self._replies_ready.set()
         else:
             for watch in self._watches.get(channel, []) if isinstance(channel, str) else []:

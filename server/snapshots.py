@@ -7,11 +7,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from mcp_jobs._events import JobEvent, JobState, Keys, decoded
+from mcp_jobs._events import JobEvent, JobState, Keys, as_text, decoded
 from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
 from mcp_jobs.server.enqueue import QueueMessage
 
 logger = logging.getLogger(__name__)
+
+LOST_SINCE_FIELD = "lost_since"
+"""The snapshot field where task reads keep when a job's worker was first seen missing."""
 
 FLAG_CANCEL_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'cancel', '1') end
@@ -74,6 +77,26 @@ class AsyncJobStore:
     async def queue_depth(self, queue: str) -> int:
         """Messages waiting in a Celery queue on a Redis broker that shares this Redis."""
         return int(await self._client.llen(queue))
+
+    async def worker_missing_since(self, job_id: str, attempt: int, now: float) -> float:
+        """When a read first found this attempt of the job without its liveness key: kept in the
+        snapshot (field `lost_since`, "<attempt>:<time>") so that any replica's next read of a task
+        goes on from the same moment. The first caller sets it (a re-run's attempt replaces it)."""
+        key = self._keys.job(job_id)
+        mark = f"{attempt}:{now!r}"
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hsetnx(key, LOST_SINCE_FIELD, mark)
+        pipe.hget(key, LOST_SINCE_FIELD)
+        _, stored = await pipe.execute()
+        seen_attempt, _, since = as_text(stored or mark).partition(":")
+        if seen_attempt != str(attempt):
+            await self._client.hset(key, LOST_SINCE_FIELD, mark)
+            return now
+        return float(since)
+
+    async def worker_seen(self, job_id: str) -> None:
+        """The job's worker beats (again): a later loss of it starts a grace of its own."""
+        await self._client.hdel(self._keys.job(job_id), LOST_SINCE_FIELD)
 
     async def read_record(self, job_id: str) -> tuple[dict[str, str], bool]:
         """The job's raw snapshot fields (empty: unknown or expired) and whether its worker beat

@@ -39,6 +39,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import decode_header_value
 from mcp.types import (
     HEADER_MISMATCH,
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     CallToolRequestParams,
@@ -50,13 +51,15 @@ from mcp.types import (
 )
 from pydantic import Field, ValidationError
 from pydantic_core import to_jsonable_python
+from redis.exceptions import RedisError
 
-from mcp_jobs._contract import status_line
-from mcp_jobs._events import FailureKind, JobEvent, JobState
+from mcp_jobs._contract import is_job_id, status_line
+from mcp_jobs._events import JobEvent, JobState
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
-from mcp_jobs.server.dispatch import Dispatcher
-from mcp_jobs.server.follow import queue_timeout_error, worker_lost_error
+from mcp_jobs.server.deadlines import judge
+from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher
+from mcp_jobs.server.snapshots import LOST_SINCE_FIELD
 from mcp_jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -150,8 +153,13 @@ class TasksExtension(Extension):
         """The task's current state, after the checks every `tasks/*` request goes through."""
         require_client_extension(ctx, TASKS)  # before looking the task up: -32021, not -32602
         _check_name_header(ctx, params.task_id)
+        if not is_job_id(params.task_id):  # before any Redis key is built from it
+            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {params.task_id!r} (not a task id)")
         store = self._state.dispatcher.store
-        fields, alive = await store.read_record(params.task_id)
+        try:
+            fields, alive = await store.read_record(params.task_id)
+        except RedisError as exc:
+            raise MCPError(INTERNAL_ERROR, REDIS_UNREADABLE) from exc
         if fields.get("task") != "1" or fields.get(CALLER_FIELD, "") != caller_of(ctx):
             raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {params.task_id} (unknown or expired)")
         try:
@@ -162,28 +170,40 @@ class TasksExtension(Extension):
         if event is None:
             raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: task {params.task_id} is unreadable")
         spec = self._state.jobs.get(fields.get("job", ""))
-        event = await self._enforce_deadlines(params.task_id, spec, fields, event, alive)
+        try:
+            event = await self._enforce_deadlines(params.task_id, spec, fields, event, alive)
+        except RedisError as exc:
+            raise MCPError(INTERNAL_ERROR, REDIS_UNREADABLE) from exc
         return self._describe(params.task_id, spec, fields, event)
 
     async def _enforce_deadlines(
         self, task_id: str, spec: JobSpec | None, fields: dict[str, str], event: JobEvent, alive: bool
     ) -> JobEvent:
-        """End a task whose job waited too long for a worker, or lost its worker: what a streaming
-        call's follower does, done here from the snapshot's own timestamps."""
+        """End a task whose job waited too long for a worker, or lost its worker: the follower's
+        rules (`deadlines.py`), applied at each read from the snapshot's own timestamps, with the
+        moment its worker was first missed kept in the snapshot for any replica's next read."""
         dispatcher = self._state.dispatcher
-        policy = dispatcher.policy
+        store = dispatcher.store
         job = dispatcher.followed_job(fields.get("job", "job"), spec, task_id)
         now = time.time()
-        error, expect = None, None
-        if event.state is JobState.QUEUED and now - _stamp(fields, "created_at") >= policy.max_queue_wait:
-            error, expect, kind = queue_timeout_error(job, policy), JobState.QUEUED, FailureKind.QUEUE_TIMEOUT
-        elif event.state is JobState.RUNNING and not alive:
-            silent = now - _stamp(fields, "updated_at")
-            if silent > policy.worker_lost_after and (not job.retry_safe or silent > policy.redelivery_wait):
-                error, expect, kind = worker_lost_error(job, policy), JobState.RUNNING, FailureKind.WORKER_LOST
-        if error is None or expect is None:
+        lost_since = None
+        if event.state is JobState.RUNNING and not alive:
+            lost_since = await store.worker_missing_since(task_id, event.attempt, now)
+        elif alive and LOST_SINCE_FIELD in fields:
+            await store.worker_seen(task_id)
+        verdict = judge(
+            job,
+            dispatcher.policy.deadlines,
+            now,
+            state=event.state,
+            queued_since=_stamp(fields, "created_at"),
+            alive=alive,
+            lost_since=lost_since,
+        )
+        if not verdict.ends or verdict.kind is None or verdict.error is None:
             return event
-        outcome = await dispatcher.store.write(task_id, JobState.FAILED, expect=expect, error=error, error_type=kind)
+        error, kind = verdict.error, verdict.kind
+        outcome = await store.write(task_id, JobState.FAILED, expect=event.state, error=error, error_type=kind)
         if outcome.written:
             logger.warning(error)
             return JobEvent(seq=outcome.seq, state=JobState.FAILED, error=error, error_type=kind)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import anyio
+import httpx
 import psutil
 import pytest
 import redis
@@ -26,6 +27,7 @@ from mcp_jobs.server.dev_redis import RedisProcess, free_port
 from tests.conftest import TEST_JOB_MODULES
 from tests.support.helpers import ProgressLog, assert_strictly_increasing, job_keys
 from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker
+from tests.support.rawclient import modern_request
 
 pytestmark = pytest.mark.anyio
 
@@ -250,3 +252,78 @@ async def test_a_redis_restart_mid_job_ends_every_call_and_nothing_dies(stack: F
     assert {w.pid for w in stack.workers if w.process.poll() is None} == workers, "workers survive a Redis restart"
     after = await _call(stack, "unsafe_steps", {"tag": "after", "steps": 1, "delay": 0})
     assert not after.is_error and after.structured_content == {"result": "after done"}
+
+
+async def test_a_task_whose_worker_dies_is_ended_as_worker_lost_when_read(stack: FaultStack) -> None:
+    """No follower runs for a task: `tasks/get` applies the same lost-worker rule as a call's
+    follower (two beats of grace from the first read that missed the worker), on any replica."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        created = await modern_request(
+            http, stack.url, "tools/call", {"name": "unsafe_steps", "arguments": {"tag": "task-lost", "steps": 100}}
+        )
+        task_id = created["result"]["taskId"]
+        with anyio.fail_after(20):
+            while not stack.job_pid(task_id):
+                await anyio.sleep(0.05)
+        os.killpg(stack.worker_of(stack.job_pid(task_id)).pid, signal.SIGKILL)
+        seen_lost = False
+        with anyio.fail_after(LOST_AFTER + 20):
+            while (task := (await modern_request(http, stack.url, "tasks/get", {"taskId": task_id}))["result"])[
+                "status"
+            ] == "working":
+                seen_lost = seen_lost or stack.client().hexists(stack.keys.job(task_id), "lost_since")
+                await anyio.sleep(0.1)
+    assert seen_lost, "the first read without a heartbeat starts the grace, kept in the snapshot"
+    text = task["result"]["content"][0]["text"]
+    assert task["status"] == "completed" and task["result"]["isError"], task
+    assert f"lost its worker (no heartbeat for {LOST_AFTER:g} s)" in text, text
+    assert stack.client().hget(stack.keys.job(task_id), "error_type") == "WorkerLost"
+
+
+async def test_redis_gone_for_good_ends_every_call_with_an_error_that_says_so(stack: FaultStack) -> None:
+    """Two calls running and two queued (both workers busy), then Redis killed and not restarted:
+    each call ends within the outage limit plus a poll, saying Redis is unreachable, and once the
+    server has seen the outage its notices say that, not a job state it cannot read."""
+    limit = 3.0
+    port = free_port()
+    server = start_http_server(stack.env | {"MCP_JOBS_REDIS_OUTAGE_LIMIT": str(limit)}, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    logs = {tag: ProgressLog() for tag in ("run-1", "run-2", "wait-1", "wait-2")}
+    results: dict[str, object] = {}
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def call(tag: str) -> None:
+                async with Client(url, mode="legacy") as client:
+                    results[tag] = await client.call_tool(
+                        "unsafe_steps", {"tag": tag, "steps": 300, "delay": 0.2}, progress_callback=logs[tag]
+                    )
+                results[f"{tag}:ended"] = time.monotonic()
+
+            for tag in ("run-1", "run-2"):
+                tg.start_soon(call, tag)
+            await logs["run-1"].wait_for(2)
+            await logs["run-2"].wait_for(2)
+            for tag in ("wait-1", "wait-2"):
+                tg.start_soon(call, tag)
+            with anyio.fail_after(20):
+                while not all(
+                    any("queued" in (u.message or "") for u in logs[t].updates) for t in ("wait-1", "wait-2")
+                ):
+                    await anyio.sleep(0.05)
+            stack.redis.stop()
+            killed_at = time.monotonic()
+        for tag, log in logs.items():
+            result = results[tag]
+            assert result.is_error, (tag, _text(result))  # type: ignore[attr-defined]
+            assert "Redis is unreachable" in _text(result), (tag, _text(result))
+            took = float(results[f"{tag}:ended"]) - killed_at  # type: ignore[arg-type]
+            assert took < limit + 10, (tag, took)
+            told = [i for i, u in enumerate(log.updates) if "Redis unreachable" in (u.message or "")]
+            assert told, (tag, [u.message for u in log.updates[-5:]])
+            after = [u.message or "" for u in log.updates[told[0] :]]
+            assert not any("queued" in m or "running" in m for m in after), (tag, after)
+        assert server.process.poll() is None, "the server stays up"
+    finally:
+        server.stop()
+        stack.redis.start()  # for whatever runs after this module's last test

@@ -3,6 +3,8 @@ leaves the job running; `job_status`, `job_result` and `job_cancel` follow it.""
 
 from __future__ import annotations
 
+import uuid
+
 import anyio
 import pytest
 from mcp import Client
@@ -47,6 +49,12 @@ async def test_a_handed_off_job_can_be_cancelled_and_unknown_ids_are_refused(sta
         assert await wait_for_state(redis, stack.keys.job(job_id), {"cancelled"}, timeout=5) == "cancelled"
         with anyio.fail_after(10):
             final = await client.call_tool("job_result", {"job_id": job_id})
-        unknown = await client.call_tool("job_status", {"job_id": "not-a-job"})
+        unknown = await client.call_tool("job_status", {"job_id": str(uuid.uuid4())})
+        # Not job ids at all: refused before Redis is asked (a liveness key is a string, not a hash).
+        not_ids = [await client.call_tool("job_status", {"job_id": bad}) for bad in ("not-a-job", f"{job_id}:alive")]
     assert final.is_error and "cancelled" in final.content[0].text  # type: ignore[union-attr]
-    assert unknown.is_error and "No job with id not-a-job" in unknown.content[0].text  # type: ignore[union-attr]
+    assert unknown.is_error and "No job with id" in unknown.content[0].text  # type: ignore[union-attr]
+    for refused in not_ids:
+        text = refused.content[0].text  # type: ignore[union-attr]
+        assert refused.is_error and "job_id" in text and "WRONGTYPE" not in text, text
+    assert "WRONGTYPE" not in stack.server.output(20_000)

@@ -150,6 +150,23 @@ async def test_an_expired_task_is_gone(stack: Stack) -> None:
     assert gone["error"]["code"] == -32602
 
 
+async def test_ids_that_are_not_task_ids_are_refused_before_redis_is_read(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        created = await create(http, stack.http_url, "sleep_steps", {"steps": 100, "delay": 0.1})
+        task_id = created["taskId"]
+        with anyio.fail_after(10):  # running: its liveness key exists, and is a string, not a hash
+            while not stack.redis().exists(stack.keys.alive(task_id)):
+                await anyio.sleep(0.05)
+        answers = [
+            await modern_request(http, stack.http_url, method, {"taskId": bad})
+            for method in ("tasks/get", "tasks/cancel")
+            for bad in (f"{task_id}:alive", "not-a-task", task_id.upper())
+        ]
+        await modern_request(http, stack.http_url, "tasks/cancel", {"taskId": task_id})
+    assert all(answer.get("error", {}).get("code") == -32602 for answer in answers), answers
+    assert "WRONGTYPE" not in stack.server.output(20_000)
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_client_that_does_not_opt_in_gets_the_streaming_call_with_progress(stack: Stack, mode: str) -> None:
     log = ProgressLog()

@@ -5,6 +5,8 @@ any MCP server (`mcp_jobs.server.client`) and the operator views (`mcp_jobs.serv
 the contract without loading Celery, the worker runtime or the server core.
 
 - `JOB_ID_META_KEY`: the `_meta` key of a tool result that names its job.
+- `JOB_ID_PATTERN`, `is_job_id`: a job id (also a task id) is a lowercase uuid4, checked before
+  any Redis read, so that no id a caller makes up names another key (`<job id>:alive`).
 - `TASK_PREFIX`, `task_name`, `PART_TASK`: the Celery task names of jobs and of fan-out parts.
 - The *status line*, "[3/5] 60% scanning logs": how a job's last progress reads as one line (a
   task's `statusMessage`, the handoff's status, the jobs view), with `format_status_line` and its
@@ -21,6 +23,9 @@ from mcp_jobs._events import JobEvent, JobState
 JOB_ID_META_KEY = "io.github.mcp-jobs/job-id"
 """The `_meta` key under which a tool result names the job that produced it."""
 
+JOB_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+"""A job id as the server mints it: `str(uuid.uuid4())`."""
+
 TASK_PREFIX = "mcp_jobs."
 """Every job's Celery task is named `mcp_jobs.<job name>`."""
 
@@ -30,9 +35,15 @@ PART_TASK = "mcp_jobs.part"
 QUEUED_STATUS = "queued, waiting for a worker"
 """The status line of a job that no worker has started yet."""
 
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 _STATUS_LINE = re.compile(
     r"^\[(?P<value>[-+.\deE]+)(?:/(?P<total>[-+.\deE]+))?\](?:\s+-?\d+%)?\s*(?P<message>.*)$", re.S
 )
+
+
+def is_job_id(text: str) -> bool:
+    """Whether `text` is a job id as the server mints them (and so safe to build a key from)."""
+    return _JOB_ID.match(text) is not None
 
 
 def task_name(job_name: str) -> str:

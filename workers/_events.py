@@ -18,7 +18,7 @@ Redis layout (all under the configured namespace `<ns>`):
   snapshot names it in `reply_to` has every event published there too, as `<job key>\n<event>`:
   the server that created the job follows it without subscribing per job.
 
-The worker writes the hash and publishes the event in one server-side script (see `progress.py`),
+The worker writes the hash and publishes the event in one server-side script (see `_store.py`),
 so an event and the snapshot can never disagree.
 """
 
@@ -64,6 +64,7 @@ class FailureKind(StrEnum):
     WORKER_LOST = "WorkerLost"  # its worker died (and it was not re-run)
     JOB_LOST = "JobLost"  # its snapshot vanished from Redis (restarted without persistence)
     BROKER_DOWN = "BrokerDown"  # the broker refused the job, so it never started
+    REDIS_UNREACHABLE = "RedisUnreachable"  # the server could not read it for `redis_outage_limit` (never stored)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The Celery application: one Celery task per registered job.
 
 Each job becomes a task named `mcp_jobs.<job name>` that carries the job's own options. Celery
-keeps no results: the outcome lives in the job's Redis snapshot, written by `runner.run_job`.
+keeps no results: the outcome lives in the job's Redis snapshot, written by `_runner.run_job`.
 
 Delivery settings, chosen deliberately:
 

@@ -16,24 +16,26 @@ from itertools import pairwise
 from typing import Any, cast
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs._store import WriteOutcome
+from mcp_jobs.server.deadlines import JobDeadlines
 from mcp_jobs.server.follow import QUEUED_NOTICE_DELAY, FollowedJob, FollowPolicy, JobFollower
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.listener import RESYNC
 
 pytestmark = pytest.mark.anyio
 
-POLICY = FollowPolicy(
-    progress_rate=10.0,
-    poll_interval=5.0,
-    keepalive_interval=20.0,
+DEADLINES = JobDeadlines(
     max_queue_wait=300.0,
     worker_lost_after=10.0,
     heartbeat_interval=2.0,
     redelivery_wait=120.0,
-    max_message_chars=1000,
+    redis_outage_limit=45.0,
+)
+POLICY = FollowPolicy(
+    progress_rate=10.0, poll_interval=5.0, keepalive_interval=20.0, max_message_chars=1000, deadlines=DEADLINES
 )
 
 
@@ -103,7 +105,7 @@ def follower(
     clock: Clock, store: Store, *, retry_safe: bool = False, policy: FollowPolicy = POLICY
 ) -> tuple[JobFollower, Watch, Sent]:
     watch, sent = Watch(clock), Sent(clock)
-    job = FollowedJob(job_id="j1", name="report", queue="celery", retry_safe=retry_safe)
+    job = FollowedJob(job_id="j1", name="report", queue="celery", retry_safe=retry_safe, depth_readable=True)
     follow = JobFollower(job, cast(Any, watch), cast(Any, store), sent, policy, clock=clock)
     return follow, watch, sent
 
@@ -130,7 +132,7 @@ async def test_a_job_nobody_starts_is_ended_at_its_queue_deadline_after_one_read
         {"state": JobState.FAILED, "expect": JobState.QUEUED, "error": final.error, "error_type": "QueueTimeout"}
     ]
     # A queued job changes state by events: its snapshot is read at the deadline only, not every poll.
-    assert store.reads == [pytest.approx(start + POLICY.max_queue_wait)]
+    assert store.reads == [pytest.approx(start + DEADLINES.max_queue_wait)]
     # The caller heard "queued" after half a second, then a keep-alive notice every 20 s.
     times = [at - start for at, _ in sent.updates]
     assert times[0] == pytest.approx(QUEUED_NOTICE_DELAY)
@@ -166,7 +168,7 @@ async def test_a_lost_worker_ends_the_job_only_after_two_missed_beats() -> None:
     # First missing beat at the first poll; then a read each beat; ended once two beats are missed.
     first_miss = store.reads[0]
     assert first_miss == pytest.approx(start + POLICY.poll_interval)
-    assert store.reads[-1] - first_miss >= 2 * POLICY.heartbeat_interval
+    assert store.reads[-1] - first_miss >= 2 * DEADLINES.heartbeat_interval
     assert [w["expect"] for w in store.writes] == [JobState.RUNNING]
 
 
@@ -180,7 +182,7 @@ async def test_a_retry_safe_job_gets_its_redelivery_wait_before_it_is_ended() ->
 
     assert final is not None and final.error_type is FailureKind.WORKER_LOST
     assert final.error and "was not re-run within 120 s" in final.error
-    assert store.reads[-1] - store.reads[0] > POLICY.redelivery_wait
+    assert store.reads[-1] - store.reads[0] > DEADLINES.redelivery_wait
 
 
 async def test_a_beat_that_comes_back_clears_the_lost_worker() -> None:
@@ -217,7 +219,7 @@ async def test_a_snapshot_gone_from_redis_ends_the_call_after_worker_lost_after(
     final = await follow.run(seq=1)
 
     assert final is not None and final.error_type is FailureKind.JOB_LOST
-    assert store.reads[-1] - store.reads[0] > POLICY.worker_lost_after
+    assert store.reads[-1] - store.reads[0] > DEADLINES.worker_lost_after
     assert store.writes == [], "nothing to write to: the job is gone"
 
 
@@ -235,3 +237,50 @@ async def test_a_silent_running_job_gets_keep_alive_notices_with_its_last_messag
     assert messages[1:] == ["still running: step 1"] * 3, messages
     values = [update.progress for _, update in sent.updates]
     assert values == sorted(set(values)), "notices keep the values strictly increasing"
+
+
+async def test_a_redis_outage_ends_the_call_at_its_limit_and_notices_claim_no_state() -> None:
+    clock = Clock()
+    store = Store(clock, queued())
+    follow, watch, sent = follower(clock, store)
+    watch.put(RESYNC)  # the listener lost its connection, came back, and the read fails
+    failed_from: list[float] = []
+
+    async def unreachable(job_id: str) -> tuple[JobEvent | None, bool]:
+        failed_from.append(clock.now)
+        raise RedisConnectionError("Connection refused")
+
+    store.read = unreachable  # type: ignore[method-assign]
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.state is JobState.FAILED
+    assert final.error_type is FailureKind.REDIS_UNREACHABLE
+    assert final.error and "Redis is unreachable" in final.error and "job id j1" in final.error
+    assert clock.now - failed_from[0] == pytest.approx(DEADLINES.redis_outage_limit)
+    assert store.writes == [], "nothing can be written while Redis is away"
+    during = [update.message or "" for at, update in sent.updates if at > failed_from[0]]
+    assert during and all("Redis unreachable" in text for text in during), during
+    assert not any("queued" in text or "running" in text for text in during)
+
+
+async def test_a_redis_outage_shorter_than_the_limit_changes_nothing() -> None:
+    clock = Clock()
+    store = Store(clock, running(progress=1), alive=True)
+    follow, watch, _ = follower(clock, store)
+    watch.put(running(progress=1))
+    watch.put(RESYNC)
+    original_read = store.read
+    fails = iter([True, True, False])
+
+    async def flaky(job_id: str) -> tuple[JobEvent | None, bool]:
+        if next(fails, False):
+            raise RedisConnectionError("Connection refused")
+        store.snapshot = JobEvent(seq=5, state=JobState.SUCCEEDED, attempt=1, result=1)
+        return await original_read(job_id)
+
+    store.read = flaky  # type: ignore[method-assign]
+
+    final = await follow.run(seq=1)
+
+    assert final is not None and final.state is JobState.SUCCEEDED and final.result == 1
