@@ -311,3 +311,25 @@ def test_header_carries_a_token_to_a_server_behind_auth(stack: Stack) -> None:
 
 
 # --- parsing, without a server -----------------------------------------------------------------
+
+
+def test_escape_sequences_a_job_echoes_are_shown_not_obeyed(stack: Stack) -> None:
+    """A caller's argument, echoed in a job's error, holding an OSC-8 link, a clear-screen and a
+    line that looks like a log record: `call`, `jobs` and the worker's log show it escaped."""
+    tag = uuid.uuid4().hex[:8]
+    hostile = f"{tag} \x1b]8;;https://evil.example\x07click\x1b]8;;\x07 \x1b[2J\x9b31m\r\n1999-01-01 ERROR forged-{tag}"
+    done = run(stack, "call", stack.http_url, "fail_politely", "--arg", f"reason={hostile}")
+    assert done.returncode == EXIT_TOOL_ERROR, done.stderr
+    assert tag in done.stderr and "\\x1b]8;;https://evil.example\\x07click" in done.stderr, done.stderr
+    assert not {"\x1b", "\x07", "\x9b", "\r"} & set(done.stderr), repr(done.stderr)
+
+    table = run(stack, "jobs", "--failures-for", "600")
+    assert table.returncode == 0, table.stderr
+    assert f"forged-{tag}" in table.stdout.replace("\n", ""), table.stdout
+    assert not {"\x1b", "\x07", "\x9b", "\r"} & set(table.stdout), repr(table.stdout)
+
+    for worker in stack.workers:
+        assert not any(line.startswith(f"1999-01-01 ERROR forged-{tag}") for line in worker.lines), worker.output()
+    assert any(f"\\n1999-01-01 ERROR forged-{tag}" in line for w in stack.workers for line in w.lines), [
+        w.output(5) for w in stack.workers
+    ]

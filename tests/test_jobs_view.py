@@ -224,8 +224,11 @@ async def test_the_jobs_command_prints_the_running_job(stack: Stack) -> None:
         other = await anyio.run_process([*JOBS_COMMAND, "--json-output", "--caller", "mallory"], env=env, cwd=REPO)
         assert job_id not in other.stdout.decode()
 
-        # --watch --json-output: one JSON object per line, each time something changed; Ctrl-C ends it.
-        watch = ManagedProcess("jobs --watch", [*JOBS_COMMAND, "--watch", "--json-output", "--interval", "0.2"], env)
+        # --watch --json-output: one JSON object per line, each time something changed; Ctrl-C ends it,
+        # even in a process that inherited SIGINT ignored, as everything a non-interactive shell starts
+        # in the background does (CI's runner among them: Python then raises no KeyboardInterrupt).
+        command = [*JOBS_COMMAND, "--watch", "--json-output", "--interval", "0.2"]
+        watch = ManagedProcess("jobs --watch", ["bash", "-c", 'trap "" INT; exec "$@"', "jobs", *command], env)
         try:
             first = await anyio.to_thread.run_sync(watch.wait_for_line, job_id, 20.0)
             was = next(row["progress"] for row in json.loads(first)["in_flight"] if row["job_id"] == job_id)

@@ -24,7 +24,14 @@ from typing import Any
 import redis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
-from celery.signals import task_failure, task_revoked, worker_ready, worker_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    task_failure,
+    task_revoked,
+    worker_ready,
+    worker_shutdown,
+)
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -33,6 +40,7 @@ from mcp_jobs._events import FailureKind, JobState, Keys
 from mcp_jobs._runner import Heartbeats, RunLimits, run_job, time_limit_error
 from mcp_jobs._store import JobStore
 from mcp_jobs.fanout import PartsContext, run_part
+from mcp_jobs.logs import ControlSafe, JsonFormatter
 from mcp_jobs.presence import Presence
 from mcp_jobs.producer import create_producer_app
 from mcp_jobs.registry import JobSpec, load_jobs
@@ -91,6 +99,7 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
     _register_parts(app, stores, heartbeats, settings)
     _record_deaths(app, jobs, stores, settings)
     _announce_presence(app, stores, settings)
+    _safe_worker_logs()
     return app
 
 
@@ -148,6 +157,19 @@ def _register_parts(app: Celery, stores: _StoreHolder, heartbeats: Heartbeats, s
         run_part(_parts_context(app, store, heartbeats, settings, None), job_id, map_index, index, ref, item)
 
     app.task(name=PART_TASK, shared=False)(part)
+
+
+def _safe_worker_logs() -> None:
+    """Celery's own log handlers (the worker's text log) get the same protection as ours: a job's
+    error or a caller's argument quoted in a log line cannot forge lines (see `logs.ControlSafe`)."""
+
+    def wrap(logger: logging.Logger | None = None, **_: Any) -> None:
+        for handler in logger.handlers if logger is not None else []:
+            if handler.formatter is not None and not isinstance(handler.formatter, ControlSafe | JsonFormatter):
+                handler.setFormatter(ControlSafe(handler.formatter))
+
+    after_setup_logger.connect(wrap, weak=False)
+    after_setup_task_logger.connect(wrap, weak=False)
 
 
 def _announce_presence(app: Celery, stores: _StoreHolder, settings: Settings) -> None:

@@ -3,14 +3,23 @@
 
 JSON lines carry `time`, `level`, `logger`, `message` and, where the code passed them as `extra`,
 `job_id`, `tool` and `caller`. Arguments, results and tokens are never logged.
+
+Text lines are made safe from what they quote (`ControlSafe`): a job's error or a caller's
+argument that holds a line break or an escape sequence cannot forge a log line or write to the
+reader's terminal. Control characters in a message are escaped (`\n`, `\x1b`), and the lines of
+a traceback are indented, so only a record's own first line starts at the beginning of a line.
+JSON lines need none of this: `json.dumps` escapes them.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from mcp_jobs._text import printable
 
 CONTEXT_FIELDS = ("job_id", "tool", "caller")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -30,9 +39,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class ControlSafe(logging.Formatter):
+    """Wraps a text formatter (ours, or Celery's worker formatter) so that a record's message and
+    traceback cannot forge log lines or carry escape sequences (see the module docstring)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        safe = copy.copy(record)
+        safe.msg, safe.args = printable(record.getMessage()), None
+        if record.exc_info and record.exc_info[0] is not None:
+            safe.exc_text = _indented(self._inner.formatException(record.exc_info))
+        elif record.exc_text:
+            safe.exc_text = _indented(record.exc_text)
+        if record.stack_info:
+            safe.stack_info = _indented(record.stack_info)
+        return self._inner.format(safe)
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + printable(line) for line in text.splitlines())
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ControlSafe(logging.Formatter(TEXT_FORMAT)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

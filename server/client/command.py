@@ -8,8 +8,9 @@ the result alone. Ctrl-C cancels the call the way the protocol says (the SDK's c
 `--task` opts in to the Tasks extension (`io.modelcontextprotocol/tasks`) through the SDK's
 `ClientExtension` and polls `tasks/get` until the task settles.
 
-The pieces: `call_args` (the target and the arguments), `call_view` (the progress display) and
-`call_tasks` (the Tasks extension); this module connects, runs the call and reports the outcome.
+The pieces: `arguments` (the target and the arguments), `view` (the progress display) and
+`tasks` (the Tasks extension); this module connects, runs the call and reports the outcome.
+Whatever the server sent is shown with its control characters escaped (`_text.printable`).
 
 Exit codes: 0 the call succeeded; 1 the server answered with an error (an `isError` result, a
 JSON-RPC error, a failed or cancelled task); 2 usage (bad options or arguments, an unknown tool);
@@ -48,6 +49,7 @@ from rich.text import Text
 
 from mcp_jobs import __version__
 from mcp_jobs._contract import JOB_ID_META_KEY, parse_status_line
+from mcp_jobs._text import json_safe, printable
 from mcp_jobs.server.client.arguments import (
     Target,
     build_arguments,
@@ -291,7 +293,8 @@ def _stderr_console() -> Console:
 
 
 def _fail(console: Console, code: int, text: str) -> int:
-    console.print(Text(f"error: {text}", style="red"), soft_wrap=True)
+    # Errors quote the server (and through it, jobs and callers): shown without control characters.
+    console.print(Text(printable(f"error: {text}", keep_layout=True), style="red"), soft_wrap=True)
     return code
 
 
@@ -477,14 +480,14 @@ def _print_content(result: types.CallToolResult, out: Console) -> None:
         return
     for block in result.content:
         text = _block_text(block)
-        if out.is_terminal:
-            out.print(Text(text), soft_wrap=True)
+        if out.is_terminal:  # lines and tabs kept, escape sequences shown, not obeyed
+            out.print(Text(printable(text, keep_layout=True)), soft_wrap=True)
         else:
-            click.echo(text)
+            click.echo(text)  # to a file or a pipe: the result exactly as the server sent it
 
 
 def _print_json(out: Console, data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = json_safe(json.dumps(data, indent=2, ensure_ascii=False))
     if out.is_terminal:
         out.print_json(text, indent=2)
     else:
@@ -601,7 +604,7 @@ async def run_tools(target: Target, json_output: bool, out: Console, err: Consol
         )
     if json_output:
         dumped = [tool.model_dump(by_alias=True, mode="json", exclude_none=True) for tool in tools]
-        click.echo(json.dumps({"tools": dumped}, indent=2, ensure_ascii=False))
+        click.echo(json_safe(json.dumps({"tools": dumped}, indent=2, ensure_ascii=False)))
         return EXIT_OK
     table = Table(title=f"{len(tools)} tools at {escape(target.label)}", title_justify="left", show_lines=True)
     table.add_column("Tool", style="bold cyan", no_wrap=True)
@@ -609,7 +612,8 @@ async def run_tools(target: Target, json_output: bool, out: Console, err: Consol
     table.add_column("Description", overflow="fold", ratio=1)
     for tool in tools:
         description = (tool.description or "").strip().split("\n\n", 1)[0]
-        table.add_row(Text(tool.name), Text("\n".join(describe_arguments(tool.input_schema))), Text(description))
+        arguments = "\n".join(printable(line) for line in describe_arguments(tool.input_schema))
+        table.add_row(Text(printable(tool.name)), Text(arguments), Text(printable(description, keep_layout=True)))
     out.print(table)
     return EXIT_OK
 

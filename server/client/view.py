@@ -16,6 +16,8 @@ from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Ta
 from rich.table import Column
 from rich.text import Text
 
+from mcp_jobs._text import printable
+
 RATE_WINDOW = 30.0
 """Seconds of progress samples the rate is estimated over."""
 
@@ -47,7 +49,7 @@ class ProgressState:
         if total is not None:
             self.total = total
         if message is not None:
-            self.message = message
+            self.message = printable(message)  # the server's words: no escape sequences on our terminal
 
     @property
     def elapsed(self) -> float:

@@ -6,16 +6,20 @@ Ctrl-C; `--json-output` prints the same data as JSON (with `--watch`, one object
 time it changes) for scripts. Settings (Redis URL, namespace) come from the environment, as for
 `serve` and `worker`; no job module is imported.
 
-Exit codes: 0 (also after Ctrl-C in `--watch`), 1 when Redis cannot be read (without `--watch`;
-with it the screen says so and keeps trying), 2 for a usage error.
+Exit codes: 0 (also after Ctrl-C or SIGTERM in `--watch`), 1 when Redis cannot be read (without
+`--watch`; with it the screen says so and keeps trying), 2 for a usage error.
+
+What jobs wrote (messages, errors, names) is shown with its control characters escaped
+(`_text.printable`): a job cannot write escape sequences to the operator's terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import click
@@ -29,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mcp_jobs._events import Keys
+from mcp_jobs._text import printable
 from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobRow, JobsView, list_jobs, without_clock
 from mcp_jobs.settings import Settings, get_settings, redact_url
 
@@ -67,11 +72,11 @@ def jobs(
     options = _Options(settings, caller, failures_for, queues, limit)
     try:
         if watch:
-            asyncio.run(_watch(options, json_output, interval))
+            asyncio.run(_until_stopped(_watch(options, json_output, interval)))
         else:
             asyncio.run(_once(options, json_output))
     except KeyboardInterrupt:
-        pass  # Ctrl-C ends a watch: that is how it is meant to stop
+        pass  # Ctrl-C before the watch installed its handlers
 
 
 class _Options:
@@ -114,6 +119,30 @@ async def _once(options: _Options, json_output: bool) -> None:
         click.echo(json.dumps(view.to_json()))
     else:
         Console().print(render(view, options.settings.namespace))
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` until it ends or SIGINT/SIGTERM arrives, then stop cleanly (exit 0).
+
+    The handlers are installed here rather than left to Python's KeyboardInterrupt: a process
+    started in the background by a non-interactive shell (as CI and process supervisors do)
+    inherits SIGINT *ignored*, and Python then never raises KeyboardInterrupt, so Ctrl-C or
+    `kill -INT` would not stop the watch."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    running, stopped = asyncio.create_task(work), asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (running, stopped):
+            task.cancel()
+        await asyncio.gather(running, stopped, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    if running.done() and not running.cancelled() and (error := running.exception()) is not None:
+        raise error
 
 
 async def _watch(options: _Options, json_output: bool, interval: float) -> None:
@@ -196,15 +225,15 @@ def _in_flight(view: JobsView) -> RenderableType:
             state += f" #{job.attempt}"
         table.add_row(
             job.job_id[:8],
-            escape(job.tool),
-            escape(job.caller or "-"),
+            _shown(job.tool),
+            _shown(job.caller or "-"),
             Text(state, style=STATE_STYLES.get(job.state, "")),
             _bar(job),
             _amount(job),
-            escape(job.message or job.status),
+            _shown(job.message or job.status),
             duration(job.age),
             duration(job.queue_wait),
-            escape(job.worker or "-"),
+            _shown(job.worker or "-"),
         )
     return table
 
@@ -220,10 +249,10 @@ def _failures(view: JobsView) -> RenderableType:
         ago = None if job.updated_at is None else max(view.now - job.updated_at, 0.0)
         table.add_row(
             job.job_id[:8],
-            escape(job.tool),
-            escape(job.caller or "-"),
+            _shown(job.tool),
+            _shown(job.caller or "-"),
             f"{duration(ago)} ago",
-            Text(error, style="red"),
+            Text(printable(error), style="red"),
         )
     return table
 
@@ -237,10 +266,10 @@ def _queues(view: JobsView) -> RenderableType:
     for queue in view.queues:
         hosts = [worker.hostname for worker in view.workers if queue.name in worker.queues]
         table.add_row(
-            escape(queue.name),
+            _shown(queue.name),
             "?" if queue.depth is None else str(queue.depth),
             Text(str(queue.workers), style="" if queue.workers else "bold red"),
-            escape(", ".join(hosts) or "-"),
+            _shown(", ".join(hosts) or "-"),
         )
     return table
 
@@ -254,6 +283,11 @@ def _notes(view: JobsView) -> str:
     if not view.complete:
         notes.append(f"stopped reading after {view.scanned} jobs: some may be missing")
     return "; ".join(notes)
+
+
+def _shown(text: str) -> str:
+    """Text a job or a worker wrote, for a table cell: no control characters, no rich markup."""
+    return escape(printable(text))
 
 
 def _bar(job: JobRow) -> RenderableType:

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 FOLDERS = {"mcp_jobs": REPO / "workers", "mcp_jobs.server": REPO / "server"}
 
 RUNTIME = {"mcp_jobs.celery_app", "mcp_jobs._runner", "mcp_jobs.fanout"}
-CONTRACT = {"mcp_jobs", "mcp_jobs._contract", "mcp_jobs._events", "mcp_jobs.server"}
+CONTRACT = {"mcp_jobs", "mcp_jobs._contract", "mcp_jobs._events", "mcp_jobs._text", "mcp_jobs.server"}
 """The shared contract, and the two package `__init__`s (which load nothing until asked: PEP 562)."""
 
 Graph = dict[str, set[str]]
