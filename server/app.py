@@ -212,6 +212,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
         queues=lambda: runtime.queues,
         queue_depths=settings.effective_broker_url == settings.redis_url,
         closing=lambda: runtime.closing,
+        max_streams_per_caller=settings.max_streams_per_caller,
     ):
         server.custom_route(route.path, methods=["GET"])(route.endpoint)
 
@@ -289,5 +290,7 @@ def build_http_app(runtime: Runtime) -> ASGIApp:
         transport_security=transport_security(settings),
         host=settings.host,
         max_request_body_size=settings.max_request_body_bytes,
+        max_sessions=settings.max_sessions,
+        session_idle_timeout=settings.session_idle_timeout,
     )
     return ScopeChallenges(app, settings, verifier, runtime.jobs.values()) if verifier else app

@@ -27,6 +27,10 @@ from typing import Any
 
 import anyio.to_thread
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
@@ -75,23 +79,41 @@ class JwtVerifier(TokenVerifier):
 
     def __init__(self, settings: Settings) -> None:
         assert settings.auth_jwks_url is not None
-        self._jwks = jwt.PyJWKClient(settings.auth_jwks_url, cache_keys=True, lifespan=300, timeout=10)
+        # The JWK set is cached for `auth_jwks_lifespan`; no per-key cache (`cache_keys`), which
+        # would keep a key removed from the set for as long as the process lives. An unknown key id
+        # refetches the set at most once per cooldown (no more than the lifespan), so tokens with
+        # made-up key ids cannot make this server hammer the issuer.
+        lifespan = settings.auth_jwks_lifespan
+        self._jwks = jwt.PyJWKClient(
+            settings.auth_jwks_url,
+            cache_keys=False,
+            lifespan=lifespan,
+            cooldown_duration=min(30.0, lifespan),
+            timeout=10,
+        )
         self._issuer = settings.auth_issuer_url
         self._audience = settings.resource_url
         self._algorithms = settings.auth_algorithms
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        """The token's access, or None (a 401): for any token that does not verify, however
+        malformed, with one log line that names why and never the token."""
         try:
             key = await anyio.to_thread.run_sync(self._jwks.get_signing_key_from_jwt, token)
             claims = jwt.decode(
                 token,
                 key.key,
-                algorithms=self._algorithms,
+                algorithms=_algorithms_for(key.key, self._algorithms),
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": ["exp", "sub"]},
             )
-        except jwt.PyJWTError as exc:
+        except jwt.PyJWKClientConnectionError as exc:
+            # The issuer's JWKS is out of reach: no token can be verified, which is the caller's
+            # 401 (it may retry), and the operator's warning.
+            logger.warning("bearer token refused: the JWKS cannot be fetched (%s)", type(exc).__name__)
+            return None
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
             logger.info("bearer token refused: %s", type(exc).__name__)  # never the token itself
             return None
         scopes = claims.get("scope", claims.get("scp", []))
@@ -104,6 +126,20 @@ class JwtVerifier(TokenVerifier):
             resource=self._audience,
             claims={"iss": claims.get("iss")},
         )
+
+
+def _algorithms_for(key: object, allowed: list[str]) -> list[str]:
+    """The allowed algorithms that fit the key's type: a token cannot pick an algorithm for a key
+    of another kind (an `ES256` header on an RSA key), whatever its header says."""
+    if isinstance(key, RSAPublicKey):
+        family: tuple[str, ...] = ("RS", "PS")
+    elif isinstance(key, EllipticCurvePublicKey):
+        family = ("ES",)
+    elif isinstance(key, Ed25519PublicKey | Ed448PublicKey):
+        family = ("EdDSA",)
+    else:
+        return []
+    return [name for name in allowed if name.startswith(family)]
 
 
 def token_verifier(settings: Settings) -> TokenVerifier | None:

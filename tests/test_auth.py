@@ -5,6 +5,9 @@ an existing job (tasks, the handoff tools), job scopes, and the off-loopback ref
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.server
 import json
 import subprocess
@@ -170,16 +173,17 @@ class Issuer:
     """A local authorization server's signing key, with its JWKS served over HTTP."""
 
     def __init__(self) -> None:
+        self.kid = "k1"
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwks = json.dumps({"keys": [public | {"kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+        self.jwks = self._jwks()
+        issuer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.end_headers()
-                self.wfile.write(jwks)
+                self.wfile.write(issuer.jwks)
 
             def log_message(self, *_: Any) -> None:
                 pass
@@ -188,9 +192,19 @@ class Issuer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def _jwks(self) -> bytes:
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        return json.dumps({"keys": [public | {"kid": self.kid, "use": "sig", "alg": "RS256"}]}).encode()
+
+    def rotate(self) -> None:
+        """A new signing key under a new key id; the old one is gone from the JWKS."""
+        self.kid = f"k{int(self.kid[1:]) + 1}"
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.jwks = self._jwks()
+
     def token(self, audience: str, sub: str = "carol", scope: str = "jobs", **claims: Any) -> str:
         payload = {"iss": self.url, "aud": audience, "sub": sub, "scope": scope, "exp": int(time.time()) + 300}
-        return jwt.encode(payload | claims, self.key, algorithm="RS256", headers={"kid": "k1"})
+        return jwt.encode(payload | claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +271,108 @@ def test_serving_off_loopback_without_authentication_is_refused(stack: Stack) ->
     args = [sys.executable, "-m", "mcp_jobs.server.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())]
     done = subprocess.run(args, env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "without authentication" in done.stderr, done.stderr
+
+
+def _forged(token: str, header: dict[str, Any]) -> str:
+    """`token` with its header replaced (the signature no longer matches, or was never made)."""
+    head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    return ".".join([head, *token.split(".")[1:]])
+
+
+def _hs256(token: str, issuer: Issuer) -> str:
+    """The algorithm-confusion attack: an HMAC signature keyed with the issuer's public JWKS."""
+    forged = _forged(token, {"alg": "HS256", "typ": "JWT", "kid": issuer.kid})
+    signed = ".".join(forged.split(".")[:2]).encode()
+    mac = hmac.new(issuer.jwks, signed, hashlib.sha256).digest()
+    return signed.decode() + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def strict_jwt_server(stack: Stack) -> Iterator[tuple[str, ManagedProcess, Issuer]]:
+    """A JWT server of its own (its issuer is rotated), with the jobs page, a short JWKS lifespan
+    and small caps on sessions and page streams."""
+    issuer = Issuer()
+    url, server = serve(
+        stack,
+        auth_jwks_url=f"{issuer.url}/jwks.json",
+        auth_issuer_url=issuer.url,
+        auth_jwks_lifespan="2",
+        jobs_page="true",
+        max_sessions="2",
+        max_streams_per_caller="1",
+    )
+    try:
+        yield url, server, issuer
+    finally:
+        server.stop()
+        issuer.server.shutdown()
+
+
+async def test_malformed_tokens_are_401s_never_500s_and_never_logged(
+    strict_jwt_server: tuple[str, ManagedProcess, Issuer],
+) -> None:
+    url, server, issuer = strict_jwt_server
+    good = issuer.token(url)
+    head, body, signature = good.split(".")
+    bad = {
+        "alg ES256 on an RSA key": _forged(good, {"alg": "ES256", "typ": "JWT", "kid": issuer.kid}),
+        "alg none": _forged(good, {"alg": "none", "typ": "JWT", "kid": issuer.kid})[: -len(signature)],
+        "HS256 keyed with the JWKS": _hs256(good, issuer),
+        "unknown kid": _forged(good, {"alg": "RS256", "typ": "JWT", "kid": "nobody"}),
+        "broken base64": f"{head}.{body}!!.{signature}",
+        "not a jwt": "x" * 40,
+        "huge": "e" + "A" * 60_000,
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        for name, token in bad.items():
+            answer = await modern_request(http, url, "tools/list", {}, token=token)
+            page = await http.get(url.replace("/mcp", "/jobs/stream"), headers={"Authorization": f"Bearer {token}"})
+            assert answer.get("status") == 401 and page.status_code == 401, (name, answer, page.status_code)
+        ok = await modern_request(http, url, "tools/list", {}, token=good)
+    assert "result" in ok, ok
+    log = server.output(100_000)
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+    assert not any(token[:60] in log for token in bad.values() if len(token) > 20), "tokens are never logged"
+
+
+async def test_a_key_dropped_from_the_jwks_is_refused_within_its_lifespan(
+    strict_jwt_server: tuple[str, ManagedProcess, Issuer],
+) -> None:
+    url, _, issuer = strict_jwt_server
+    old = issuer.token(url)
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert "result" in await modern_request(http, url, "tools/list", {}, token=old)
+        issuer.rotate()
+        new = issuer.token(url)
+        rotated_at = time.monotonic()
+        with anyio.fail_after(20):
+            while (await modern_request(http, url, "tools/list", {}, token=old)).get("status") != 401:
+                await anyio.sleep(0.2)
+        took = time.monotonic() - rotated_at
+        assert "result" in await modern_request(http, url, "tools/list", {}, token=new), "the new key is in"
+    assert took < 2 + 10, "refused once the cached JWKS (2 s) expired"
+
+
+async def test_sessions_and_page_streams_are_capped(strict_jwt_server: tuple[str, ManagedProcess, Issuer]) -> None:
+    url, _, issuer = strict_jwt_server
+    token = issuer.token(url)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+        async with http.stream("GET", url.replace("/mcp", "/jobs/stream")) as first:
+            assert first.status_code == 200
+            second = await http.get(url.replace("/mcp", "/jobs/stream"))
+            assert second.status_code == 429 and "most per caller" in second.json()["error"], second.text
+        async with client_with(url, token, mode="legacy") as one, client_with(url, token, mode="legacy") as two:
+            assert (await one.list_tools()).tools and (await two.list_tools()).tools
+            third = await legacy_initialize(http, url)
+            assert third.status_code == 503, third.text
+
+
+async def legacy_initialize(http: httpx.AsyncClient, url: str) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    return await http.post(url, json=body, headers={"Accept": "application/json, text/event-stream"})

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     tells clients (default: this server's origin, for static tokens)."""
     auth_scopes: CommaList = Field(default_factory=list)
     """Scopes every call needs (403 `insufficient_scope` without them); jobs can require more."""
+    auth_jwks_lifespan: float = Field(default=300.0, gt=0)
+    """Seconds a fetched JWKS is trusted: a key removed from it is refused, and a key added to it
+    accepted, after at most this long (a token with a key id not in the cached set also fetches
+    it anew, at most once per 30 s)."""
     auth_algorithms: CommaList = Field(default_factory=lambda: ["RS256", "ES256", "PS256", "EdDSA"])
     """JWT signature algorithms accepted (never `none` or HMAC)."""
     allow_unauthenticated: bool = False
@@ -122,8 +126,9 @@ class Settings(BaseSettings):
     """Refuse `tasks/*` requests over HTTP that carry no `Mcp-Name` header (the extension's rule for
     clients). Off by default: any replica answers any task, so no routing needs the header, and
     some clients (FastMCP's) omit it. A header that names another task is always refused."""
-    max_sessions: int | None = Field(default=None, gt=0)
-    """Most 2025-11-25 sessions one server process keeps (the SDK's `max_sessions`; None: no limit)."""
+    max_sessions: int | None = Field(default=10_000, gt=0)
+    """Most 2025-11-25 sessions one server process keeps open (the SDK's `max_sessions`; None: no
+    limit); a client asking for one more is refused until one closes or idles out."""
     session_idle_timeout: float | None = Field(default=1800.0, gt=0)
     """Seconds after which an idle 2025-11-25 session is closed (the SDK's `session_idle_timeout`)."""
     max_streams_per_caller: int = Field(default=4, gt=0)

@@ -6,7 +6,7 @@ Routes (under `path`, `/jobs` by default), all 404 unless `enabled`:
 - `GET /jobs`: the page, a static shell with no data in it (`page.html`);
 - `GET /jobs/page.js`: its script (`page.js`), a separate file so the Content-Security-Policy
   can forbid inline scripts;
-- `GET /jobs/stream`: server-sent events, one JSON view (`jobs_view.JobsView.to_json`) each time
+- `GET /jobs/stream`: server-sent events, one JSON view (`view.JobsView.to_json`) each time
   what it shows changes (checked every `interval` seconds), and a comment line every
   `KEEPALIVE` seconds otherwise. With authentication on it needs `Authorization: Bearer <token>`
   (401 without a valid one, 403 without the required scopes), and shows the token's caller only
@@ -16,7 +16,8 @@ Routes (under `path`, `/jobs` by default), all 404 unless `enabled`:
 
 Worker host names are left out of the stream (workers are counted per queue); `mcp-jobs jobs` is
 the operator's view with everything. One scan of Redis per `interval` serves every open stream of
-the process (`_Feed`), and the number of open streams is capped (`max_streams`, then 503).
+the process (`_Feed`), and the number of open streams is capped (`max_streams`, then 503; and
+`max_streams_per_caller` for one caller, then 429).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import redis.asyncio as aioredis
@@ -90,6 +91,7 @@ def jobs_routes(
     limit: int = DEFAULT_LIMIT,
     interval: float = 0.5,
     max_streams: int = 64,
+    max_streams_per_caller: int = 4,
     path: str = "/jobs",
     closing: Callable[[], bool] = lambda: False,
 ) -> list[Route]:
@@ -110,7 +112,7 @@ def jobs_routes(
     page = _Page(base) if enabled else None  # read only when served (a broken install fails at start)
     feed = _Feed(client, keys, queues, queue_depths, max_age=interval * 0.8)
     guard = _Guard(verifier, required_scopes, resource_url, security)
-    streams = _StreamCount(max_streams)
+    streams = _StreamCount(max_streams, max_streams_per_caller)
 
     async def static(request: Request, part: Callable[[_Page], tuple[str, str, dict[str, str]]]) -> Response:
         """The page or its script: 404 unless served, then the Host/Origin check."""
@@ -138,10 +140,16 @@ def jobs_routes(
         if isinstance(access, Response):
             return access
         caller, expires_at = access
-        if not streams.take():
+        taken = streams.take(caller)
+        if taken != "ok":
+            error = (
+                f"you have {max_streams_per_caller} job streams open already (the most per caller); close one"
+                if taken == "caller"
+                else "too many open job streams; try again shortly"
+            )
             return JSONResponse(
-                {"error": "too many open job streams; try again shortly"},
-                status_code=503,
+                {"error": error},
+                status_code=429 if taken == "caller" else 503,
                 headers={"Retry-After": "5", **_NO_STORE, **_COMMON_HEADERS},
             )
         until = time.monotonic() + MAX_STREAM_SECONDS
@@ -149,7 +157,7 @@ def jobs_routes(
             until = min(until, time.monotonic() + max(expires_at - time.time(), 0.0))
         return _EventStream(
             _events(feed, caller, recent_failures_for, limit, interval, until, closing),
-            on_close=streams.give_back,
+            on_close=lambda: streams.give_back(caller),
             media_type="text/event-stream",
             headers={**_NO_STORE, **_COMMON_HEADERS, "X-Accel-Buffering": "no"},
         )
@@ -304,18 +312,25 @@ class _Guard:
 
 
 class _StreamCount:
-    def __init__(self, most: int) -> None:
+    """Open streams, in all and per caller: one caller's tabs cannot take every stream."""
+
+    def __init__(self, most: int, most_per_caller: int) -> None:
         self._most = most
-        self._open = 0
+        self._most_per_caller = most_per_caller
+        self._open: dict[str, int] = {}
 
-    def take(self) -> bool:
-        if self._open >= self._most:
-            return False
-        self._open += 1
-        return True
+    def take(self, caller: str) -> Literal["ok", "caller", "process"]:
+        if self._open.get(caller, 0) >= self._most_per_caller:
+            return "caller"
+        if sum(self._open.values()) >= self._most:
+            return "process"
+        self._open[caller] = self._open.get(caller, 0) + 1
+        return "ok"
 
-    def give_back(self) -> None:
-        self._open -= 1
+    def give_back(self, caller: str) -> None:
+        self._open[caller] -= 1
+        if not self._open[caller]:
+            del self._open[caller]
 
 
 class _Page:
