@@ -21,6 +21,20 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'cancel',
 return 0
 """
 
+WORKER_MISSING_SCRIPT = f"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return ARGV[2] end
+local mark = redis.call('HGET', KEYS[1], '{LOST_SINCE_FIELD}')
+if mark then
+  local attempt, since = string.match(mark, '^([^:]*):(.*)$')
+  if attempt == ARGV[1] then return since end
+end
+redis.call('HSET', KEYS[1], '{LOST_SINCE_FIELD}', ARGV[1] .. ':' .. ARGV[2])
+return ARGV[2]
+"""
+"""KEYS[1] a job's snapshot, ARGV the attempt and now: when that attempt's worker was first missed
+(this read, unless an earlier one recorded it). One script, so two replicas reading at once agree,
+and a snapshot that expired meanwhile is not brought back as a stray hash without a TTL."""
+
 
 class AsyncJobStore:
     """Reads and writes job snapshots from the event loop."""
@@ -31,6 +45,7 @@ class AsyncJobStore:
         self._ttl = ttl
         self._write = client.register_script(WRITE_SCRIPT)
         self._flag = client.register_script(FLAG_CANCEL_SCRIPT)
+        self._missing = client.register_script(WORKER_MISSING_SCRIPT)
 
     async def write(
         self,
@@ -82,17 +97,8 @@ class AsyncJobStore:
         """When a read first found this attempt of the job without its liveness key: kept in the
         snapshot (field `lost_since`, "<attempt>:<time>") so that any replica's next read of a task
         goes on from the same moment. The first caller sets it (a re-run's attempt replaces it)."""
-        key = self._keys.job(job_id)
-        mark = f"{attempt}:{now!r}"
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hsetnx(key, LOST_SINCE_FIELD, mark)
-        pipe.hget(key, LOST_SINCE_FIELD)
-        _, stored = await pipe.execute()
-        seen_attempt, _, since = as_text(stored or mark).partition(":")
-        if seen_attempt != str(attempt):
-            await self._client.hset(key, LOST_SINCE_FIELD, mark)
-            return now
-        return float(since)
+        since = await self._missing(keys=[self._keys.job(job_id)], args=[attempt, repr(now)])
+        return float(as_text(since))
 
     async def worker_seen(self, job_id: str) -> None:
         """The job's worker beats (again): a later loss of it starts a grace of its own."""

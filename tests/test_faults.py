@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import httpx
@@ -21,9 +22,11 @@ import psutil
 import pytest
 import redis
 from mcp import Client
+from mcp.types import CallToolResult
 
 from mcp_jobs._events import Keys
 from mcp_jobs.server.dev_redis import RedisProcess, free_port
+from mcp_jobs.server.dispatch import REDIS_UNREADABLE
 from tests.conftest import TEST_JOB_MODULES
 from tests.support.helpers import ProgressLog, assert_strictly_increasing, job_keys
 from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker
@@ -280,10 +283,21 @@ async def test_a_task_whose_worker_dies_is_ended_as_worker_lost_when_read(stack:
     assert stack.client().hget(stack.keys.job(task_id), "error_type") == "WorkerLost"
 
 
+async def _reads_while_redis_is_down(url: str) -> tuple[dict[str, Any], CallToolResult]:
+    """What `tasks/get` and the handoff's `job_status` answer while the server cannot reach Redis."""
+    job_id = str(uuid.uuid4())
+    async with httpx.AsyncClient(timeout=30) as http:
+        task = await modern_request(http, url, "tasks/get", {"taskId": job_id})
+    async with Client(url, mode="legacy") as client:
+        status = await client.call_tool("job_status", {"job_id": job_id})
+    return task, status
+
+
 async def test_redis_gone_for_good_ends_every_call_with_an_error_that_says_so(stack: FaultStack) -> None:
     """Two calls running and two queued (both workers busy), then Redis killed and not restarted:
     each call ends within the outage limit plus a poll, saying Redis is unreachable, and once the
-    server has seen the outage its notices say that, not a job state it cannot read."""
+    server has seen the outage its notices say that, not a job state it cannot read. Meanwhile
+    tasks and the handoff tools answer with an error that says so too."""
     limit = 3.0
     port = free_port()
     server = start_http_server(stack.env | {"MCP_JOBS_REDIS_OUTAGE_LIMIT": str(limit)}, port)
@@ -313,6 +327,9 @@ async def test_redis_gone_for_good_ends_every_call_with_an_error_that_says_so(st
                     await anyio.sleep(0.05)
             stack.redis.stop()
             killed_at = time.monotonic()
+            task, status = await _reads_while_redis_is_down(url)
+        assert task["error"]["message"] == REDIS_UNREADABLE, task
+        assert status.is_error and REDIS_UNREADABLE in _text(status), _text(status)
         for tag, log in logs.items():
             result = results[tag]
             assert result.is_error, (tag, _text(result))  # type: ignore[attr-defined]
