@@ -30,7 +30,7 @@ from mcp_jobs.server.client.command import (
 from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import Stack
 from tests.support.helpers import job_keys, wait_for_state
-from tests.support.processes import REPO, start_http_server
+from tests.support.processes import REPO, sigint_ignored, start_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -54,11 +54,13 @@ def run(stack: Stack, *args: str, env: dict[str, str] | None = None) -> subproce
 
 class LiveCall:
     """The command running in its own process group (as a terminal's foreground job), its stderr
-    lines readable as they come, so a test can wait for one and then press Ctrl-C."""
+    lines readable as they come, so a test can wait for one and then press Ctrl-C. It starts with
+    SIGINT ignored, as everything a non-interactive shell runs in the background does (CI's runner
+    among them): Ctrl-C must stop it all the same."""
 
     def __init__(self, stack: Stack, *args: str) -> None:
         self.process = subprocess.Popen(
-            [*CLI, *args],
+            sigint_ignored([*CLI, *args]),
             env=stack.env,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
@@ -310,9 +312,6 @@ def test_header_carries_a_token_to_a_server_behind_auth(stack: Stack) -> None:
     assert json.loads(allowed.stdout) == {"steps": 1, "slept_seconds": 0.0}
 
 
-# --- parsing, without a server -----------------------------------------------------------------
-
-
 def test_escape_sequences_a_job_echoes_are_shown_not_obeyed(stack: Stack) -> None:
     """A caller's argument, echoed in a job's error, holding an OSC-8 link, a clear-screen and a
     line that looks like a log record: `call`, `jobs` and the worker's log show it escaped."""
@@ -333,3 +332,25 @@ def test_escape_sequences_a_job_echoes_are_shown_not_obeyed(stack: Stack) -> Non
     assert any(f"\\n1999-01-01 ERROR forged-{tag}" in line for w in stack.workers for line in w.lines), [
         w.output(5) for w in stack.workers
     ]
+
+
+def test_escape_sequences_in_a_jobs_messages_are_shown_not_obeyed(stack: Stack) -> None:
+    """A caller's tag in a job's step messages, holding an OSC-8 link and a clear-screen: `call`'s
+    progress lines and the `jobs` table show it escaped; the result, as JSON, escapes it in JSON's way."""
+    tag = f"{uuid.uuid4().hex[:8]}\x1b]8;;https://e.x\x07L\x1b]8;;\x07\x1b[2J\x9b1m"
+    unsafe = {"\x1b", "\x07", "\x9b"}
+    call = LiveCall(stack, "call", stack.http_url, "safe_steps", "--arg", f"tag={tag}", "--arg", "steps=200")
+    try:
+        line = call.wait_for(rf"^\[\d+/200\] .*{tag[:8]}", timeout=60).string
+        assert "\\x1b]8;;https://e.x\\x07L" in line and not unsafe & set(line), repr(line)
+        table = run(stack, "jobs")
+        assert table.returncode == 0 and tag[:8] in table.stdout and "\\x1b" in table.stdout, table.stdout
+        assert not unsafe & set(table.stdout), repr(table.stdout)
+        assert call.ctrl_c() == EXIT_INTERRUPTED, call.stderr
+    finally:
+        call.stop()
+    done = run(
+        stack, "call", stack.http_url, "safe_steps", "--arg", f"tag={tag}", "--arg", "steps=2", "--arg", "delay=0"
+    )
+    assert done.returncode == EXIT_OK and json.loads(done.stdout) == {"result": f"{tag} done after attempt 1"}
+    assert not unsafe & set(done.stdout + done.stderr) and tag[:8] in done.stderr, repr(done.stdout + done.stderr)

@@ -26,7 +26,7 @@ from mcp_jobs._events import Keys
 from mcp_jobs.server.ops.view import JobRow, JobsView, list_jobs
 from tests.conftest import Stack
 from tests.support.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
-from tests.support.processes import REPO, ManagedProcess
+from tests.support.processes import REPO, ManagedProcess, sigint_ignored
 
 pytestmark = pytest.mark.anyio
 
@@ -228,7 +228,7 @@ async def test_the_jobs_command_prints_the_running_job(stack: Stack) -> None:
         # even in a process that inherited SIGINT ignored, as everything a non-interactive shell starts
         # in the background does (CI's runner among them: Python then raises no KeyboardInterrupt).
         command = [*JOBS_COMMAND, "--watch", "--json-output", "--interval", "0.2"]
-        watch = ManagedProcess("jobs --watch", ["bash", "-c", 'trap "" INT; exec "$@"', "jobs", *command], env)
+        watch = ManagedProcess("jobs --watch", sigint_ignored(command), env)
         try:
             first = await anyio.to_thread.run_sync(watch.wait_for_line, job_id, 20.0)
             was = next(row["progress"] for row in json.loads(first)["in_flight"] if row["job_id"] == job_id)

@@ -43,6 +43,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, METHOD_NOT_FOUND
 from pydantic import ValidationError
 from rich.console import Console
+from rich.highlighter import JSONHighlighter
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -430,7 +431,7 @@ def _say_cancelled(err: Console, request: CallRequest, interrupt: Interrupt, pha
             text += f"; {watcher.cancel_outcome}"
     else:
         text = f"cancelled ({interrupt.name}): the call to {request.tool} was cancelled and the server told to stop it"
-    err.print(Text(text, style="yellow"), soft_wrap=True)
+    err.print(Text(printable(text), style="yellow"), soft_wrap=True)  # the outcome quotes the server
 
 
 def _show_result(
@@ -488,8 +489,8 @@ def _print_content(result: types.CallToolResult, out: Console) -> None:
 
 def _print_json(out: Console, data: Any) -> None:
     text = json_safe(json.dumps(data, indent=2, ensure_ascii=False))
-    if out.is_terminal:
-        out.print_json(text, indent=2)
+    if out.is_terminal:  # highlighted as is: `print_json` would re-encode it, C1 controls raw again
+        out.print(JSONHighlighter()(text), soft_wrap=True)
     else:
         click.echo(text)  # exactly JSON, never re-wrapped to a console width
 

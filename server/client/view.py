@@ -151,8 +151,9 @@ class ProgressView:
                 self.console.print(Text(self.state.line()), soft_wrap=True)
 
     def note(self, text: str, style: str = "") -> None:
-        """A line for the user (above the bar while it runs); shown in every mode."""
-        self.console.print(Text(text, style=style), soft_wrap=True)
+        """A line for the user (above the bar while it runs); shown in every mode. Notes quote the
+        server (a task id, the SDK's warnings about what it sent): no control characters."""
+        self.console.print(Text(printable(text), style=style), soft_wrap=True)
 
     def stop(self) -> None:
         if self._progress is not None:

@@ -6,7 +6,8 @@ Ctrl-C; `--json-output` prints the same data as JSON (with `--watch`, one object
 time it changes) for scripts. Settings (Redis URL, namespace) come from the environment, as for
 `serve` and `worker`; no job module is imported.
 
-Exit codes: 0 (also after Ctrl-C or SIGTERM in `--watch`), 1 when Redis cannot be read (without
+Exit codes: 0 (also after Ctrl-C or SIGTERM in `--watch`, even when started with SIGINT ignored,
+as a background job of a non-interactive shell is), 1 when Redis cannot be read (without
 `--watch`; with it the screen says so and keeps trying), 2 for a usage error.
 
 What jobs wrote (messages, errors, names) is shown with its control characters escaped
@@ -106,7 +107,8 @@ class _Options:
         return aioredis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
 
     def unavailable(self, exc: Exception) -> str:
-        return f"cannot read Redis at {redact_url(self.settings.redis_url)}: {exc}"
+        """Why Redis cannot be read; the error may quote the server, so without control characters."""
+        return printable(f"cannot read Redis at {redact_url(self.settings.redis_url)}: {exc}")
 
 
 async def _once(options: _Options, json_output: bool) -> None:

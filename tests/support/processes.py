@@ -20,6 +20,12 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 
 
+def sigint_ignored(args: list[str]) -> list[str]:
+    """`args` run with SIGINT ignored, as a non-interactive shell starts a background job (CI's
+    runner does): a command must stop on Ctrl-C by handlers of its own, not by KeyboardInterrupt."""
+    return ["bash", "-c", 'trap "" INT; exec "$@"', args[0], *args]
+
+
 class ManagedProcess:
     """A child process whose combined output is captured line by line and can be waited on."""
 
