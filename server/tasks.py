@@ -6,9 +6,11 @@ request, so one caller never reaches another's task) and `created_at`. So any se
 answers for any task with one snapshot read, as fresh as the worker's last step, and a task
 outlives the server process (and the connection) that created it.
 
-- `tools/call` from a client that opts in (its per-request capabilities carry the extension) for
-  a job that allows tasks returns a `CreateTaskResult` once the job's first snapshot is written;
-  a job that requires a task, called without the opt-in, gets -32021.
+- `tools/call` from a client that opts in (a 2026-07-28 request whose own capabilities carry the
+  extension) for a job that allows tasks returns a `CreateTaskResult` once the job's first
+  snapshot is written; a job that requires a task, called without the opt-in, gets -32021. On
+  2025-11-25 a call is never a task (that wire has no SEP-2663 handles), whatever the session's
+  `initialize` capabilities say: it streams like any other call.
 - `tasks/get` maps the job's state: queued/running -> `working` (with `statusMessage` from the
   job's last progress, "[3/5] 60% scanning logs"), succeeded or failed with a job error ->
   `completed` (the result inline, `isError` for a job error), cancelled -> `cancelled`, a protocol
@@ -16,7 +18,9 @@ outlives the server process (and the connection) that created it.
   call's follower enforces (queue wait, lost worker) are applied here, when the task is read.
 - `tasks/cancel` is the streaming call's cancel (flag + revoke); `tasks/update` is acknowledged
   (jobs never ask for input, so there is nothing outstanding).
-- Over HTTP, `tasks/*` requests must carry `Mcp-Name: <taskId>` (-32020 otherwise).
+- Over HTTP, a `tasks/*` request whose `Mcp-Name` header names another task gets -32020. One
+  with no header is answered (any replica answers any task, so no routing needs it, and
+  FastMCP's client omits it) unless `MCP_JOBS_STRICT_TASK_NAMES` asks for the spec's refusal.
 
 `ttlMs` is the time from creation to the snapshot's expiry (`MCP_JOBS_RESULT_TTL` after its last
 update), so it grows while the job reports; Redis removes expired tasks. `pollIntervalMs` follows
@@ -111,7 +115,10 @@ class TasksExtension(Extension):
             return await call_next(ctx)
         if not _opted_in(ctx):
             if spec.task == "required":
-                raise _missing_extension(f"Tool {spec.name} runs only as a task: declare the {TASKS} extension.")
+                raise _missing_extension(
+                    f"Tool {spec.name} runs only as a task: call it over MCP 2026-07-28 and declare the {TASKS} "
+                    "extension in the request's client capabilities."
+                )
             return await call_next(ctx)
         try:
             arguments = spec.validate_arguments(params.arguments or {})
@@ -152,7 +159,7 @@ class TasksExtension(Extension):
     async def _task(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         """The task's current state, after the checks every `tasks/*` request goes through."""
         require_client_extension(ctx, TASKS)  # before looking the task up: -32021, not -32602
-        _check_name_header(ctx, params.task_id)
+        _check_name_header(ctx, params.task_id, strict=self._state.settings.strict_task_names)
         if not is_job_id(params.task_id):  # before any Redis key is built from it
             raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {params.task_id!r} (not a task id)")
         store = self._state.dispatcher.store
@@ -239,7 +246,12 @@ class TasksExtension(Extension):
 
 
 def _opted_in(ctx: ServerRequestContext[Any, Any]) -> bool:
-    capabilities = ctx.session.client_capabilities
+    """Whether this call may become a task: a 2026-07-28 request whose own (`_meta`) client
+    capabilities declare the extension. A 2025-11-25 session's `initialize` capabilities may name
+    it too (the MCP Inspector's do), but that wire cannot carry a `CreateTaskResult`."""
+    if ctx.protocol_version not in MODERN:
+        return False
+    capabilities = ctx.session.client_capabilities  # on 2026-07-28: this request's envelope
     return bool(capabilities and capabilities.extensions and TASKS in capabilities.extensions)
 
 
@@ -250,13 +262,17 @@ def _missing_extension(message: str) -> MCPError:
     return MCPError(MISSING_REQUIRED_CLIENT_CAPABILITY, message, data)
 
 
-def _check_name_header(ctx: ServerRequestContext[Any, Any], task_id: str) -> None:
-    """Over HTTP a `tasks/*` request names its task in `Mcp-Name` too, for routing: they must agree."""
+def _check_name_header(ctx: ServerRequestContext[Any, Any], task_id: str, *, strict: bool) -> None:
+    """Over HTTP a `tasks/*` request names its task in `Mcp-Name` too, for routing: a header that
+    names another task is always refused. A missing one only when `strict`: any replica answers
+    any task, so nothing here routes on it, and clients that omit it (FastMCP's) still work."""
     request = ctx.request
     headers = getattr(request, "headers", None)
     if headers is None:
         return  # stdio: no headers
     named = decode_header_value(headers.get("mcp-name"))
+    if named is None and not strict:
+        return
     if named is None or named.strip() != task_id:
         raise MCPError(HEADER_MISMATCH, f"The Mcp-Name header must name the task ({task_id})")
 

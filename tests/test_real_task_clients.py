@@ -1,0 +1,163 @@
+"""Real clients that declare the Tasks extension, against the real stack (issue 21, items 1 and 2).
+
+- The MCP Inspector CLI (npm `@modelcontextprotocol/inspector`, pinned in `tests/inspector/`
+  with the Node 22 it needs) declares the extension in its `initialize` capabilities on
+  2025-11-25, its default era: there a call streams (that wire has no task handles); on
+  2026-07-28 it opts each request in, and the call is a task.
+- FastMCP's client with fastmcp-tasks (in a virtualenv of its own under build/: it pins its own
+  `mcp`) opts every call in and polls `tasks/get` without an `Mcp-Name` header: answered by
+  default, refused with `MCP_JOBS_STRICT_TASK_NAMES`. A header naming another task is refused
+  either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mcp_jobs.server.dev_redis import free_port
+from tests.conftest import Stack
+from tests.support.processes import REPO, ManagedProcess, start_http_server
+from tests.support.rawclient import modern_request
+from tests.support.venvs import pinned_venv
+
+pytestmark = pytest.mark.timeout(900)
+
+INSPECTOR_DIR = REPO / "tests" / "inspector"
+INSPECTOR = INSPECTOR_DIR / "node_modules" / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" / "build"
+NODE = INSPECTOR_DIR / "node_modules" / "node" / "bin" / "node"
+
+FASTMCP_PINS = ["fastmcp==4.1.4", "fastmcp-tasks==4.1.4", "mcp==2.3.0"]
+FASTMCP_VENV = REPO / "build" / "fastmcp-client"
+FASTMCP_CLIENT = REPO / "tests" / "fastmcp_client" / "call.py"
+
+HEADER_ERROR = "The Mcp-Name header must name the task"
+
+
+@pytest.fixture(scope="session")
+def inspector() -> list[str]:
+    """The command that runs the Inspector CLI: Node 22 from npm (the machine's Node may be older)."""
+    if not (INSPECTOR / "index.js").exists() or not NODE.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is needed for the MCP Inspector tests (.ci/run installs it)"
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=INSPECTOR_DIR, check=True, timeout=300)
+    return [str(NODE), str(INSPECTOR / "index.js"), "--cli"]
+
+
+@pytest.fixture(scope="session")
+def fastmcp_python() -> Path:
+    """FastMCP's client with tasks, in a virtualenv of its own (created on first use)."""
+    return pinned_venv(FASTMCP_VENV, FASTMCP_PINS)
+
+
+@pytest.fixture(scope="module")
+def strict_url(stack: Stack) -> Iterator[str]:
+    """A server beside the stack's (same Redis and workers) that refuses a missing `Mcp-Name`."""
+    port = free_port()
+    server = start_http_server(stack.env | {"MCP_JOBS_STRICT_TASK_NAMES": "true"}, port)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.stop()
+
+
+def run_inspector(
+    inspector: list[str], url: str, era: str, tool: str, arguments: dict[str, Any], home: Path
+) -> dict[str, Any]:
+    """One `tools/call` by the Inspector CLI; its JSON output (a result, or an error on stderr)."""
+    command = [*inspector, url, "--protocol-era", era, "--method", "tools/call", "--tool-name", tool]
+    command += ["--tool-args-json", json.dumps(arguments), "--format", "json"]
+    env = os.environ | {"HOME": str(home)}  # its catalog and stored state go to the test's folder
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
+    return dict(json.loads(done.stdout if done.returncode == 0 else done.stderr))
+
+
+def run_fastmcp(python: Path, url: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(python), str(FASTMCP_CLIENT), url, json.dumps(calls)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return list(json.loads(done.stdout))
+
+
+def record_of(stack: Stack, label: str) -> dict[str, str]:
+    """The snapshot of the job whose result names `label` (each test's labels are unique)."""
+    with stack.redis() as client:
+        for key in client.scan_iter(match=stack.keys.job("*"), count=1000):
+            if client.type(key) == "hash" and label in (client.hget(key, "result") or ""):
+                return dict(client.hgetall(key))
+    raise AssertionError(f"no job's result names {label}")
+
+
+def assert_no_server_errors(server: ManagedProcess, since: int) -> None:
+    logged = server.lines[since:]
+    assert not [line for line in logged if "Traceback" in line or "invalid result" in line], "\n".join(logged)
+
+
+@pytest.mark.parametrize(("era", "as_task"), [("legacy", False), ("modern", True)])
+def test_the_inspector_calls_a_tool_with_progress_in_both_eras(
+    inspector: list[str], stack: Stack, tmp_path: Path, era: str, as_task: bool
+) -> None:
+    label = f"inspector-{era}-{uuid.uuid4().hex}"
+    since = len(stack.server.lines)
+    answer = run_inspector(inspector, stack.http_url, era, "slow_compute", {"seconds": 2, "label": label}, tmp_path)
+    assert "result" in answer, answer
+    assert answer["result"]["content"] == [{"type": "text", "text": f"{label} computed for 2 s"}]
+    assert answer["result"]["isError"] is False
+    assert (record_of(stack, label).get("task") == "1") is as_task, "a task only on 2026-07-28"
+    assert_no_server_errors(stack.server, since)
+
+
+def test_a_tool_that_needs_a_task_tells_a_2025_11_25_client_why(
+    inspector: list[str], stack: Stack, tmp_path: Path
+) -> None:
+    since = len(stack.server.lines)
+    answer = run_inspector(inspector, stack.http_url, "legacy", "failing_job", {}, tmp_path)
+    message = answer["error"]["message"]
+    assert "runs only as a task" in message and "2026-07-28" in message, answer
+    assert "io.modelcontextprotocol/tasks" in message
+    assert_no_server_errors(stack.server, since)
+
+
+def test_fastmcp_with_tasks_gets_the_results_of_short_and_long_calls(fastmcp_python: Path, stack: Stack) -> None:
+    short, long = f"fastmcp-short-{uuid.uuid4().hex}", f"fastmcp-long-{uuid.uuid4().hex}"
+    calls = [
+        {"tool": "slow_compute", "arguments": {"seconds": 0, "label": short}},
+        {"tool": "slow_compute", "arguments": {"seconds": 3, "label": long}},
+    ]
+    outcomes = run_fastmcp(fastmcp_python, stack.http_url, calls)
+    assert outcomes == [
+        {"text": f"{short} computed for 0 s", "is_error": False},
+        {"text": f"{long} computed for 3 s", "is_error": False},
+    ]
+    assert record_of(stack, short)["task"] == record_of(stack, long)["task"] == "1", "both ran as tasks"
+
+
+def test_strict_task_names_refuse_fastmcp_s_missing_header(fastmcp_python: Path, strict_url: str) -> None:
+    (outcome,) = run_fastmcp(fastmcp_python, strict_url, [{"tool": "slow_compute", "arguments": {"seconds": 0}}])
+    assert HEADER_ERROR in outcome.get("error", ""), outcome
+
+
+@pytest.mark.anyio
+async def test_a_header_naming_another_task_is_refused_in_both_modes(stack: Stack, strict_url: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        for url in (stack.http_url, strict_url):
+            call = {"name": "slow_compute", "arguments": {"seconds": 0}}
+            created = await modern_request(http, url, "tools/call", call)
+            task_id = created["result"]["taskId"]
+            misrouted = await modern_request(http, url, "tasks/get", {"taskId": task_id}, name=str(uuid.uuid4()))
+            assert misrouted["error"]["code"] == -32020, (url, misrouted)
+            assert HEADER_ERROR in misrouted["error"]["message"]
