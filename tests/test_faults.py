@@ -28,7 +28,7 @@ from mcp_jobs._events import Keys
 from mcp_jobs.server.dev_redis import RedisProcess, free_port
 from mcp_jobs.server.dispatch import REDIS_UNREADABLE
 from tests.conftest import TEST_JOB_MODULES
-from tests.support.helpers import ProgressLog, assert_strictly_increasing, job_keys
+from tests.support.helpers import ProgressLog, assert_strictly_increasing, job_id_of_key, job_keys
 from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker
 from tests.support.rawclient import modern_request
 
@@ -141,7 +141,7 @@ async def test_a_job_no_worker_takes_ends_clearly_and_a_late_worker_skips_it(sta
     assert_strictly_increasing(log.values)
 
     (key,) = [k for k in job_keys(stack.client(), stack.keys) if stack.client().hget(k, "job") == "unheard"]
-    job_id = stack.keys.job_id(key)
+    job_id = job_id_of_key(key)
     late = start_worker(stack.env, "late", concurrency=1, queues="nobody")
     try:
         late.wait_for_line(job_id, timeout=30)  # the late worker received the message...
@@ -183,7 +183,7 @@ async def _kill_when_running(
             for k in job_keys(redis_client, stack.keys)
             if (redis_client.hget(k, "message") or "").startswith(f"{tag}:")
         ]
-        pid = stack.job_pid(stack.keys.job_id(key))
+        pid = stack.job_pid(job_id_of_key(key))
         if whole_worker:
             worker = stack.worker_of(pid)
             os.killpg(worker.pid, signal.SIGKILL)

@@ -37,7 +37,7 @@ from mcp_jobs.server.auth import StaticTokenVerifier, hash_token
 from mcp_jobs.server.ops.page import jobs_routes
 from mcp_jobs.settings import Settings, StaticToken
 from tests.conftest import Stack
-from tests.support.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
+from tests.support.helpers import ProgressLog, async_redis, job_id_of_key, job_keys, namespace_of_its_own
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +66,7 @@ AUTH = Settings(
 )
 
 
-def auth_routes(client: aioredis.Redis, keys: Keys) -> Starlette:
+def auth_routes(client: aioredis.Redis, keys: Keys, **options: Any) -> Starlette:
     verifier = StaticTokenVerifier(AUTH)
     routes = jobs_routes(
         client,
@@ -76,6 +76,7 @@ def auth_routes(client: aioredis.Redis, keys: Keys) -> Starlette:
         required_scopes=["jobs"],
         resource_url=AUTH.resource_url,
         security=SECURITY,
+        **options,
     )
     return Starlette(routes=routes)
 
@@ -146,7 +147,7 @@ async def test_a_job_started_through_mcp_appears_and_its_bar_moves(stack: Stack,
                 tg.start_soon(call)
                 await log.wait_for(1)
                 (key,) = [key for key in job_keys(sync, stack.keys) - before if sync.hget(key, "job") == "sleep_steps"]
-                job_id = stack.keys.job_id(key)
+                job_id = job_id_of_key(key)
 
                 row = page.locator(f'#inflight tr[data-job-id="{job_id}"]')
                 await expect(row).to_be_visible(timeout=WAIT_MS)
@@ -308,6 +309,28 @@ async def test_streams_are_capped_end_when_the_server_closes_and_report_redis_tr
         data = await first_event(f"{base}/jobs/stream")
         assert data["error"] == "Redis is unavailable; retrying", data
     await unreachable.aclose()
+
+
+async def test_one_caller_at_their_stream_cap_does_not_hold_back_another(
+    stack: Stack, own_namespace: tuple[redis.Redis, Keys]
+) -> None:
+    _, keys = own_namespace
+    alice, bob = ({"Authorization": f"Bearer {name}-secret"} for name in ("alice", "bob"))
+    async with (
+        async_redis(stack.redis_url) as client,
+        serving(auth_routes(client, keys, max_streams_per_caller=1)) as base,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        with anyio.fail_after(15):
+            async with http.stream("GET", f"{base}/jobs/stream", headers=alice) as first:
+                assert first.status_code == 200
+                again = await http.get(f"{base}/jobs/stream", headers=alice)
+                assert again.status_code == 429 and again.headers["retry-after"], again.text
+                assert "most per caller" in again.json()["error"]
+                async with http.stream("GET", f"{base}/jobs/stream", headers=bob) as other:
+                    assert other.status_code == 200
+            async with http.stream("GET", f"{base}/jobs/stream", headers=alice) as later:
+                assert later.status_code == 200, "a closed stream gives its place back"
 
 
 async def first_event(url: str, token: str | None = None) -> dict[str, Any]:

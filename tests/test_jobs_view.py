@@ -25,7 +25,7 @@ from mcp import Client
 from mcp_jobs._events import Keys
 from mcp_jobs.server.ops.view import JobRow, JobsView, list_jobs
 from tests.conftest import Stack
-from tests.support.helpers import ProgressLog, async_redis, job_keys, namespace_of_its_own
+from tests.support.helpers import ProgressLog, async_redis, job_id_of_key, job_keys, namespace_of_its_own
 from tests.support.processes import REPO, ManagedProcess, sigint_ignored
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +50,7 @@ async def running_job(stack: Stack, steps: int, delay: float, at: float = 1) -> 
             await log.wait_for(at)
             ours = [key for key in job_keys(sync, stack.keys) - before if sync.hget(key, "job") == "sleep_steps"]
             assert len(ours) == 1, ours
-            yield stack.keys.job_id(ours[0]), log
+            yield job_id_of_key(ours[0]), log
         finally:
             tg.cancel_scope.cancel()
 

@@ -23,7 +23,7 @@ from mcp_jobs.server.app import REDIS_CLIENT_NAME, Runtime
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.settings import Settings
 from tests.conftest import TEST_JOB_MODULES, Stack
-from tests.support.helpers import assert_strictly_increasing, wait_for_state
+from tests.support.helpers import assert_strictly_increasing, job_id_of_key, wait_for_state
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -131,7 +131,7 @@ async def _follow_in_background(runtime: Runtime, job_id: str, tg: anyio.abc.Tas
 async def test_a_sequence_gap_triggers_a_snapshot_read(stack: Stack, runtime: Runtime, store: JobStore) -> None:
     client = stack.redis()
     key = stack.keys.job(str(uuid.uuid4()))
-    job_id = stack.keys.job_id(key)
+    job_id = job_id_of_key(key)
     store.write(job_id, JobState.QUEUED, extra={"job": "echo"})
     async with anyio.create_task_group() as tg:
         outcome = await _follow_in_background(runtime, job_id, tg)

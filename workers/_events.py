@@ -102,10 +102,6 @@ class Keys:
         """A worker's presence record (see `presence.py`)."""
         return f"{self.namespace}:worker:{hostname}"
 
-    def job_id(self, channel: str) -> str:
-        """The job id of a channel name produced by `job()`."""
-        return channel.rpartition(":")[2]
-
 
 @dataclass(frozen=True)
 class JobEvent:

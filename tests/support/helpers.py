@@ -63,6 +63,11 @@ def job_keys(client: redis.Redis, keys: Keys) -> set[str]:
     return {key for key in client.scan_iter(match=keys.job("*")) if ":" not in key.removeprefix(prefix)}
 
 
+def job_id_of_key(key: str) -> str:
+    """The job id in a snapshot key (`<ns>:job:<job id>`)."""
+    return key.rpartition(":")[2]
+
+
 async def wait_for_state(client: redis.Redis, key: str, states: set[str], timeout: float) -> str:
     """Wait until the snapshot at `key` is in one of `states`; return the state."""
     with anyio.fail_after(timeout):
