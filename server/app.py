@@ -25,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic_core import to_jsonable_python
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -293,4 +294,6 @@ def build_http_app(runtime: Runtime) -> ASGIApp:
         max_sessions=settings.max_sessions,
         session_idle_timeout=settings.session_idle_timeout,
     )
-    return ScopeChallenges(app, settings, verifier, runtime.jobs.values()) if verifier else app
+    if verifier:  # innermost: after the SDK's authentication, which it reads
+        app.user_middleware.append(Middleware(ScopeChallenges, settings=settings, jobs=runtime.jobs.values()))
+    return app

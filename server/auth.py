@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
@@ -108,6 +109,15 @@ class JwtVerifier(TokenVerifier):
                 issuer=self._issuer,
                 options={"require": ["exp", "sub"]},
             )
+            return AccessToken(
+                token=token,
+                client_id=str(claims.get("client_id") or claims.get("azp") or claims["sub"]),
+                subject=str(claims["sub"]),
+                scopes=_scopes(claims),
+                expires_at=int(claims["exp"]),
+                resource=self._audience,
+                claims={"iss": claims.get("iss")},
+            )
         except jwt.PyJWKClientConnectionError as exc:
             # The issuer's JWKS is out of reach: no token can be verified, which is the caller's
             # 401 (it may retry), and the operator's warning.
@@ -116,16 +126,17 @@ class JwtVerifier(TokenVerifier):
         except (jwt.PyJWTError, TypeError, ValueError) as exc:
             logger.info("bearer token refused: %s", type(exc).__name__)  # never the token itself
             return None
-        scopes = claims.get("scope", claims.get("scp", []))
-        return AccessToken(
-            token=token,
-            client_id=str(claims.get("client_id") or claims.get("azp") or claims["sub"]),
-            subject=str(claims["sub"]),
-            scopes=scopes.split() if isinstance(scopes, str) else [str(s) for s in scopes],
-            expires_at=int(claims["exp"]),
-            resource=self._audience,
-            claims={"iss": claims.get("iss")},
-        )
+
+
+def _scopes(claims: dict[str, Any]) -> list[str]:
+    """The token's scopes: `scope` as space-separated text (RFC 9068), or a `scp` list as some
+    issuers write it; anything else makes the token malformed (a 401, not a 500)."""
+    scopes = claims.get("scope", claims.get("scp", []))
+    if isinstance(scopes, str):
+        return scopes.split()
+    if isinstance(scopes, list) and all(isinstance(scope, str) for scope in scopes):
+        return scopes
+    raise jwt.InvalidTokenError("the scope claim is neither text nor a list of text")
 
 
 def _algorithms_for(key: object, allowed: list[str]) -> list[str]:
@@ -161,12 +172,14 @@ def auth_settings(settings: Settings) -> AuthSettings:
 
 
 class ScopeChallenges:
-    """Completes the SDK's bearer challenges with the scopes needed, and enforces job scopes."""
+    """Completes the SDK's bearer challenges with the scopes needed, and enforces job scopes.
 
-    def __init__(self, app: ASGIApp, settings: Settings, verifier: TokenVerifier, jobs: Iterable[JobSpec]) -> None:
+    A middleware of the SDK's app, inside its authentication (`scope["user"]`): each request's
+    token is verified once, by the SDK, so a refused one costs one check and logs one line."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, jobs: Iterable[JobSpec]) -> None:
         self._app = app
         self._path = settings.path
-        self._verifier = verifier
         self._required = list(settings.auth_scopes)
         self._job_scopes = {spec.name: list(spec.scopes) for spec in jobs if spec.scopes}
         self._metadata = str(build_resource_metadata_url(AnyHttpUrl(settings.resource_url)))
@@ -176,9 +189,11 @@ class ScopeChallenges:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self._path.rstrip("/"):
             await self._app(scope, receive, send)
             return
-        token = _bearer(scope) if scope["method"] == "POST" and self._job_scopes else None
-        access = await self._verifier.verify_token(token) if token else None
-        if access is not None:  # only an authenticated caller's body is read here (else: the SDK's 401)
+        user = scope.get("user")
+        access = user.access_token if isinstance(user, AuthenticatedUser) else None
+        if (
+            access is not None and scope["method"] == "POST" and self._job_scopes
+        ):  # only an authenticated caller's body is read here (else: the SDK's 401)
             body = await _read_body(receive, self._max_body)
             if body is None:
                 await send({"type": "http.response.start", "status": 413, "headers": []})
@@ -231,13 +246,6 @@ class ScopeChallenges:
             await send(message)
 
         return sending
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"authorization" and value[:7].lower() == b"bearer ":
-            return str(value[7:].decode(errors="replace"))
-    return None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -286,9 +286,9 @@ class _Guard:
         return token.subject or token.client_id, None if token.expires_at is None else float(token.expires_at)
 
     async def _access_token(self, request: Request) -> AccessToken | None:
-        user = request.scope.get("user")
-        if isinstance(user, AuthenticatedUser):  # the SDK's authentication middleware checked it
-            return user.access_token
+        if "user" in request.scope:  # the SDK's authentication middleware checked it: its verdict
+            user = request.scope["user"]
+            return user.access_token if isinstance(user, AuthenticatedUser) else None
         header = request.headers.get("authorization", "")
         if header[:7].lower() != "bearer " or not header[7:].strip():
             return None

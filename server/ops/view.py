@@ -4,7 +4,9 @@ The data behind `mcp-jobs jobs` and the live jobs page. It reads only what worke
 already write (no index of its own, nothing to keep consistent):
 
 - job snapshots `<ns>:job:<id>`, found with SCAN (liveness keys `<ns>:job:<id>:alive` skipped),
-  read with HMGET of the fields shown here: never the `result`, which can be megabytes;
+  read by a Lua script (`READ_SCRIPT`) in batches: the fields shown here for a job in flight or
+  failed (never the `result`, which can be megabytes), and only state, caller and time for any
+  other ended job, which is only counted;
 - whether a running job's worker still beats (`<ns>:job:<id>:alive`);
 - the workers' presence records `<ns>:worker:<hostname>` (see `presence.py`);
 - the depth of each queue (`LLEN`), only when the Celery broker is this very Redis.
@@ -43,8 +45,8 @@ DEFAULT_MAX_KEYS = 20_000
 SCAN_BATCH = 1000
 """`COUNT` of each SCAN step (keys Redis looks at per round trip)."""
 
-READ_BATCH = 500
-"""Snapshots read per pipelined round trip."""
+READ_BATCH = 200
+"""Snapshots read per `READ_SCRIPT` call (each call holds Redis for about a millisecond)."""
 
 MAX_TEXT = 2000
 """Longest message or error kept per job (the rest is cut, with an ellipsis)."""
@@ -72,7 +74,44 @@ FIELDS = (
 """The snapshot fields a view reads (`started_at` is optional: with it, a running job's queue wait
 is known)."""
 
-IN_FLIGHT = frozenset({JobState.QUEUED, JobState.RUNNING})
+COUNTED_ONLY = ("state", "caller", "updated_at")
+"""What a view reads of an ended job other than a failure: it is only counted."""
+
+_READ_LUA = """
+-- KEYS[1]: the prefix of job keys; ARGV: job ids. For each job: its FIELDS and whether its
+-- liveness key exists; only its COUNTED_ONLY fields when it ended other than by failing; false
+-- when it is gone. One call per batch instead of two commands per job: the commands cost the
+-- server's event loop far more to pack than Redis takes to run them.
+local out = {}
+for i, id in ipairs(ARGV) do
+  local key = KEYS[1] .. id
+  local state = redis.call('HGET', key, 'state')
+  if not state then
+    out[i] = false
+  elseif COUNTED(state) then
+    out[i] = redis.call('HMGET', key, COUNTED_ONLY)
+  else
+    local row = redis.call('HMGET', key, FIELDS)
+    row[#row + 1] = redis.call('EXISTS', key .. ':alive')
+    out[i] = row
+  end
+end
+return out
+"""
+
+
+def _lua_strings(names: Iterable[str]) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
+_COUNTED_STATES = [state.value for state in JobState if state.terminal and state is not JobState.FAILED]
+
+READ_SCRIPT = (
+    _READ_LUA.replace("COUNTED(state)", " or ".join(f"state == '{state}'" for state in _COUNTED_STATES))
+    .replace("HMGET', key, COUNTED_ONLY", f"HMGET', key, {_lua_strings(COUNTED_ONLY)}")
+    .replace("HMGET', key, FIELDS", f"HMGET', key, {_lua_strings(FIELDS)}")
+)
+"""`_READ_LUA` with the states and field names written in."""
 
 
 @dataclass(frozen=True)
@@ -221,23 +260,20 @@ async def scan_jobs(
     job_ids, complete = await _job_ids(client, keys, max_keys)
     jobs: list[JobRow] = []
     ended: list[tuple[str, str, float | None]] = []
+    read = client.register_script(READ_SCRIPT)
     for start in range(0, len(job_ids), READ_BATCH):
         batch = job_ids[start : start + READ_BATCH]
-        pipe = client.pipeline(transaction=False)
-        for job_id in batch:
-            pipe.hmget(keys.job(job_id), list(FIELDS))
-            pipe.exists(keys.alive(job_id))
-        replies = await pipe.execute()
-        for index, job_id in enumerate(batch):
-            values, alive = replies[2 * index], replies[2 * index + 1]
-            fields = {name: as_text(value) for name, value in zip(FIELDS, values) if value is not None}
-            row = _row(job_id, fields, bool(alive), now)
-            if row is None:
+        for job_id, reply in zip(batch, await read(keys=[keys.job("")], args=batch)):
+            if not reply:  # expired since the SCAN
                 continue
-            if row.state in (JobState.QUEUED.value, JobState.RUNNING.value, JobState.FAILED.value):
+            if len(reply) == len(COUNTED_ONLY):
+                state, caller, updated = (as_text(value) if value is not None else None for value in reply)
+                ended.append((caller or "", str(state), _stamp(updated)))
+                continue
+            fields = {name: as_text(value) for name, value in zip(FIELDS, reply) if value is not None}
+            row = _row(job_id, fields, bool(reply[-1]), now)
+            if row is not None:
                 jobs.append(row)
-            else:
-                ended.append((row.caller, row.state, row.updated_at))
     workers = await _workers(client, keys)
     return JobsScan(
         now=now,
