@@ -809,6 +809,15 @@ def test_compose_requires_a_redis_password() -> None:
     assert uses and all(use.startswith(":?") for use in uses), f"every use requires it: {uses}"
 
 
+def test_compose_redis_refuses_writes_when_full_like_the_kubernetes_one(compose: dict[str, Any]) -> None:
+    """An evicting Redis would drop queued jobs and snapshots; a full one must refuse instead."""
+    command = compose["services"]["redis"]["command"]
+    options = dict(zip(command[1::2], command[2::2]))
+    assert options["--maxmemory-policy"] == "noeviction" and options["--maxmemory"] == "400mb", command
+    sized = _compose({"REDIS_PASSWORD": "x", "REDIS_MAXMEMORY": "2gb"})["services"]["redis"]["command"]
+    assert "2gb" in sized, "REDIS_MAXMEMORY sizes it"
+
+
 def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
     schema = json.loads(
         resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
