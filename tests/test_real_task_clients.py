@@ -71,11 +71,12 @@ def strict_url(stack: Stack) -> Iterator[str]:
 
 
 def run_inspector(
-    inspector: list[str], url: str, era: str, tool: str, arguments: dict[str, Any], home: Path
+    inspector: list[str], url: str, era: str | None, tool: str, arguments: dict[str, Any], home: Path
 ) -> dict[str, Any]:
-    """One `tools/call` by the Inspector CLI; its JSON output (a result, or an error on stderr)."""
-    command = [*inspector, url, "--protocol-era", era, "--method", "tools/call", "--tool-name", tool]
-    command += ["--tool-args-json", json.dumps(arguments), "--format", "json"]
+    """One `tools/call` by the Inspector CLI, in `era` (None: its default, 2025-11-25); its JSON
+    output (a result, or an error on stderr)."""
+    command = [*inspector, url, *(["--protocol-era", era] if era else []), "--method", "tools/call"]
+    command += ["--tool-name", tool, "--tool-args-json", json.dumps(arguments), "--format", "json"]
     env = os.environ | {"HOME": str(home)}  # its catalog and stored state go to the test's folder
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
     return dict(json.loads(done.stdout if done.returncode == 0 else done.stderr))
@@ -107,11 +108,11 @@ def assert_no_server_errors(server: ManagedProcess, since: int) -> None:
     assert not [line for line in logged if "Traceback" in line or "invalid result" in line], "\n".join(logged)
 
 
-@pytest.mark.parametrize(("era", "as_task"), [("legacy", False), ("modern", True)])
+@pytest.mark.parametrize(("era", "as_task"), [(None, False), ("modern", True)], ids=["default-era", "modern"])
 def test_the_inspector_calls_a_tool_with_progress_in_both_eras(
-    inspector: list[str], stack: Stack, tmp_path: Path, era: str, as_task: bool
+    inspector: list[str], stack: Stack, tmp_path: Path, era: str | None, as_task: bool
 ) -> None:
-    label = f"inspector-{era}-{uuid.uuid4().hex}"
+    label = f"inspector-{era or 'default'}-{uuid.uuid4().hex}"
     since = len(stack.server.lines)
     answer = run_inspector(inspector, stack.http_url, era, "slow_compute", {"seconds": 2, "label": label}, tmp_path)
     assert "result" in answer, answer
@@ -125,7 +126,7 @@ def test_a_tool_that_needs_a_task_tells_a_2025_11_25_client_why(
     inspector: list[str], stack: Stack, tmp_path: Path
 ) -> None:
     since = len(stack.server.lines)
-    answer = run_inspector(inspector, stack.http_url, "legacy", "failing_job", {}, tmp_path)
+    answer = run_inspector(inspector, stack.http_url, None, "failing_job", {}, tmp_path)
     message = answer["error"]["message"]
     assert "runs only as a task" in message and "2026-07-28" in message, answer
     assert "io.modelcontextprotocol/tasks" in message
