@@ -90,8 +90,13 @@ class AsyncJobStore:
         await self._flag(keys=[self._keys.job(job_id)], args=[])
 
     async def queue_depth(self, queue: str) -> int:
-        """Messages waiting in a Celery queue on a Redis broker that shares this Redis."""
-        return int(await self._client.llen(queue))
+        """Jobs waiting in a Celery queue on a Redis broker that shares this Redis: its messages,
+        less the fan-out parts among them (the work of jobs already admitted, see `fanout.py`)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.llen(queue)
+        pipe.get(self._keys.queued_parts(queue))
+        messages, parts = await pipe.execute()
+        return max(0, int(messages) - max(0, int(parts or 0)))
 
     async def worker_missing_since(self, job_id: str, attempt: int, now: float) -> float:
         """When a read first found this attempt of the job without its liveness key: kept in the

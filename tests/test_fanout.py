@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import uuid
+from pathlib import Path
 
 import anyio
 import pytest
@@ -164,3 +165,102 @@ def _claims(client: redis.Redis, keys: Keys) -> dict[str, str]:
         fields = client.hgetall(key)
         return {f.removeprefix("claim:"): json.loads(v)["by"] for f, v in fields.items() if f.startswith("claim:")}
     return {}
+
+
+async def test_part_messages_carry_no_data_and_inspect_shows_none(stack: Stack) -> None:
+    """Items stay in Redis: a part's broker message (and so `celery inspect`, Flower) names the
+    job, the map and the index only."""
+    from mcp_jobs import Settings
+    from mcp_jobs.producer import create_producer_app
+
+    settings = Settings(_env_file=None, redis_url=stack.redis_url)  # type: ignore[call-arg]
+    app = create_producer_app(settings)
+    async with anyio.create_task_group() as tg, Client(stack.http_url) as client:
+
+        async def call() -> None:
+            await client.call_tool("fan", {"parts": 6, "delay": 1.0})
+
+        tg.start_soon(call)
+        seen: list[dict[str, object]] = []
+        with anyio.fail_after(30):
+            while not seen:
+                active = await anyio.to_thread.run_sync(lambda: app.control.inspect(timeout=1.0).active() or {})
+                seen = [t for tasks in active.values() for t in tasks if t.get("name") == "mcp_jobs.part"]
+        tg.cancel_scope.cancel()
+    for task in seen:
+        assert len(task["args"]) == 3, task  # type: ignore[arg-type]
+        assert "delay" not in json.dumps(task), "no item (each holds a delay) in what inspect shows"
+
+
+def test_a_forged_part_message_runs_nothing(stack: Stack) -> None:
+    """A message nobody fanned out (or in the old form naming any function and its argument) is
+    refused by a real worker: parts run only functions a job passed to `progress.map`."""
+    from mcp_jobs import Settings
+    from mcp_jobs.producer import create_producer_app
+
+    settings = Settings(_env_file=None, redis_url=stack.redis_url)  # type: ignore[call-arg]
+    app = create_producer_app(settings)
+    job_id = str(uuid.uuid4())
+    app.send_task("mcp_jobs.part", args=(job_id, 0, 0))
+    app.send_task("mcp_jobs.part", args=(job_id, 0, 0, "mcp_jobs.examples:_read_data_file", "/etc/hostname"))
+    wait_until(
+        lambda: any(
+            "no such part was fanned out" in line and job_id in line for w in stack.workers for line in w.lines
+        ),
+        timeout=30,
+        what="the forged part refused",
+    )
+    wait_until(
+        lambda: any("TypeError" in line and "part" in line for w in stack.workers for line in w.lines),
+        timeout=30,
+        what="the old-form forgery refused by the task's signature",
+    )
+    hostname = Path("/etc/hostname").read_text().strip()
+    assert not stack.redis().keys(f"*{job_id}*"), "nothing was recorded for it"
+    assert not any(hostname and f"'{hostname}'" in line for w in stack.workers for line in w.lines)
+
+
+async def test_queued_parts_do_not_count_as_queued_jobs(stack: Stack) -> None:
+    """`MCP_JOBS_MAX_QUEUED_JOBS` counts jobs: one admitted job's parts waiting on the queue do
+    not make other calls be refused."""
+    port = free_port()
+    server = start_http_server(stack.env | {"MCP_JOBS_MAX_QUEUED_JOBS": "3"}, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with anyio.create_task_group() as tg, Client(url) as client:
+
+            async def fan_out() -> None:
+                await client.call_tool("fan", {"parts": 30, "delay": 0.5})
+
+            tg.start_soon(fan_out)
+            keys, sync = stack.keys, stack.redis()
+            with anyio.fail_after(30):  # the parts are queued and counted
+                while int(sync.get(keys.queued_parts("celery")) or 0) < 10 or sync.llen("celery") < 10:
+                    await anyio.sleep(0.05)
+            other = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
+            tg.cancel_scope.cancel()
+    finally:
+        server.stop()
+    assert not other.is_error, other.content
+
+
+def test_a_map_over_the_parts_limit_fails_before_anything_is_queued() -> None:
+    from typing import Any, cast
+
+    from mcp_jobs import JobError
+    from mcp_jobs.fanout import PartsContext, run_map
+
+    sent: list[object] = []
+    context = PartsContext(
+        store=cast(Any, None),
+        keys=Keys("t"),
+        send=sent.append,
+        heartbeats=cast(Any, None),
+        lost_after=10,
+        ttl=60,
+        modules=["tests.jobs"],
+        max_parts=3,
+    )
+    with pytest.raises(JobError, match=r"4 parts is over the limit of 3 \(MCP_JOBS_MAX_PARTS\)"):
+        run_map(RecordingProgress(), context, abs, [1, 2, 3, 4], True, str)
+    assert sent == []

@@ -94,6 +94,10 @@ class Keys:
         """The indices of those parts that finished, in the order they finished."""
         return f"{self.namespace}:job:{job_id}:parts:{map_index}:done"
 
+    def queued_parts(self, queue: str) -> str:
+        """How many fan-out parts wait on `queue` (see `fanout.py`)."""
+        return f"{self.namespace}:queue:{queue}:parts"
+
     def replies(self, server_id: str) -> str:
         """The reply channel of one server process (the jobs it follows publish there too)."""
         return f"{self.namespace}:server:{server_id}"

@@ -137,26 +137,29 @@ def _parts_context(
     app: Celery, store: JobStore, heartbeats: Heartbeats, settings: Settings, queue: str | None
 ) -> PartsContext:
     """How a job running here fans out: its parts go on its own queue."""
-    options: dict[str, Any] = {"queue": queue} if queue else {}
+    queue = queue or str(app.conf.task_default_queue)
     return PartsContext(
         store=store,
         keys=Keys(settings.namespace),
-        send=lambda args: app.send_task(PART_TASK, args=args, **options),
+        # The message names the part only (ids, no data: see `fanout.py`), and so does its argsrepr.
+        send=lambda args: app.send_task(PART_TASK, args=args, queue=queue, argsrepr=repr(args)),
         heartbeats=heartbeats,
         lost_after=settings.worker_lost_after,
         ttl=settings.result_ttl,
         modules=settings.job_modules,
+        max_parts=settings.max_parts,
+        queue=queue,
     )
 
 
 def _register_parts(app: Celery, stores: _StoreHolder, heartbeats: Heartbeats, settings: Settings) -> None:
     """The task that runs one part of a fanned-out job (see `fanout.py`)."""
 
-    def part(job_id: str, map_index: int, index: int, ref: str, item: Any) -> None:
-        store = stores.get()
-        run_part(_parts_context(app, store, heartbeats, settings, None), job_id, map_index, index, ref, item)
+    def part(task: Task[Any, Any], job_id: str, map_index: int, index: int) -> None:
+        queue = (task.request.delivery_info or {}).get("routing_key") or None
+        run_part(_parts_context(app, stores.get(), heartbeats, settings, queue), job_id, map_index, index)
 
-    app.task(name=PART_TASK, shared=False)(part)
+    app.task(name=PART_TASK, shared=False, bind=True)(part)
 
 
 def _safe_worker_logs() -> None:

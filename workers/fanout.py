@@ -11,9 +11,18 @@ and run by the parent: parts run at least once, so a part must be safe to repeat
 survive a re-run of the parent (a retry-safe job whose worker died): only the rest run again.
 
 Redis (under the namespace), for the `m`-th map of job `id` (a job may fan out more than once):
-`<ns>:job:<id>:parts:<m>` (hash: `claim:<i>` JSON {by, at}, `done:<i>` JSON {ok} or {error},
-`cancel`), `<ns>:job:<id>:parts:<m>:done` (list of finished indices), and
+`<ns>:job:<id>:parts:<m>` (hash: `fn` the part function's `module:qualname`, `item:<i>` each
+item as JSON, `claim:<i>` JSON {by, at}, `done:<i>` JSON {ok} or {error}, `cancel`),
+`<ns>:job:<id>:parts:<m>:done` (list of finished indices), and
 `<ns>:job:<id>:part:<m>:<i>:alive` (liveness while a worker runs part i). All expire with the job.
+`<ns>:queue:<queue>:parts` counts the parts queued on a queue and not yet taken, so the queue-depth
+admission (`MCP_JOBS_MAX_QUEUED_JOBS`) counts jobs, not the parts of jobs already admitted.
+
+A part's broker message names only the job, the map and the index: the function and the item
+are read from the parts hash, which only the running job writes. So a message forged on the
+broker can run nothing but a part a job fanned out (not any helper of a job module), and
+`celery inspect` and Flower show no caller data for parts. A map has at most `MCP_JOBS_MAX_PARTS`
+parts; they count against their job (and so its caller) alone.
 
 A part function is a plain module-level function of one argument (the item, as JSON carries it)
 in one of the job modules; it returns a JSON-able value. Cancelling the call cancels every part
@@ -72,6 +81,10 @@ class PartsContext:
     ttl: int
     modules: Sequence[str]
     """The job modules: only their functions may run as parts."""
+    max_parts: int = 1000
+    """Most parts one map may have (`MCP_JOBS_MAX_PARTS`)."""
+    queue: str = "celery"
+    """The queue the parts go on (the job's own), whose queued parts are counted."""
 
 
 def part_ref(fn: Callable[[Any], Any]) -> str:
@@ -122,13 +135,18 @@ def run_map(
 ) -> list[Any]:
     """Fan `items` out as parts of the job behind `progress` (its `map_index`-th map, so that a
     job may fan out more than once); return the results in order."""
+    if len(items) > context.max_parts:
+        raise JobError(
+            f"A map of {len(items)} parts is over the limit of {context.max_parts} (MCP_JOBS_MAX_PARTS): "
+            "give each part more items"
+        )
     fan = _Fan(context, progress.job_id, map_index, fn, [to_jsonable_python(item) for item in items])
     client, n = context.store.client, len(items)
     outcomes = fan.finished_earlier()  # a re-run of the job keeps what its parts already did
-    client.hdel(fan.parts_key, "cancel")
+    fan.record(outcomes)
     for index in range(n):
         if index not in outcomes:
-            context.send((progress.job_id, map_index, index, fan.ref, fan.items[index]))
+            context.send((progress.job_id, map_index, index))
     base = progress.value
     progress.report(base + len(outcomes), f"{n} parts queued", total=base + n)
     results: dict[int, Any] = {}
@@ -150,18 +168,26 @@ def run_map(
     return [results[index] for index in range(n)]
 
 
-def run_part(context: PartsContext, job_id: str, map_index: int, index: int, ref: str, item: Any) -> None:
-    """The `mcp_jobs.part` task: run a part unless it was claimed, cancelled or its job has ended."""
+def run_part(context: PartsContext, job_id: str, map_index: int, index: int) -> None:
+    """The `mcp_jobs.part` task: run a part unless it was claimed, cancelled or its job has ended.
+
+    The function and the item come from the parts hash the job wrote: a part nobody fanned out
+    (a forged or stale message) is refused."""
     client, keys = context.store.client, context.keys
     parts_key = keys.parts(job_id, map_index)
-    if client.hget(parts_key, "cancel") or context.store.cancel_requested(job_id):
+    client.decr(keys.queued_parts(context.queue))  # taken off the queue, whatever happens next
+    ref, raw_item, cancel = client.hmget(parts_key, ["fn", f"item:{index}", "cancel"])
+    if ref is None or raw_item is None:
+        logger.error("refused part %d of map %d of job %s: no such part was fanned out", index, map_index, job_id)
+        return
+    if cancel or context.store.cancel_requested(job_id):
         return
     state = client.hget(keys.job(job_id), "state")
     if state is not None and as_text(state) in TERMINAL_STATES:
         return  # the job ended (lost, timed out): nobody waits for this part
     if not client.hsetnx(parts_key, f"claim:{index}", _claim(_worker_tag())):
         return
-    _execute(context, job_id, map_index, index, resolve(ref, context.modules), item)
+    _execute(context, job_id, map_index, index, resolve(as_text(ref), context.modules), json.loads(raw_item))
 
 
 class _Fan:
@@ -178,6 +204,20 @@ class _Fan:
         self._cursor = 0
         """Parts below it are claimed, by someone: never tried again (no quadratic claiming)."""
         self._next_lost_check = time.monotonic() + context.lost_after / 2
+
+    def record(self, outcomes: dict[int, dict[str, Any]]) -> None:
+        """Write what the parts to be queued need (the function, each item) before queueing them,
+        and count them as queued on the job's queue; one round trip."""
+        keys = self.context.keys
+        fields: dict[Any, Any] = {"fn": self.ref}
+        fields |= {f"item:{i}": json.dumps(item, separators=(",", ":")) for i, item in enumerate(self.items)}
+        pipe = self.context.store.client.pipeline(transaction=True)
+        pipe.hdel(self.parts_key, "cancel")
+        pipe.hset(self.parts_key, mapping=fields)
+        pipe.expire(self.parts_key, self.context.ttl)
+        pipe.incrby(keys.queued_parts(self.context.queue), len(self.items) - len(outcomes))
+        pipe.expire(keys.queued_parts(self.context.queue), self.context.ttl)
+        pipe.execute()
 
     def finished_earlier(self) -> dict[int, dict[str, Any]]:
         client = self.context.store.client
