@@ -44,6 +44,7 @@ from bench.measure import fmt, p50
 from bench.stack import _accepts, bench_stack
 from mcp_jobs.server.dev_redis import RedisProcess, free_port
 from tests.support.processes import ManagedProcess, wait_until
+from tests.support.venvs import pinned_venv
 
 HERE = Path(__file__).parent
 RIVALS = HERE / "rivals"
@@ -68,26 +69,9 @@ SESSIONS = 4
 def venv_python(name: str) -> Path:
     """The rival's virtualenv interpreter, creating and installing the pinned packages on first use."""
     venv = CACHE / f"venv-{name}"
-    python = venv / "bin" / "python"
-    marker = venv / "bench-pins.txt"
-    wanted = "\n".join(PINS[name])
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    print(f"  creating {venv} ({', '.join(PINS[name])}) ...", flush=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
-    log = CACHE / f"pip-{name}.log"
-    with log.open("w") as out:
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", *PINS[name]],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=900,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"pip install into {venv} failed; see {log}: {log.read_text()[-400:]}")
-    marker.write_text(wanted)
-    return python
+    if not (venv / "pins.txt").exists():
+        print(f"  creating {venv} ({', '.join(PINS[name])}) ...", flush=True)
+    return pinned_venv(venv, PINS[name])
 
 
 def versions(python: Path | str, packages: list[str]) -> str:
