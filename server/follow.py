@@ -234,8 +234,7 @@ class JobFollower:
         if verdict.ends:
             logger.error("%s", verdict.error)
             self._fail(verdict.error or "", verdict.kind or FailureKind.REDIS_UNREACHABLE)
-        elif verdict.look_again_at is not None:
-            self._next_poll = min(self._next_poll, verdict.look_again_at)
+        self._look_again(verdict)
 
     async def _enforce_deadlines(self, now: float, alive: bool) -> None:
         if self._state is JobState.RUNNING and not alive:
@@ -257,7 +256,11 @@ class JobFollower:
     async def _act_on(self, verdict: Verdict) -> None:
         if verdict.ends and verdict.kind is not None:
             await self._end(self._state, verdict.error or "", verdict.kind)
-        elif verdict.look_again_at is not None:
+        self._look_again(verdict)
+
+    def _look_again(self, verdict: Verdict) -> None:
+        """Read the snapshot again no later than the verdict asks (a grace or an outage running out)."""
+        if verdict.look_again_at is not None:
             self._next_poll = min(self._next_poll, verdict.look_again_at)
 
     async def _end(self, expect: JobState, error: str, kind: FailureKind) -> None:

@@ -162,26 +162,26 @@ class TasksExtension(Extension):
         _check_name_header(ctx, params.task_id, strict=self._state.settings.strict_task_names)
         if not is_job_id(params.task_id):  # before any Redis key is built from it
             raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {params.task_id!r} (not a task id)")
-        store = self._state.dispatcher.store
         try:
-            fields, alive = await store.read_record(params.task_id)
+            return await self._current(ctx, params.task_id)
         except RedisError as exc:
             raise MCPError(INTERNAL_ERROR, REDIS_UNREADABLE) from exc
+
+    async def _current(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> dict[str, Any]:
+        """The caller's own task, read from its snapshot, with the deadlines applied."""
+        fields, alive = await self._state.dispatcher.store.read_record(task_id)
         if fields.get("task") != "1" or fields.get(CALLER_FIELD, "") != caller_of(ctx):
-            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {params.task_id} (unknown or expired)")
+            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: no task {task_id} (unknown or expired)")
         try:
             event = JobEvent.from_snapshot(fields)
         except ValueError as exc:
-            logger.warning("task %s: malformed snapshot (%s)", params.task_id, exc)
+            logger.warning("task %s: malformed snapshot (%s)", task_id, exc)
             event = None
         if event is None:
-            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: task {params.task_id} is unreadable")
+            raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: task {task_id} is unreadable")
         spec = self._state.jobs.get(fields.get("job", ""))
-        try:
-            event = await self._enforce_deadlines(params.task_id, spec, fields, event, alive)
-        except RedisError as exc:
-            raise MCPError(INTERNAL_ERROR, REDIS_UNREADABLE) from exc
-        return self._describe(params.task_id, spec, fields, event)
+        event = await self._enforce_deadlines(task_id, spec, fields, event, alive)
+        return self._describe(task_id, spec, fields, event)
 
     async def _enforce_deadlines(
         self, task_id: str, spec: JobSpec | None, fields: dict[str, str], event: JobEvent, alive: bool

@@ -175,8 +175,10 @@ def run_part(context: PartsContext, job_id: str, map_index: int, index: int) -> 
     (a forged or stale message) is refused."""
     client, keys = context.store.client, context.keys
     parts_key = keys.parts(job_id, map_index)
-    client.decr(keys.queued_parts(context.queue))  # taken off the queue, whatever happens next
-    ref, raw_item, cancel = client.hmget(parts_key, ["fn", f"item:{index}", "cancel"])
+    pipe = client.pipeline(transaction=False)
+    pipe.decr(keys.queued_parts(context.queue))  # taken off the queue, whatever happens next
+    pipe.hmget(parts_key, ["fn", f"item:{index}", "cancel"])
+    _, (ref, raw_item, cancel) = pipe.execute()
     if ref is None or raw_item is None:
         logger.error("refused part %d of map %d of job %s: no such part was fanned out", index, map_index, job_id)
         return
