@@ -19,10 +19,12 @@ import redis.asyncio as aioredis
 from celery import Celery
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.request_state import RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, SetLevelRequestParams
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic_core import to_jsonable_python
 from starlette.middleware import Middleware
@@ -33,17 +35,29 @@ from mcp_jobs import __version__
 from mcp_jobs._contract import JOB_ID_META_KEY
 from mcp_jobs._events import Keys
 from mcp_jobs.producer import create_producer_app
-from mcp_jobs.registry import JobSpec, load_jobs
+from mcp_jobs.registry import JobSpec, load_jobs, load_prompts
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
-from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff
-from mcp_jobs.server.follow import SendProgress
+from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, Listeners
+from mcp_jobs.server.follow import Ask, InputRequired, SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.handoff import handed_off, handoff_tools
 from mcp_jobs.server.listener import JobListener
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.ops.page import jobs_routes
 from mcp_jobs.server.ops.view import queue_rows
+from mcp_jobs.server.questions import (
+    CAN_ASK_FIELD,
+    LEGACY,
+    RoundAsker,
+    SessionAsker,
+    SessionLogLevels,
+    abilities,
+    input_required,
+    log_sender,
+    require_capabilities,
+    resume,
+)
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.server.tasks import TasksExtension
 from mcp_jobs.settings import Settings
@@ -61,6 +75,9 @@ READINESS_CACHE = 1.0
 REDIS_CLIENT_NAME = "mcp-jobs-server"
 """`CLIENT SETNAME` of the server's Redis connections, so operators can tell them apart in `CLIENT LIST`."""
 
+ANSWER_GRACE = 5.0
+"""Seconds a 2025-11-25 call waits for its client's answers beyond the job's own input timeout."""
+
 _CONTEXT_KWARG = "_mcp_jobs_context"  # a leading underscore can never be a job parameter
 
 
@@ -73,6 +90,8 @@ class Runtime:
         self.celery: Celery = create_producer_app(settings)
         """Send-only: the server queues and revokes jobs; workers run them."""
         self.metrics = Metrics()
+        self.log_levels = SessionLogLevels()
+        """The `logging/setLevel` of each 2025-11-25 session."""
         self.can_hand_off = settings.handoff_after is not None or any(
             spec.handoff_after is not None for spec in self.jobs.values()
         )
@@ -172,17 +191,25 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
             yield runtime
 
     handoff = handoff_tools(runtime) if runtime.can_hand_off else []
+    prompts = [Prompt.from_function(fn) for fn in load_prompts(runtime.settings.job_modules).values()]
     server = MCPServer(
         "mcp-jobs",
         version=__version__,
         instructions="Tools here run as background jobs and report progress while they work.",
         tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()] + handoff,
         extensions=[TasksExtension(runtime)],
+        request_state_security=request_state_security(runtime.settings),
         token_verifier=verifier,
         auth=auth_settings(runtime.settings) if verifier else None,
         lifespan=lifespan,
         log_level=runtime.settings.log_level.upper(),  # type: ignore[arg-type]
     )
+
+    for prompt in prompts:
+        server.add_prompt(prompt)
+    # `logging/setLevel` is a 2025-11-25 request (2026-07-28 sets the level per request); the SDK
+    # has no seam for it but the low-level server's own registration.
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, runtime.log_levels.set_level)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def health(_: Request) -> JSONResponse:
@@ -228,11 +255,20 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
         arguments = to_jsonable_python(kwargs, by_alias=True)
         send = _progress_sender(ctx, runtime.settings.max_progress_token_bytes)
         handoff_after = spec.handoff_after if spec.handoff_after is not None else runtime.settings.handoff_after
-        record = {CALLER_FIELD: caller_of(ctx)}
+        listeners = _listeners(ctx, runtime, send)
+        require_capabilities(spec, ctx.request_context)
         try:
-            job_id, stored = await runtime.dispatcher.run(spec, arguments, send, handoff_after, record)
+            if ctx.request_state is not None:  # 2026-07-28: the answers to a question its job asked
+                job_id, stored = await resume(runtime.dispatcher, ctx, spec, listeners, handoff_after)
+            else:
+                record = {CALLER_FIELD: caller_of(ctx), CAN_ASK_FIELD: abilities(ctx.request_context)}
+                job_id, stored = await runtime.dispatcher.run(
+                    spec, arguments, send, handoff_after, record, listeners.ask, listeners.send_log
+                )
         except JobHandedOff as exc:
             return handed_off(exc, {JOB_ID_META_KEY: exc.job_id})
+        except InputRequired as exc:
+            return input_required(exc)
         result = spec.tool_result(stored)
         result.meta = {**(result.meta or {}), JOB_ID_META_KEY: job_id}
         return result
@@ -247,6 +283,17 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
         is_async=True,
         context_kwarg=_CONTEXT_KWARG,
     )
+
+
+def _listeners(ctx: Context, runtime: Runtime, send: SendProgress | None) -> Listeners:
+    """Where this call's job's progress, log lines and questions go, by the caller's protocol era."""
+    request = ctx.request_context
+    deliver = runtime.dispatcher.answer
+    if request.protocol_version in LEGACY:
+        ask: Ask = SessionAsker(ctx, deliver, runtime.settings.input_timeout + ANSWER_GRACE)
+    else:
+        ask = RoundAsker(ctx, deliver)
+    return Listeners(send, log_sender(ctx, runtime.log_levels), ask)
 
 
 def _progress_sender(ctx: Context, max_token_bytes: int) -> SendProgress | None:
@@ -270,6 +317,16 @@ def _progress_sender(ctx: Context, max_token_bytes: int) -> SendProgress | None:
         await ctx.report_progress(update.progress, update.total, update.message)
 
     return send
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity:
+    """How the `requestState` of an open question is sealed: with the shared keys, so that any
+    replica can take the answers, else a key of this process's own; valid for as long as the job
+    waits for its answer, and a minute more."""
+    ttl = settings.input_timeout + 60
+    if settings.request_state_keys:
+        return RequestStateSecurity(keys=settings.request_state_keys, ttl=ttl)
+    return RequestStateSecurity.ephemeral(ttl=ttl)
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:

@@ -109,7 +109,7 @@ def judge(
         if now - queued_since >= deadlines.max_queue_wait:
             return Verdict(FailureKind.QUEUE_TIMEOUT, queue_timeout_error(job, deadlines))
         return KEEP
-    if state is not JobState.RUNNING or alive or lost_since is None:
+    if not state.on_worker or alive or lost_since is None:
         return KEEP
     missing = now - lost_since
     if missing < 2 * deadlines.heartbeat_interval:

@@ -6,7 +6,10 @@
    the job's channel;
 2. write the job's first snapshot (`queued`) and queue the Celery task, in one script when the
    broker is this Redis (`enqueue.py`);
-3. follow the job to its end (`follow.JobFollower`: progress, snapshots, deadlines, notices);
+3. follow the job to its end (`follow.JobFollower`: progress, log lines, snapshots, deadlines,
+   notices); a question the job asks on the way goes to the call's `Ask` (`questions.py`), which
+   gets it answered and lets the follow go on, or ends the call with it (`InputRequired`: the
+   job is left waiting for the answer, which a later call delivers);
 4. return the result, or raise `ToolError` with a message the model can act on.
 
 If the call is cancelled (client cancel, or a closed HTTP stream on 2026-07-28), or ends in any
@@ -24,6 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import anyio
@@ -40,7 +44,15 @@ from mcp_jobs._store import WriteOutcome
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD
 from mcp_jobs.server.enqueue import TaskMessages, arguments_repr
-from mcp_jobs.server.follow import FollowedJob, FollowPolicy, JobFollower, SendProgress
+from mcp_jobs.server.follow import (
+    Ask,
+    FollowedJob,
+    FollowPolicy,
+    InputRequired,
+    JobFollower,
+    SendLog,
+    SendProgress,
+)
 from mcp_jobs.server.listener import JobListener, JobWatch
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
@@ -107,13 +119,17 @@ class Dispatcher:
         send: SendProgress | None,
         handoff_after: float | None = None,
         record: dict[str, str] | None = None,
+        ask: Ask | None = None,
+        send_log: SendLog | None = None,
     ) -> tuple[str, Any]:
         """Run `spec` with validated `arguments`; return the job id and its JSON result.
 
-        `send` receives the gated progress (None: the caller asked for no progress). With
-        `handoff_after`, a job still going after that many seconds is left running and
-        `JobHandedOff` is raised. `record` is stored with the job's snapshot (its caller).
-        Raises `ToolError` when the job could not start, failed or was cancelled.
+        `send` receives the gated progress (None: the caller asked for no progress), `send_log`
+        the job's log lines, `ask` its questions (None: the job waits, unanswered, until its
+        input timeout). With `handoff_after`, a job still going after that many seconds is left
+        running and `JobHandedOff` is raised. `record` is stored with the job's snapshot (its
+        caller, what it can answer). Raises `ToolError` when the job could not start, failed or
+        was cancelled, and `InputRequired` when `ask` ends the call with the job's question.
         """
         self._check_size(arguments)
         job_id = str(uuid.uuid4())
@@ -125,7 +141,9 @@ class Dispatcher:
                 listening = self._listener.replies(job_id)  # the job will publish to this process
                 async with self._watching(job_id, listening) as watch, self._cancel_job_unless_it_ended(job_id):
                     created = await self._queue(spec, job_id, arguments, record, self._listener.reply_channel)
-                    final = await self._follow(spec.name, spec, job_id, watch, send, None, until, created.seq)
+                    final = await self._follow(
+                        spec.name, spec, job_id, watch, Listeners(send, send_log, ask), None, until, created.seq
+                    )
                     if final is None:
                         hand_off = self._can_hand_off or not self._closing
                         label = "handed_off" if hand_off else "cancelled"
@@ -134,6 +152,9 @@ class Dispatcher:
             return job_id, outcome(spec.name, job_id, final)
         except CallRefused:
             label = "refused"
+            raise
+        except InputRequired:
+            label = "input_required"
             raise
         except anyio.get_cancelled_exc_class():
             label = "cancelled"
@@ -231,12 +252,14 @@ class Dispatcher:
         spec: JobSpec | None = None,
         wait: float | None = None,
         owned: bool = True,
+        ask: Ask | None = None,
+        send_log: SendLog | None = None,
     ) -> Any:
         """Attach to a job that is already queued, running or finished, and return its result.
 
         The snapshot is read right after subscribing, so a job that ended before anyone listened
         returns at once. If `owned`, cancelling the caller cancels the job, as with `run`. A job
-        still going after `wait` seconds raises `JobHandedOff`.
+        still going after `wait` seconds raises `JobHandedOff`. `ask` and `send_log` as for `run`.
         """
         until = None if wait is None else time.monotonic() + wait
         ownership = self._cancel_job_unless_it_ended(job_id) if owned else contextlib.nullcontext()
@@ -248,10 +271,43 @@ class Dispatcher:
             if first is None:
                 raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
             name = spec.name if spec else (await self._store.job_name(job_id) or "job")
-            final = first if first.state.terminal else await self._follow(name, spec, job_id, watch, send, first, until)
+            listeners = Listeners(send, send_log, ask)
+            final = (
+                first
+                if first.state.terminal
+                else await self._follow(name, spec, job_id, watch, listeners, first, until)
+            )
             if final is None:
                 raise JobHandedOff(name, job_id, wait or 0)
         return outcome(name, job_id, final)
+
+    async def first_step(self, job_id: str, spec: JobSpec) -> JobEvent:
+        """Follow a task's job (one that `asks_first`) to its first progress report or its end, and
+        return its state then; a question it asks before that raises `InputRequired`. Cancelling
+        the call before then cancels the job: no task handle was given out for it."""
+        async with (
+            self._watching(job_id, self._listener.watch(job_id)) as watch,
+            self._cancel_job_unless_it_ended(job_id),
+        ):
+            try:
+                first, _ = await self._store.read(job_id)
+            except RedisError as exc:
+                raise ToolError(REDIS_UNREADABLE) from exc
+            if first is None:
+                raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
+            follower = JobFollower(
+                self.followed_job(spec.name, spec, job_id),
+                watch,
+                self._store,
+                None,
+                self._policy,
+                asks=True,
+                first_step=True,
+            )
+            event = first if first.state.terminal else await follower.run(snapshot=first)
+            if event is not None and event.state is JobState.INPUT_REQUIRED:
+                raise InputRequired(job_id, event.round, event.inputs or {})
+            return event or first
 
     async def cancel(self, job_id: str) -> None:
         """Ask the job to stop: the flag its reporter checks, plus a Celery revoke for a queued job."""
@@ -291,24 +347,44 @@ class Dispatcher:
         spec: JobSpec | None,
         job_id: str,
         watch: JobWatch,
-        send: SendProgress | None,
+        listeners: Listeners,
         snapshot: JobEvent | None,
         until: float | None,
         seq: int = 0,
     ) -> JobEvent | None:
-        """Follow a job to its end (None: still going at `until`, or the server is draining);
-        registered meanwhile, so that a drain reaches every call that waits on a job."""
-        follower = self._follower(name, spec, job_id, watch, send)
+        """Follow a job to its end (None: still going at `until`, or the server is draining),
+        through its questions; registered meanwhile, so that a drain reaches every call that
+        waits on a job."""
+        follower = JobFollower(
+            self.followed_job(name, spec, job_id),
+            watch,
+            self._store,
+            listeners.send,
+            self._policy,
+            self._metrics,
+            asks=listeners.ask is not None,
+            send_log=listeners.send_log,
+        )
         self._followers.add(follower)
         try:
-            return await follower.run(seq, snapshot=snapshot, until=until)
+            while True:
+                event = await follower.run(seq, snapshot=snapshot, until=until)
+                if event is None or event.state is not JobState.INPUT_REQUIRED or listeners.ask is None:
+                    return event
+                await listeners.ask(job_id, event)
+                seq, snapshot = event.seq, None
         finally:
             self._followers.discard(follower)
 
-    def _follower(
-        self, name: str, spec: JobSpec | None, job_id: str, watch: JobWatch, send: SendProgress | None
-    ) -> JobFollower:
-        return JobFollower(self.followed_job(name, spec, job_id), watch, self._store, send, self._policy, self._metrics)
+    async def answer(
+        self, job_id: str, round_number: int, answers: dict[str, Any], can_ask: str = ""
+    ) -> list[str] | None:
+        """Deliver answers to the job's open round (see `AsyncJobStore.answer`): None if it is not
+        waiting on that round, else the keys still unanswered (empty: the job goes on)."""
+        try:
+            return await self._store.answer(job_id, round_number, answers, can_ask=can_ask)
+        except RedisError as exc:
+            raise ToolError("Redis is unavailable, so the answers could not be delivered; try again shortly.") from exc
 
     @asynccontextmanager
     async def _watching(self, job_id: str, listening: AbstractAsyncContextManager[JobWatch]) -> AsyncIterator[JobWatch]:
@@ -341,8 +417,8 @@ class Dispatcher:
         """
         try:
             yield
-        except ToolError:
-            raise
+        except (ToolError, InputRequired):
+            raise  # the job ended, was never queued, or waits for the answer this call asked for
         except BaseException as exc:
             if not isinstance(exc, anyio.get_cancelled_exc_class()):
                 logger.error("job %s: the call failed (%r); cancelling the job", job_id, exc, extra={"job_id": job_id})
@@ -418,6 +494,15 @@ class Dispatcher:
             except RedisError:
                 pass  # the snapshot expires by itself
             raise ToolError(error) from exc
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """Where a followed job's progress, log lines and questions go (None: nowhere)."""
+
+    send: SendProgress | None = None
+    send_log: SendLog | None = None
+    ask: Ask | None = None
 
 
 def outcome(job_name: str, job_id: str, final: JobEvent) -> Any:

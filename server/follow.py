@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -37,6 +38,24 @@ from mcp_jobs.settings import Settings
 logger = logging.getLogger(__name__)
 
 SendProgress = Callable[[ProgressUpdate], Awaitable[None]]
+SendLog = Callable[[dict[str, Any]], Awaitable[None]]
+"""Sends one of the job's log lines (`{level, data, logger}`) to the caller."""
+
+Ask = Callable[[str, JobEvent], Awaitable[None]]
+"""Gets the answers to a job's question (the job id, and the snapshot that holds the round's
+requests) to the job, and returns for the call to follow on; or raises `InputRequired` to end the
+call with the question, leaving the job parked (2026-07-28)."""
+
+
+class InputRequired(Exception):
+    """The call ends with its job's question (`InputRequiredResult`); the job waits for the answer."""
+
+    def __init__(self, job_id: str, round_number: int, inputs: dict[str, Any]) -> None:
+        super().__init__(f"job {job_id} asked its caller (round {round_number})")
+        self.job_id = job_id
+        self.round = round_number
+        self.inputs = inputs
+
 
 QUEUED_NOTICE_DELAY = 0.5
 """Seconds a job may sit in the queue before the caller is told it is queued."""
@@ -92,8 +111,20 @@ class JobFollower:
         policy: FollowPolicy,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        asks: bool = False,
+        send_log: SendLog | None = None,
+        first_step: bool = False,
     ) -> None:
         self._job = job
+        self._first_step = first_step
+        """Whether `run` returns at the job's first progress report too (see `Dispatcher.first_step`)."""
+        self._asks = asks
+        """Whether `run` returns at the job's questions (else it follows on while the job waits)."""
+        self._send_log = send_log
+        self._logs: list[dict[str, Any]] = []
+        self._question: JobEvent | None = None
+        self._answered_round = 0
         self._clock = clock
         """Monotonic seconds; the unit tests pass a clock of their own, as the gate's tests do."""
         self._metrics = metrics
@@ -121,9 +152,12 @@ class JobFollower:
     async def run(self, seq: int = 0, snapshot: JobEvent | None = None, until: float | None = None) -> JobEvent | None:
         """Follow from sequence number `seq` (already seen), or from a `snapshot` already read,
         and return the terminal event; None if the job is still going at `until` (monotonic
-        time: the call hands the job off), after the last progress is flushed."""
+        time: the call hands the job off), after the last progress is flushed. A follower that
+        `asks` also returns the snapshot of each new question (state `input_required`, with its
+        requests); call `run` again, with that event's `seq`, to follow on once it is answered."""
         self._until = until
-        self._seq = seq
+        self._seq = max(self._seq, seq)
+        self._question = None
         self._timed = snapshot is None  # queue wait and run time only for jobs followed from the start
         if snapshot is not None:
             self._apply(snapshot, self._clock(), authoritative=True)
@@ -140,9 +174,15 @@ class JobFollower:
                     await self._check(now)  # a large result is in the snapshot, not in the event
                 else:
                     self._apply(item, now)
+            await self._send_logs()
+            if self._first_step and self._state is JobState.RUNNING and self._gate.pending:
+                return JobEvent(seq=self._seq, state=self._state, message=self._message)
             if self._final is not None or (self._until is not None and now >= self._until):
                 await self._emit(self._gate.drain(now))
                 return self._final
+            if (question := await self._open_question(now)) is not None:
+                await self._emit(self._gate.drain(now))
+                return question
             await self._emit(self._gate.due(now))
             if now >= self._notice_due():
                 await self._emit(self._gate.notice(await self._notice_text(), now))
@@ -169,8 +209,37 @@ class JobFollower:
             return max(now + self._policy.poll_interval, self._queued_since + self._policy.deadlines.max_queue_wait)
         return now + self._policy.poll_interval
 
+    async def _open_question(self, now: float) -> JobEvent | None:
+        """The job's new question, with its requests (read from the snapshot if the event that
+        announced it is all we have), once; None if there is none, or it was answered meanwhile."""
+        question = self._question
+        if question is None or not self._asks:
+            return None
+        if question.inputs is None:
+            await self._check(now)
+            question = self._question
+            if question is None or question.inputs is None:
+                return None
+        self._question = None
+        self._answered_round = question.round
+        return question
+
+    def _note_question(self, event: JobEvent) -> None:
+        """Keep the job's newest unanswered question (a snapshot's, with its requests, over an event's)."""
+        question = self._question
+        if event.state is JobState.INPUT_REQUIRED:
+            fresher = question is None or question.round != event.round or event.inputs is not None
+            if event.round > self._answered_round and fresher:
+                self._question = event
+        elif question is not None and event.seq > question.seq:
+            self._question = None  # answered (or ended) before this call asked it
+
     def _apply(self, event: JobEvent, now: float, *, authoritative: bool = False) -> None:
         """Take an event (or a snapshot, which may go back in sequence after Redis lost data)."""
+        if authoritative or event.seq > self._seq:
+            self._note_question(event)
+        if event.log is not None and event.seq > self._seq:
+            self._logs.append(event.log)
         if event.seq <= self._seq and not (authoritative and event.seq != self._seq):
             return
         self._seq = event.seq
@@ -237,7 +306,7 @@ class JobFollower:
         self._look_again(verdict)
 
     async def _enforce_deadlines(self, now: float, alive: bool) -> None:
-        if self._state is JobState.RUNNING and not alive:
+        if self._state.on_worker and not alive:
             # The first read without liveness starts the grace; a beat that comes back ends it.
             self._lost_since = self._lost_since or now
         elif alive:
@@ -307,6 +376,12 @@ class JobFollower:
             self._metrics.queue_wait.labels(self._job.name).observe(now - self._started)
         elif state.terminal and self._running_since is not None:
             self._metrics.run_time.labels(self._job.name).observe(now - self._running_since)
+
+    async def _send_logs(self) -> None:
+        logs, self._logs = self._logs, []
+        if self._send_log is not None:
+            for line in logs:
+                await self._send_log(line)
 
     async def _emit(self, update: ProgressUpdate | None) -> None:
         if update is not None and self._send is not None:

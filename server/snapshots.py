@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text, decoded
 from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
+from mcp_jobs.asking import ANSWER_SCRIPT, answer_args, answer_keys, pending_after
 from mcp_jobs.server.enqueue import QueueMessage
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class AsyncJobStore:
         self._write = client.register_script(WRITE_SCRIPT)
         self._flag = client.register_script(FLAG_CANCEL_SCRIPT)
         self._missing = client.register_script(WORKER_MISSING_SCRIPT)
+        self._answer = client.register_script(ANSWER_SCRIPT)
 
     async def write(
         self,
@@ -70,6 +73,15 @@ class AsyncJobStore:
             keys.append(self._keys.caller_jobs(caller))
         args = script_args(self._ttl, state, **options)
         return WriteOutcome.parse(await self._write(keys=keys, args=args))
+
+    async def answer(
+        self, job_id: str, round_number: int, answers: Mapping[str, Any], **context: str
+    ) -> list[str] | None:
+        """Deliver answers to a job waiting on `round_number` (see `asking.ANSWER_SCRIPT`): None if
+        it is not waiting on that round, else the keys still pending (empty: the job was woken).
+        `context`: the answering request's `can_ask`."""
+        args = answer_args(self._ttl, round_number, answers, **context)
+        return pending_after(await self._answer(keys=answer_keys(self._keys, job_id), args=args))
 
     async def read(self, job_id: str) -> tuple[JobEvent | None, bool]:
         """The job's snapshot (None: unknown or gone) and whether its worker beat recently."""

@@ -16,8 +16,12 @@ outlives the server process (and the connection) that created it.
   `completed` (the result inline, `isError` for a job error), cancelled -> `cancelled`, a protocol
   error (the job raised `MCPError`) -> `failed` with the JSON-RPC error. The deadlines a streaming
   call's follower enforces (queue wait, lost worker) are applied here, when the task is read.
-- `tasks/cancel` is the streaming call's cancel (flag + revoke); `tasks/update` is acknowledged
-  (jobs never ask for input, so there is nothing outstanding).
+- A job that asks (`progress.ask`...) makes its task `input_required`, with the questions still
+  unanswered in `inputRequests`; `tasks/update` delivers answers (all or some), and the job,
+  waiting on its worker, goes on once all are in. A job that `asks_first` settles the questions
+  it asks before its first progress report on the `tools/call` itself (`InputRequiredResult`,
+  then the same call again with the answers), and its task handle comes after them.
+- `tasks/cancel` is the streaming call's cancel (flag + revoke).
 - Over HTTP, a `tasks/*` request whose `Mcp-Name` header names another task gets -32020. One
   with no header is answered (any replica answers any task, so no routing needs it, and
   FastMCP's client omits it) unless `MCP_JOBS_STRICT_TASK_NAMES` asks for the spec's refusal.
@@ -63,6 +67,16 @@ from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.deadlines import judge
 from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher
+from mcp_jobs.server.follow import InputRequired
+from mcp_jobs.server.questions import (
+    CAN_ASK_FIELD,
+    abilities,
+    input_required,
+    open_round,
+    refuse_state,
+    require_capabilities,
+    usable_answers,
+)
 from mcp_jobs.server.snapshots import LOST_SINCE_FIELD
 from mcp_jobs.settings import Settings
 
@@ -124,30 +138,86 @@ class TasksExtension(Extension):
             arguments = spec.validate_arguments(params.arguments or {})
         except ValidationError as exc:
             return _error_result(f"Error executing tool {spec.name}: {exc}")
+        require_capabilities(spec, ctx)
+        if spec.asks_first:
+            return await self._settle_questions_first(spec, ctx, params, arguments)
         created = time.time()
-        record = {"task": "1", CALLER_FIELD: caller_of(ctx), "created_at": repr(created)}
         try:
-            job_id = await self._state.dispatcher.start(spec, to_jsonable_python(arguments, by_alias=True), record)
+            job_id = await self._start(spec, ctx, arguments, created)
         except ToolError as exc:
             return _error_result(str(exc))
         queued = JobEvent(seq=1, state=JobState.QUEUED)
+        return self._handle(job_id, created, created, queued)
+
+    async def _start(
+        self, spec: JobSpec, ctx: ServerRequestContext[Any, Any], arguments: dict[str, Any], created: float
+    ) -> str:
+        record = {"task": "1", CALLER_FIELD: caller_of(ctx), CAN_ASK_FIELD: abilities(ctx), "created_at": repr(created)}
+        return await self._state.dispatcher.start(spec, to_jsonable_python(arguments, by_alias=True), record)
+
+    def _handle(self, job_id: str, created: float, updated: float, event: JobEvent) -> dict[str, Any]:
+        """The `CreateTaskResult` for a task whose job is in `event`'s state."""
         return {
             "resultType": "task",
             "taskId": job_id,
-            "status": "working",
-            "statusMessage": status_line(queued),
+            "status": "completed" if event.state.terminal else "working",
+            "statusMessage": status_line(event),
             "createdAt": _iso(created),
-            "lastUpdatedAt": _iso(created),
-            "ttlMs": self._ttl_ms(created, created),
+            "lastUpdatedAt": _iso(updated),
+            "ttlMs": self._ttl_ms(created, updated),
             "pollIntervalMs": POLL_QUEUED_MS,
         }
 
+    async def _settle_questions_first(
+        self,
+        spec: JobSpec,
+        ctx: ServerRequestContext[Any, Any],
+        params: CallToolRequestParams,
+        arguments: dict[str, Any],
+    ) -> HandlerResult:
+        """A job that `asks_first`: its early questions end this call as an `InputRequiredResult`
+        (the job waits on its worker; the next call brings the answers), and the task handle is
+        returned once it reports progress or ends (SEP-2663's composition with SEP-2322)."""
+        dispatcher = self._state.dispatcher
+        state = params.request_state
+        try:
+            if isinstance(state, str):
+                job_id, question = await open_round(dispatcher.store.read_record, ctx, spec, state)
+                inputs = question.inputs or {}
+                answers = usable_answers(inputs, params.input_responses)
+                left = (
+                    await dispatcher.answer(job_id, question.round, answers, abilities(ctx))
+                    if answers
+                    else list(inputs)
+                )
+                if left is None:
+                    raise refuse_state()
+                if left:
+                    return input_required(InputRequired(job_id, question.round, {key: inputs[key] for key in left}))
+            else:
+                job_id = await self._start(spec, ctx, arguments, time.time())
+            event = await dispatcher.first_step(job_id, spec)
+        except ToolError as exc:
+            return _error_result(str(exc))
+        except InputRequired as exc:
+            return input_required(exc)
+        fields, _ = await dispatcher.store.read_record(job_id)
+        return self._handle(job_id, _stamp(fields, "created_at"), _stamp(fields, "updated_at"), event)
+
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
         task = await self._task(ctx, params)
+        task.pop("_round", None)
         return {"resultType": "complete", **task}
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> HandlerResult:
-        await self._task(ctx, params)  # jobs never ask for input: nothing is outstanding
+        """Deliver answers to the task's open questions (some or all of them: it stays
+        `input_required` until every one is answered); unknown keys and malformed answers are
+        ignored, and still asked for in `tasks/get`."""
+        task = await self._task(ctx, params)
+        inputs = task.get("inputRequests") or {}
+        answers = usable_answers(inputs, params.input_responses)
+        if answers:
+            await self._state.dispatcher.answer(params.task_id, task["_round"], answers, abilities(ctx))
         return {"resultType": "complete"}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
@@ -194,7 +264,7 @@ class TasksExtension(Extension):
         job = dispatcher.followed_job(fields.get("job", "job"), spec, task_id)
         now = time.time()
         lost_since = None
-        if event.state is JobState.RUNNING and not alive:
+        if event.state.on_worker and not alive:
             lost_since = await store.worker_missing_since(task_id, event.attempt, now)
         elif alive and LOST_SINCE_FIELD in fields:
             await store.worker_seen(task_id)
@@ -229,6 +299,10 @@ class TasksExtension(Extension):
             "ttlMs": self._ttl_ms(created, updated),
             "pollIntervalMs": _poll_interval_ms(event, created, updated),
         }
+        if event.state is JobState.INPUT_REQUIRED:
+            # `_round` is for `tasks/update` only (taken off before `tasks/get` answers).
+            extra = {"inputRequests": event.inputs or {}, "_round": event.round}
+            return task | {"status": "input_required", "statusMessage": status_line(event), **extra}
         if not event.state.terminal:
             return task | {"status": "working", "statusMessage": status_line(event)}
         if event.state is JobState.CANCELLED:

@@ -6,7 +6,15 @@ Redis layout (all under the configured namespace `<ns>`):
   `state`, `seq`, `progress`, `total`, `message`, `result` (JSON), `error`, `error_type`,
   `error_code` (a JSON-RPC error code, for a job that ended with a protocol error), `reply_to`
   (the reply channel of the server process following the job, if any),
-  `attempt` (1, then 2... when a retry-safe job is re-run after a lost worker), `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`.
+  `attempt` (1, then 2... when a retry-safe job is re-run after a lost worker), `cancel` ("1" once cancellation was requested), `created_at`, `updated_at`;
+  for a job that asks its caller (`asking.py`): `round` (its questions so far, one round per
+  ask), `inputs` (JSON: the round's requests, `{key: {method, params}}`), `pending` (the keys of
+  that round still unanswered, space-separated), `can_ask` (what the caller's client can answer,
+  space-separated: `elicitation`, `sampling`, `roots`), `log_level` (the least severe log level
+  the caller wants, if it asked), `log` (JSON: the job's last log line).
+- `<ns>:job:<job_id>:answers` (hash): the answers to the current round, by key, as JSON.
+- `<ns>:job:<job_id>:inbox` (list): the round number, pushed once every question of it is answered
+  (what the waiting job blocks on).
 - `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
   absence while the state is `running` means the worker was lost.
 - `<ns>:worker:<hostname>` (string with a TTL): a live worker and the queues it consumes.
@@ -38,9 +46,15 @@ class JobState(str, Enum):
 
     QUEUED = "queued"  # accepted by the server, waiting for a worker
     RUNNING = "running"  # a worker is executing it
+    INPUT_REQUIRED = "input_required"  # running, and waiting for its caller to answer a question
     SUCCEEDED = "succeeded"  # finished; `result` holds its return value
     FAILED = "failed"  # raised or was stopped by a limit; `error` says why
     CANCELLED = "cancelled"  # stopped because the caller cancelled
+
+    @property
+    def on_worker(self) -> bool:
+        """A worker holds the job (running, or waiting there for an answer): its heartbeat counts."""
+        return self in (JobState.RUNNING, JobState.INPUT_REQUIRED)
 
     @property
     def terminal(self) -> bool:
@@ -64,6 +78,7 @@ class FailureKind(StrEnum):
     WORKER_LOST = "WorkerLost"  # its worker died (and it was not re-run)
     JOB_LOST = "JobLost"  # its snapshot vanished from Redis (restarted without persistence)
     BROKER_DOWN = "BrokerDown"  # the broker refused the job, so it never started
+    INPUT_TIMEOUT = "InputTimeout"  # asked its caller, and no answer came within `input_timeout`
     REDIS_UNREACHABLE = "RedisUnreachable"  # the server could not read it for `redis_outage_limit` (never stored)
 
 
@@ -80,6 +95,14 @@ class Keys:
     def alive(self, job_id: str) -> str:
         """The liveness key of a running job (the write script's admission derives it from `job`)."""
         return f"{self.namespace}:job:{job_id}:alive"
+
+    def answers(self, job_id: str) -> str:
+        """The answers to a job's current round of questions, by key (see `asking.py`)."""
+        return f"{self.namespace}:job:{job_id}:answers"
+
+    def inbox(self, job_id: str) -> str:
+        """Where a job waiting for answers is woken: the round number, once all are in."""
+        return f"{self.namespace}:job:{job_id}:inbox"
 
     def caller_jobs(self, caller: str) -> str:
         """The set of a caller's jobs that may still be live, for the per-caller limit (the
@@ -127,6 +150,13 @@ class JobEvent:
     """A terminal event whose result was too large to carry: read it from the snapshot."""
     attempt: int = 0
     """Which run of the job this is: 0 while queued, 1 for the first run, 2+ after a lost worker."""
+    round: int = 0
+    """How many rounds of questions the job has asked (the last one is outstanding while `input_required`)."""
+    inputs: dict[str, Any] | None = None
+    """The outstanding round's requests, `{key: {method, params}}` (only answered ones removed);
+    in a snapshot, not in events (a follower reads the snapshot when a job asks)."""
+    log: dict[str, Any] | None = None
+    """A log line the job sent (`{level, data, logger}`): in the event that carried it."""
 
     @classmethod
     def from_message(cls, data: bytes | str) -> JobEvent:
@@ -147,6 +177,8 @@ class JobEvent:
             at=_finite(raw.get("at")),
             attempt=_integer(raw.get("attempt", 0)),
             result_elsewhere=raw.get("state") == JobState.SUCCEEDED.value and "result" not in raw,
+            round=_integer(raw.get("round", 0)),
+            log=_log_line(raw.get("log")),
         )
 
     @classmethod
@@ -169,7 +201,31 @@ class JobEvent:
             error_code=_integer(snap["error_code"]) if snap.get("error_code") else None,
             at=_finite(_number(snap.get("updated_at"))),
             attempt=_integer(snap.get("attempt") or "0"),
+            round=_integer(snap.get("round") or "0"),
+            inputs=_pending_inputs(snap) if snap["state"] == JobState.INPUT_REQUIRED.value else None,
         )
+
+
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+"""MCP's log levels (RFC 5424's), least severe first."""
+
+
+def _log_line(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("level") not in LOG_LEVELS or "data" not in value:
+        raise ValueError("a log line must be an object with a known level and data")
+    logger = _string(value.get("logger"))
+    return {"level": value["level"], "data": value["data"], "logger": logger}
+
+
+def _pending_inputs(snap: dict[str, str]) -> dict[str, Any]:
+    """The requests of the outstanding round that are still unanswered."""
+    requests = strict_json(snap.get("inputs") or "{}")
+    if not isinstance(requests, dict):
+        raise ValueError("inputs must be a JSON object")
+    pending = set((snap.get("pending") or "").split())
+    return {key: request for key, request in requests.items() if key in pending}
 
 
 def _reject_constant(name: str) -> Any:

@@ -37,6 +37,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from mcp_jobs._events import FailureKind, JobState
 from mcp_jobs._store import JobStore
+from mcp_jobs.asking import DEFAULT_INPUT_TIMEOUT, NoAnswer
 from mcp_jobs.errors import JobCancelled, JobEnded, JobError
 from mcp_jobs.fanout import PartsContext
 from mcp_jobs.progress import Progress
@@ -54,6 +55,8 @@ class RunLimits:
     max_message_chars: int
     alive_for: float
     """How long one heartbeat keeps the job alive (the server's `worker_lost_after`)."""
+    input_timeout: float = DEFAULT_INPUT_TIMEOUT
+    """How long a job waits for an answer to its question."""
 
 
 def run_job(
@@ -80,7 +83,7 @@ def run_job(
         return
     heartbeats.add(job_id)
     try:
-        progress = Progress(store, job_id, start.attempt, limits.max_message_chars, parts)
+        progress = Progress(store, job_id, start.attempt, limits.max_message_chars, parts, limits.input_timeout)
         state, values = _execute(spec, progress, arguments, limits)
     finally:
         heartbeats.discard(job_id)
@@ -115,6 +118,9 @@ def _execute(
             "error_type": FailureKind.PROTOCOL_ERROR,
             "error_code": exc.code,
         }
+    except NoAnswer as exc:
+        logger.info("job %s (%s): %s", job_id, spec.name, exc, extra=_context(spec, job_id))
+        return JobState.FAILED, {"error": str(exc), "error_type": FailureKind.INPUT_TIMEOUT}
     except JobError as exc:
         logger.info("job %s (%s) failed: %s", job_id, spec.name, exc, extra=_context(spec, job_id))
         return JobState.FAILED, {"error": _capped(str(exc) or type(exc).__name__), "error_type": FailureKind.JOB_ERROR}

@@ -138,12 +138,14 @@ def encode_write(
     error: str | None = None,
     error_type: str | None = None,
     error_code: int | None = None,
+    log: dict[str, Any] | None = None,
+    round_number: int | None = None,
     extra: dict[str, str] | None = None,
 ) -> tuple[str, list[str]]:
     """The event JSON and the snapshot field/value pairs for one write.
 
     A progress write sets all progress fields (empty string for None), so the snapshot is exactly
-    the latest event. A terminal event carries the result only when it is small (`INLINE_RESULT_BYTES`). A terminal write keeps the job's last progress, total and message (unless it
+    the latest event (a `log` line rides along, and the snapshot keeps the last one). A terminal event carries the result only when it is small (`INLINE_RESULT_BYTES`). A terminal write keeps the job's last progress, total and message (unless it
     gives its own): a caller that learns the outcome from the snapshot can still show the job's
     final state before the result.
     """
@@ -156,6 +158,12 @@ def encode_write(
             fields[name] = value if isinstance(value, str) else repr(float(value))
         elif not state.terminal:
             fields[name] = ""
+    if round_number is not None:
+        event["round"] = round_number
+        fields["round"] = str(round_number)
+    if log is not None:
+        event["log"] = log
+        fields["log"] = json.dumps(log, separators=(",", ":"), allow_nan=False)
     if state.terminal:
         result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
         fields |= {
@@ -219,6 +227,10 @@ class JobStore:
         self._keys = keys
         self._ttl = ttl
         self._write = client.register_script(WRITE_SCRIPT)
+
+    @property
+    def keys(self) -> Keys:
+        return self._keys
 
     def write(self, job_id: str, state: JobState, **options: Any) -> WriteOutcome:
         """Write a snapshot and publish its event in one round trip (see `script_args` for the options)."""

@@ -14,21 +14,38 @@ then fails with that error instead of sending the caller something its client wo
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 import numbers
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
+from pydantic import BaseModel
 
-from mcp_jobs._events import JobState
+from mcp_jobs._events import LOG_LEVELS, JobState
+from mcp_jobs.asking import (
+    DEFAULT_INPUT_TIMEOUT,
+    CannotAsk,
+    Elicit,
+    ListRoots,
+    Question,
+    Sample,
+    check_key,
+    wait_for_answers,
+)
 from mcp_jobs.errors import JobCancelled, JobEnded
 
 if TYPE_CHECKING:
+    from mcp.types import CreateMessageResult, Root, SamplingMessage
+
     from mcp_jobs._store import JobStore
     from mcp_jobs.fanout import PartsContext
+
+M = TypeVar("M", bound=BaseModel)
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +77,13 @@ class Progress:
         attempt: int = 1,
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         parts: PartsContext | None = None,
+        input_timeout: float = DEFAULT_INPUT_TIMEOUT,
     ) -> None:
         self._store = store
+        self._round: int | None = None
+        self._message: str | None = None
+        self.input_timeout = input_timeout
+        """Seconds `ask` and its kin wait for an answer (`MCP_JOBS_INPUT_TIMEOUT`)."""
         self._parts = parts
         self._maps = 0
         self.job_id = job_id
@@ -86,6 +108,7 @@ class Progress:
             self.total = finite_number("total", total)
         message = self._checked_message(message)
         self.value = value
+        self._message = message
         self._publish(value, self.total, message)
 
     def advance(self, amount: float = 1, message: str | None = None) -> None:
@@ -119,6 +142,163 @@ class Progress:
             if remaining <= 0:
                 return
             time.sleep(min(remaining, CANCEL_POLL_INTERVAL))
+
+    # Two-way jobs: questions for the caller, and log lines (see `mcp_jobs.asking`).
+
+    def ask(self, message: str, schema: type[M], *, key: str | None = None) -> M:
+        """Ask the user `message` and return the answer as `schema` (a pydantic model of flat
+        fields: str, int, float, bool, enums), waiting for it while the job stays parked.
+
+        Raises `QuestionDeclined` or `QuestionCancelled` when the user declines or dismisses it,
+        `CannotAsk` when the caller's client cannot answer questions, `NoAnswer` after the input
+        timeout, `JobCancelled` when the caller cancels meanwhile. All but the last are
+        `JobError`s: uncaught, the call ends with their message as a tool error.
+        """
+        key = key or self._default_key("ask")
+        answer: M = self.ask_all({key: Elicit(message, schema)})[key]
+        return answer
+
+    def sample(
+        self,
+        messages: str | Sequence[SamplingMessage],
+        *,
+        max_tokens: int = 1000,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        key: str | None = None,
+    ) -> CreateMessageResult:
+        """Ask the caller's model for a reply (`sampling/createMessage`) and return it: the SDK's
+        `CreateMessageResult`, whose `content` holds the reply. Raises as `ask` does."""
+        key = key or self._default_key("sample")
+        question = Sample(messages, max_tokens, system_prompt, temperature)
+        reply: CreateMessageResult = self.ask_all({key: question})[key]
+        return reply
+
+    def roots(self, *, key: str | None = None) -> list[Root]:
+        """The caller's roots (`roots/list`): the folders or files its client lets this server see."""
+        key = key or self._default_key("roots")
+        roots: list[Root] = self.ask_all({key: ListRoots()})[key]
+        return roots
+
+    def ask_all(self, questions: Mapping[str, Question]) -> dict[str, Any]:
+        """Ask several questions at once (`Elicit`, `Sample`, `ListRoots` from `mcp_jobs.asking`,
+        by key), as one round, and return the answers by key. Keys are the job's own (letters,
+        digits, `_.-`); use new ones for each round of a task. Raises as `ask` does."""
+        if not questions:
+            raise ValueError("ask_all needs at least one question")
+        for key in questions:
+            check_key(key)
+        self.check_cancelled()
+        can = self._can_ask()
+        missing = sorted({q.capability for q in questions.values()} - can)
+        if missing:
+            raise CannotAsk(
+                f"The caller's client cannot answer {' or '.join(missing)} requests (it did not declare "
+                "the capability), so the job could not ask its question."
+            )
+        requests = {key: question.request() for key, question in questions.items()}
+        return self._ask_round(requests, questions)
+
+    def supports(self, capability: str) -> bool:
+        """Whether the caller's client can answer `capability` requests: "elicitation",
+        "sampling" or "roots" (what it declared, on this call's request or its session)."""
+        return capability in self._can_ask()
+
+    def log(self, level: str, message: str, *, logger: str | None = None) -> None:
+        """Send a log line to the caller (`notifications/message`), at an MCP level ("debug",
+        "info", "notice", "warning", "error", ...). The server sends it when the caller asked for
+        that level (`logging/setLevel` on 2025-11-25, the request's log level on 2026-07-28);
+        tasks get none (the Tasks extension's rule): there the last line stays in the job's
+        record. Checked like progress messages. Every line also goes to the worker's log."""
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+        checked = self._checked_message(message)
+        if logger is not None and not isinstance(logger, str):
+            raise TypeError("a logger name must be a str")
+        _job_logger.log(_PY_LEVELS[level], "job %s: %s", self.job_id, checked, extra={"job_id": self.job_id})
+        self._send_log({"level": level, "data": checked, "logger": logger})
+
+    def debug(self, message: str) -> None:
+        self.log("debug", message)
+
+    def info(self, message: str) -> None:
+        self.log("info", message)
+
+    def warning(self, message: str) -> None:
+        self.log("warning", message)
+
+    def error(self, message: str) -> None:
+        self.log("error", message)
+
+    async def ask_async(self, message: str, schema: type[M], *, key: str | None = None) -> M:
+        """`ask` for `async def` jobs: the wait runs on a thread, so the job's event loop goes on."""
+        return await asyncio.to_thread(self.ask, message, schema, key=key)
+
+    async def sample_async(self, messages: str | Sequence[SamplingMessage], **options: Any) -> CreateMessageResult:
+        """`sample` for `async def` jobs."""
+        return await asyncio.to_thread(lambda: self.sample(messages, **options))
+
+    async def roots_async(self) -> list[Root]:
+        """`roots` for `async def` jobs."""
+        return await asyncio.to_thread(self.roots)
+
+    async def ask_all_async(self, questions: Mapping[str, Question]) -> dict[str, Any]:
+        """`ask_all` for `async def` jobs."""
+        return await asyncio.to_thread(self.ask_all, questions)
+
+    def _default_key(self, kind: str) -> str:
+        return f"{kind}-{self._upcoming_round()}"
+
+    def _upcoming_round(self) -> int:
+        """The number the next round of questions gets: one past the job's last, over all its runs."""
+        if self._round is None:
+            stored = self._require_store().client.hget(self._require_store().keys.job(self.job_id), "round")
+            self._round = int(stored or 0)
+        return self._round + 1
+
+    def _can_ask(self) -> set[str]:
+        store = self._require_store()
+        stored = store.client.hget(store.keys.job(self.job_id), "can_ask")
+        return set((stored.decode() if isinstance(stored, bytes) else stored or "").split())
+
+    def _ask_round(self, requests: dict[str, Any], questions: Mapping[str, Question]) -> dict[str, Any]:
+        """Park the job as `input_required` with `requests`, wait, and return the parsed answers."""
+        store = self._require_store()
+        round_number = self._upcoming_round()
+        first = next((q.message for q in questions.values() if isinstance(q, Elicit)), None)
+        message = _shortened(f"waiting for an answer: {first}" if first else "waiting for the caller", self)
+        outcome = store.write(
+            self.job_id,
+            JobState.INPUT_REQUIRED,
+            expect=JobState.RUNNING,
+            progress=self.value,
+            total=self.total,
+            message=message,
+            round_number=round_number,
+            extra={"inputs": json.dumps(requests, separators=(",", ":")), "pending": " ".join(requests)},
+        )
+        if outcome.refused:
+            state, error = store.ended_as(self.job_id)
+            raise JobEnded(_ended_message(self.job_id, state, error))
+        if outcome.cancel_requested:
+            raise JobCancelled(self.job_id)
+        self._round = round_number
+        return wait_for_answers(store, self.job_id, round_number, questions, self.input_timeout)
+
+    def _send_log(self, line: dict[str, Any]) -> None:
+        store = self._require_store()
+        try:
+            store.write(
+                self.job_id,
+                JobState.RUNNING,
+                expect=JobState.RUNNING,
+                progress=self.value,
+                total=self.total,
+                message=self._message,
+                log=line,
+            )
+        except redis.RedisError as exc:
+            logger.warning("job %s: log line skipped, Redis unavailable (%r)", self.job_id, exc)
 
     def map(
         self,
@@ -178,6 +358,24 @@ class Progress:
                 f"{self.max_message_chars} (MCP_JOBS_MAX_MESSAGE_CHARS)"
             )
         return message
+
+
+_job_logger = logging.getLogger("mcp_jobs.job")
+_PY_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "alert": logging.CRITICAL,
+    "emergency": logging.CRITICAL,
+}
+
+
+def _shortened(message: str, progress: Progress) -> str:
+    limit = progress.max_message_chars
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def _ended_message(job_id: str, state: str, error: str | None) -> str:

@@ -20,6 +20,7 @@ from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_meta
 from mcp.shared.inbound import find_invalid_x_mcp_header
 from mcp.types import CallToolResult
 
+from mcp_jobs.asking import Capability
 from mcp_jobs.content import decode_blocks, encode_blocks, returns_content
 from mcp_jobs.progress import Progress
 
@@ -31,6 +32,7 @@ TaskSupport = Literal["forbidden", "optional", "required"]
 that do not opt in get -32021), `forbidden` (always a streaming call)."""
 
 _registry: dict[str, JobSpec] = {}
+_prompts: dict[str, Callable[..., Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class JobSpec:
     `MCP_JOBS_HANDOFF_AFTER`)."""
     scopes: tuple[str, ...] = ()
     """OAuth scopes a caller's token must carry to run it (when authentication is on)."""
+    requires: tuple[Capability, ...] = ()
+    """Client capabilities it cannot do without ("elicitation", "sampling", "roots"): a caller
+    whose client lacks one is refused with -32021 before anything is queued."""
+    asks_first: bool = False
+    """As a task, it asks its questions before it starts the long work: questions asked before
+    its first progress report are settled on the `tools/call` itself (multi-round, 2026-07-28),
+    and the task handle is returned at that report (or at its end)."""
 
     @property
     def is_async(self) -> bool:
@@ -108,6 +117,8 @@ def job(
     task: TaskSupport = "optional",
     handoff_after: float | None = None,
     scopes: Iterable[str] = (),
+    requires: Iterable[Capability] = (),
+    asks_first: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -124,6 +135,8 @@ def job(
     task: TaskSupport = "optional",
     handoff_after: float | None = None,
     scopes: Iterable[str] = (),
+    requires: Iterable[Capability] = (),
+    asks_first: bool = False,
 ) -> F | Callable[[F], F]:
     """Register a function as a job, and so as an MCP tool.
 
@@ -140,6 +153,11 @@ def job(
     - `handoff_after`: seconds after which a call still running returns and leaves the job
       running, for clients that cannot wait that long (see `mcp_jobs.server.handoff`).
     - `scopes`: OAuth scopes a caller's token must carry to run it (403 `insufficient_scope`).
+    - `requires`: client capabilities it cannot do without ("elicitation", "sampling",
+      "roots"); callers whose client lacks one get -32021 before anything is queued. (A job that
+      can do without checks `progress.supports(...)` instead, or catches `CannotAsk`.)
+    - `asks_first`: as a task, settle the questions it asks before its first progress report on
+      the call itself, and return the task handle at that report (see `JobSpec.asks_first`).
 
     A parameter can be mirrored into an HTTP header for routing (SEP-2243), so a load balancer
     sees it without reading bodies: `tenant: Annotated[str, Field(json_schema_extra={"x-mcp-header":
@@ -159,6 +177,8 @@ def job(
             task=task,
             handoff_after=handoff_after,
             scopes=scopes,
+            requires=requires,
+            asks_first=asks_first,
         )
         existing = _registry.get(spec.name)
         if existing is not None and existing.fn is not func:
@@ -181,6 +201,8 @@ def build_spec(
     task: TaskSupport = "optional",
     handoff_after: float | None = None,
     scopes: Iterable[str] = (),
+    requires: Iterable[Capability] = (),
+    asks_first: bool = False,
 ) -> JobSpec:
     """Inspect `fn` and build its `JobSpec` (without registering it)."""
     if time_limit is not None and time_limit <= 0:
@@ -203,6 +225,8 @@ def build_spec(
         task=task,
         handoff_after=handoff_after,
         scopes=tuple(scopes),
+        requires=tuple(requires),
+        asks_first=asks_first,
     )
     if (reason := find_invalid_x_mcp_header(spec.input_schema)) is not None:
         raise ValueError(f"job {spec.name!r} has an invalid x-mcp-header annotation: {reason}")
@@ -217,6 +241,28 @@ def _find_progress_param(fn: Callable[..., Any]) -> str | None:
     return None
 
 
+def prompt(fn: F) -> F:
+    """Register a function as an MCP prompt of the job modules' server (`prompts/get`), by its name.
+
+    Prompts are templates a client fills in, not work: they run in the server process, as plain
+    SDK prompts (`mcp.server.mcpserver.prompts.Prompt`), never on a worker. Keep them light."""
+    existing = _prompts.get(fn.__name__)
+    if existing is not None and existing is not fn:
+        raise ValueError(f"a prompt named {fn.__name__!r} is already registered ({existing.__module__})")
+    _prompts[fn.__name__] = fn
+    return fn
+
+
+def load_prompts(modules: Iterable[str]) -> dict[str, Callable[..., Any]]:
+    """The prompts of the job modules (imported by `load_jobs`), by name."""
+    names = list(modules)
+    return {name: fn for name, fn in _prompts.items() if _in_modules(fn, names)}
+
+
+def _in_modules(fn: Callable[..., Any], modules: list[str]) -> bool:
+    return any(fn.__module__ == module or fn.__module__.startswith(module + ".") for module in modules)
+
+
 def load_jobs(modules: Iterable[str]) -> dict[str, JobSpec]:
     """Import the job modules and return their jobs (defined in them or their submodules), by name.
 
@@ -226,8 +272,4 @@ def load_jobs(modules: Iterable[str]) -> dict[str, JobSpec]:
     names = list(modules)
     for module in names:
         importlib.import_module(module)
-    return {
-        name: spec
-        for name, spec in _registry.items()
-        if any(spec.fn.__module__ == module or spec.fn.__module__.startswith(module + ".") for module in names)
-    }
+    return {name: spec for name, spec in _registry.items() if _in_modules(spec.fn, names)}

@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     """Seconds the server keeps trying to reach Redis for a call in flight before it ends the call
     with an error that says Redis is unreachable. Longer than a Sentinel failover (30 s with
     Sentinel's default `down-after-milliseconds`)."""
+    input_timeout: float = Field(default=600.0, gt=0)
+    """Seconds a job that asked its caller a question (`progress.ask`, `sample`, `roots`) waits for
+    the answer before it stops with a clear error. The wait counts against the job's time limit,
+    and a waiting job holds its worker slot."""
+    request_state_keys: CommaList = Field(default_factory=list, repr=False)
+    """Secrets (32 bytes or more each, comma-separated or a JSON list) that seal the `requestState`
+    of a 2026-07-28 call whose job asked a question (AES-256-GCM; the first seals, all unseal:
+    rotate by putting a new one first). Every replica needs the same ones, so that the call that
+    answers can go to any of them. Unset: a key of the process's own, which only suits one
+    server process."""
     strict_task_names: bool = False
     """Refuse `tasks/*` requests over HTTP that carry no `Mcp-Name` header (the extension's rule for
     clients). Off by default: any replica answers any task, so no routing needs the header, and
@@ -155,7 +165,15 @@ class Settings(BaseSettings):
     """Folder the file-reading example jobs may read (default: the bundled sample data)."""
     log_level: str = "INFO"
 
-    @field_validator("job_modules", "allowed_hosts", "allowed_origins", "auth_scopes", "auth_algorithms", mode="before")
+    @field_validator(
+        "job_modules",
+        "allowed_hosts",
+        "allowed_origins",
+        "auth_scopes",
+        "auth_algorithms",
+        "request_state_keys",
+        mode="before",
+    )
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -180,6 +198,16 @@ class Settings(BaseSettings):
         if self.auth_jwks_url and not self.auth_issuer_url:
             raise ValueError("MCP_JOBS_AUTH_JWKS_URL needs MCP_JOBS_AUTH_ISSUER_URL: tokens' `iss` must be checked")
         return self
+
+    @field_validator("request_state_keys")
+    @classmethod
+    def _long_enough(cls, value: list[str]) -> list[str]:
+        if any(len(key.encode()) < 32 for key in value):
+            raise ValueError(
+                "each MCP_JOBS_REQUEST_STATE_KEYS key needs 32 bytes or more "
+                '(python -c "import secrets; print(secrets.token_hex(32))")'
+            )
+        return value
 
     @field_validator("auth_tokens", mode="before")
     @classmethod

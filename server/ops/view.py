@@ -386,7 +386,7 @@ def _row(job_id: str, fields: dict[str, str], alive: bool, now: float) -> JobRow
         attempt=event.attempt,
         task=fields.get("task") == "1",
         worker=fields.get("worker") or None,
-        heartbeat=alive if event.state is JobState.RUNNING else None,
+        heartbeat=alive if event.state.on_worker else None,
         error=_cut(event.error) if event.state is JobState.FAILED else None,
         error_type=event.error_type if event.state is JobState.FAILED else None,
     )
