@@ -224,3 +224,43 @@ def fan_twice(progress: Progress, n: int = 4) -> dict[str, list[int]]:
     squares = progress.map(square_part, list(range(n)))
     doubles = progress.map(pid_part, [{"n": i, "delay": 0, "fail": False} for i in range(n)])
     return {"squares": squares, "second": [r["n"] for r in doubles]}
+
+
+# Two-way jobs (tests/test_two_way.py).
+
+
+class Go(BaseModel):
+    ok: bool
+
+
+class Colour(BaseModel):
+    colour: str
+
+
+def _count_run(tag: str) -> int:
+    """Count this run of a job in Redis, so that a test sees how often the job ran."""
+    import redis
+
+    from mcp_jobs.settings import get_settings
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return int(client.incr(f"{settings.namespace}:test:runs:{tag}"))
+    finally:
+        client.close()
+
+
+@job
+def interview(progress: Progress, tag: str) -> dict[str, object]:
+    """Do some work, ask whether to go on, ask a colour, finish: two rounds of questions."""
+    runs = _count_run(tag)
+    progress.info(f"{tag}: gathering")
+    progress.report(1, "gathered the data", total=3)
+    go = progress.ask("Go ahead?", Go)
+    if not go.ok:
+        raise JobError("stopped: the user said no")
+    progress.report(2, "confirmed", total=3)
+    colour = progress.ask("Favourite colour?", Colour)
+    progress.report(3, "done", total=3)
+    return {"runs": runs, "colour": colour.colour}

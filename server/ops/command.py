@@ -38,7 +38,7 @@ from mcp_jobs._text import printable
 from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobRow, JobsView, list_jobs, without_clock
 from mcp_jobs.settings import Settings, get_settings, redact_url
 
-STATE_STYLES = {"queued": "yellow", "running": "cyan", "failed": "red"}
+STATE_STYLES = {"queued": "yellow", "running": "cyan", "input_required": "magenta", "failed": "red"}
 
 
 @click.command("jobs")

@@ -186,6 +186,7 @@
     const summary = $("summary");
     summary.replaceChildren(
       el("b", null, counts.running || 0), " running · ",
+      el("b", null, counts.input_required || 0), " waiting for an answer · ",
       el("b", null, counts.queued || 0), " queued · ",
       el("b", null, counts.failed || 0), " failed and ",
       el("b", null, counts.succeeded || 0), " succeeded in the last " + span(data.recent_failures_for) + " · ",

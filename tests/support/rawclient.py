@@ -61,11 +61,13 @@ async def modern_request(
     name: str | None = None,
     request_id: int = 1,
     token: str | None = None,
+    can: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One stateless 2026-07-28 request (what a Tasks-aware client sends); returns the JSON-RPC
     response, whether the server answered with JSON or SSE. `tasks`: opt in to the extension;
-    `name`: the `Mcp-Name` header (default: the tool name or task id)."""
-    capabilities: dict[str, Any] = {"extensions": {TASKS: {}}} if tasks else {}
+    `name`: the `Mcp-Name` header (default: the tool name or task id); `can`: more client
+    capabilities (`{"elicitation": {}}`)."""
+    capabilities: dict[str, Any] = ({"extensions": {TASKS: {}}} if tasks else {}) | (can or {})
     meta = {
         "io.modelcontextprotocol/protocolVersion": MODERN,
         "io.modelcontextprotocol/clientCapabilities": capabilities,
