@@ -16,13 +16,35 @@ It applies the same checks as the real reporter (finite numbers, string messages
 limit), so a job that would fail on a worker fails in its unit test too. `cancel()` (or
 `cancel_after=`) makes the job see a cancellation at its next report, check or sleep; `sleep`
 returns at once and adds up the time the job asked to wait in `slept`.
+
+A job that asks its caller gets its answers from `answer`, a function of the question's key
+and request (`{method, params}`) that returns the client's response (for an elicitation,
+`{"action": "accept", "content": {...}}`); every round asked is kept in `questions`, and every
+log line in `logs`. `can_ask` says what the pretend client can answer (all three by default).
+
+```python
+def test_the_cleanup_asks_before_it_deletes() -> None:
+    progress = RecordingProgress(answer=lambda key, request: {"action": "accept", "content": {"ok": False}})
+    assert cleanup(progress, "/tmp/x") == "kept 3 files"
+    assert progress.questions[0]["ask-1"]["params"]["message"].startswith("Delete 3 files")
+```
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from mcp_jobs.asking import Question
 from mcp_jobs.progress import DEFAULT_MAX_MESSAGE_CHARS, Progress
+
+Answer = Callable[[str, dict[str, Any]], Any]
+"""The pretend client: a question's key and request in, its response out."""
+
+
+def _decline(key: str, request: dict[str, Any]) -> Any:
+    return {"action": "decline"} if request["method"] == "elicitation/create" else {"error": {"message": "no"}}
 
 
 @dataclass(frozen=True)
@@ -44,10 +66,18 @@ class RecordingProgress(Progress):
         attempt: int = 1,
         cancel_after: int | None = None,
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+        answer: Answer = _decline,
+        can_ask: frozenset[str] = frozenset({"elicitation", "sampling", "roots"}),
     ) -> None:
         """`cancel_after=n`: the caller cancels once the job has reported `n` updates."""
         super().__init__(None, job_id, attempt, max_message_chars)
         self.updates: list[RecordedUpdate] = []
+        self.questions: list[dict[str, Any]] = []
+        """Each round the job asked: its requests by key."""
+        self.logs: list[dict[str, Any]] = []
+        """Each log line the job sent (`{level, data, logger}`)."""
+        self._answer = answer
+        self._can = can_ask
         self.slept: float = 0.0
         """Seconds the job asked to sleep through `sleep()` (which returns at once)."""
         self._cancel_after = cancel_after
@@ -68,3 +98,16 @@ class RecordingProgress(Progress):
     def _publish(self, value: float, total: float | None, message: str | None) -> None:
         self.updates.append(RecordedUpdate(value, total, message))
         self.check_cancelled()
+
+    def _can_ask(self) -> set[str]:
+        return set(self._can)
+
+    def _upcoming_round(self) -> int:
+        return len(self.questions) + 1
+
+    def _ask_round(self, requests: dict[str, Any], questions: Mapping[str, Question]) -> dict[str, Any]:
+        self.questions.append(requests)
+        return {key: question.answer(self._answer(key, requests[key])) for key, question in questions.items()}
+
+    def _send_log(self, line: dict[str, Any]) -> None:
+        self.logs.append(line)

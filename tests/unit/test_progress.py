@@ -59,3 +59,37 @@ def test_good_reports_keep_value_and_total() -> None:
         (3, 4, "three"),
         (3.5, 4, None),
     ]
+
+
+# Two-way jobs under RecordingProgress: what a job author's unit test sees.
+
+
+def test_a_job_asks_and_logs_under_a_recording_progress() -> None:
+    from pydantic import BaseModel
+
+    from mcp_jobs.asking import CannotAsk, QuestionDeclined
+
+    class Go(BaseModel):
+        ok: bool
+
+    def careful(progress: RecordingProgress) -> str:
+        progress.info("looking")
+        if not progress.ask("Go on?", Go).ok:
+            return "stopped"
+        return str(progress.sample("Say hi", max_tokens=5).content.text)  # type: ignore[union-attr]
+
+    def client(key: str, request: dict[str, object]) -> object:
+        if request["method"] == "elicitation/create":
+            return {"action": "accept", "content": {"ok": True}}
+        return {"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "m"}
+
+    progress = RecordingProgress(answer=client)
+    assert careful(progress) == "hi"
+    assert [list(round_) for round_ in progress.questions] == [["ask-1"], ["sample-2"]]
+    assert progress.logs == [{"level": "info", "data": "looking", "logger": None}]
+    with pytest.raises(QuestionDeclined):
+        careful(RecordingProgress())
+    with pytest.raises(CannotAsk, match="cannot answer elicitation"):
+        careful(RecordingProgress(can_ask=frozenset({"sampling"})))
+    with pytest.raises(ValueError, match="log level"):
+        progress.log("loud", "x")

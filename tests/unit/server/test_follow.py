@@ -284,3 +284,94 @@ async def test_a_redis_outage_shorter_than_the_limit_changes_nothing() -> None:
     final = await follow.run(seq=1)
 
     assert final is not None and final.state is JobState.SUCCEEDED and final.result == 1
+
+
+# Questions: a follower that `asks` returns each new question once, with its requests.
+
+REQUESTS = {"go": {"method": "elicitation/create", "params": {"message": "Go?", "requestedSchema": {}}}}
+
+
+def asking(seq: int, round_number: int = 1, inputs: dict[str, Any] | None = None) -> JobEvent:
+    return JobEvent(seq=seq, state=JobState.INPUT_REQUIRED, attempt=1, round=round_number, inputs=inputs)
+
+
+async def test_a_question_comes_back_with_its_requests_read_from_the_snapshot() -> None:
+    clock = Clock()
+    store = Store(clock, asking(3, inputs=REQUESTS), alive=True)
+    watch, sent = Watch(clock), Sent(clock)
+    job = FollowedJob(job_id="j1", name="report", queue="celery", retry_safe=False)
+    follow = JobFollower(job, cast(Any, watch), cast(Any, store), sent, POLICY, clock=clock, asks=True)
+    watch.put(running(2, progress=1, message="working"))
+    watch.put(asking(3))  # the event names the round; the requests are in the snapshot
+
+    question = await follow.run(seq=1)
+
+    assert question is not None and question.state is JobState.INPUT_REQUIRED and question.inputs == REQUESTS
+    assert len(store.reads) == 1
+    assert [update.message for _, update in sent.updates] == ["working"], "progress is flushed before asking"
+    # Once answered, the follow goes on from there; the same round is never returned again.
+    store.snapshot = JobEvent(seq=5, state=JobState.SUCCEEDED, result=1)
+    watch.put(asking(3, inputs=REQUESTS))
+    watch.put(JobEvent(seq=4, state=JobState.RUNNING, attempt=1, message="answered"))
+    watch.put(JobEvent(seq=5, state=JobState.SUCCEEDED, result=1))
+    final = await follow.run(seq=question.seq)
+    assert final is not None and final.state is JobState.SUCCEEDED
+
+
+async def test_a_question_answered_before_it_was_read_is_not_asked() -> None:
+    clock = Clock()
+    store = Store(clock, running(4, progress=2), alive=True)
+    watch, sent = Watch(clock), Sent(clock)
+    job = FollowedJob(job_id="j1", name="report", queue="celery", retry_safe=False)
+    follow = JobFollower(job, cast(Any, watch), cast(Any, store), sent, POLICY, clock=clock, asks=True)
+    watch.put(asking(3))
+    watch.put(JobEvent(seq=5, state=JobState.SUCCEEDED, result="done"))
+
+    final = await follow.run(seq=2)
+
+    assert final is not None and final.state is JobState.SUCCEEDED
+
+
+async def test_a_follower_that_does_not_ask_follows_on_while_the_job_waits() -> None:
+    clock = Clock()
+    store = Store(clock, asking(3, inputs=REQUESTS), alive=True)
+    follow, watch, _ = follower(clock, store)
+    watch.put(asking(3))
+    watch.put(JobEvent(seq=4, state=JobState.FAILED, error="no answer", error_type=FailureKind.INPUT_TIMEOUT))
+
+    final = await follow.run(seq=2)
+
+    assert final is not None and final.error_type is FailureKind.INPUT_TIMEOUT
+
+
+async def test_a_job_waiting_for_an_answer_whose_worker_died_is_ended_as_lost() -> None:
+    clock = Clock()
+    store = Store(clock, asking(3, inputs=REQUESTS), alive=False)
+    follow, watch, _ = follower(clock, store)
+    watch.put(asking(3))
+
+    final = await follow.run(seq=2)
+
+    assert final is not None and final.error_type is FailureKind.WORKER_LOST
+    assert store.writes[0]["expect"] is JobState.INPUT_REQUIRED
+
+
+async def test_log_lines_go_out_in_order_once_each() -> None:
+    clock = Clock()
+    store = Store(clock, None)
+    watch, sent = Watch(clock), Sent(clock)
+    lines: list[dict[str, Any]] = []
+
+    async def send_log(line: dict[str, Any]) -> None:
+        lines.append(line)
+
+    job = FollowedJob(job_id="j1", name="report", queue="celery", retry_safe=False)
+    follow = JobFollower(job, cast(Any, watch), cast(Any, store), sent, POLICY, clock=clock, send_log=send_log)
+    for seq, text in ((2, "one"), (3, "two")):
+        watch.put(replace(running(seq), log={"level": "info", "data": text, "logger": None}))
+    watch.put(replace(running(3), log={"level": "info", "data": "two", "logger": None}))  # a duplicate
+    watch.put(JobEvent(seq=4, state=JobState.SUCCEEDED, result=None))
+
+    await follow.run(seq=1)
+
+    assert [line["data"] for line in lines] == ["one", "two"]
