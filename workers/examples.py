@@ -5,6 +5,9 @@
 - `log_report`: the same counts as a summary, a PNG bar chart and a CSV file (mixed content).
 - `compare_documents`: two documents analysed as parallel parts, then compared.
 - `progressive_search`: narrower-to-broader search strategies in turn, stopping at the first hit.
+- `progressive_bug_search`: the same over log files for a bug's symptom, asking the caller before
+  it broadens past the narrow strategies (a two-way job: the work before the question is kept).
+- `dedupe_documents`: finds duplicate and empty documents, asks before it deletes them.
 - `count_primes`: CPU-bound work in parts on any worker (a segmented sieve, fanned out).
 - `sleep_steps`: a demo that waits `delay` seconds per step; handy for trying cancellation.
 
@@ -335,6 +338,98 @@ def progressive_search(
             return SearchOutcome(query=query, strategy=strategy, attempts=attempts, matches=found[:max_matches])
         progress.report(step, f"{strategy}: no matches; broadening")
     return SearchOutcome(query=query, strategy=None, attempts=attempts, matches=[])
+
+
+class Broaden(BaseModel):
+    broaden: bool = Field(description="Search with looser strategies (any word, word stems)?")
+
+
+NARROW = 3
+"""How many of `STRATEGIES` `progressive_bug_search` tries before it asks to broaden."""
+
+
+@job(time_limit=1800)
+def progressive_bug_search(
+    progress: Progress,
+    symptom: Annotated[str, Field(min_length=1, max_length=200, description="An error message or symptom")],
+    folder: Annotated[str, Field(description="A folder below the data dir holding *.log files")] = "logs",
+    max_matches: Annotated[int, Field(ge=1, le=200)] = 20,
+) -> SearchOutcome:
+    """Hunt for a bug's symptom in log files with ever broader strategies, reporting each attempt.
+    Before the loose strategies (any word, word stems), which can match a lot of noise, it asks
+    whether to broaden; a client that cannot answer gets the narrow results only."""
+    lines = [
+        (name, line.strip())
+        for name, path in _data_files(folder, "*.log")
+        for line in _read_data_file(path).splitlines()
+        if line.strip()
+    ]
+    progress.set_total(len(STRATEGIES), f"searching {len(lines)} log lines")
+    attempts: list[Attempt] = []
+    for step, (strategy, matches) in enumerate(STRATEGIES, start=1):
+        if step == NARROW + 1:
+            tried = ", ".join(attempt.strategy for attempt in attempts)
+            if not progress.supports("elicitation"):
+                progress.report(len(STRATEGIES), f"no matches with {tried}; not broadening without asking")
+                break
+            question = f"No log line matches {symptom!r} with {tried}. Broaden to looser strategies?"
+            if not progress.ask(question, Broaden).broaden:
+                progress.report(len(STRATEGIES), "not broadened, as asked")
+                break
+        found = [Match(document=name, line=line) for name, line in lines if matches(symptom, line)]
+        attempts.append(Attempt(strategy=strategy, matches=len(found)))
+        if found:
+            progress.report(len(STRATEGIES), f"{strategy}: {len(found)} matches; done")
+            return SearchOutcome(query=symptom, strategy=strategy, attempts=attempts, matches=found[:max_matches])
+        progress.report(step, f"{strategy}: no matches; broadening")
+    return SearchOutcome(query=symptom, strategy=None, attempts=attempts, matches=[])
+
+
+class Deletion(BaseModel):
+    delete: bool = Field(description="Delete the files listed?")
+
+
+class Dedupe(BaseModel):
+    scanned: int
+    duplicates: list[str]
+    empty: list[str]
+    deleted: list[str]
+
+
+@job(time_limit=1800)
+def dedupe_documents(
+    progress: Progress,
+    folder: Annotated[str, Field(description="A folder below the data dir holding *.txt files")] = "docs",
+) -> Dedupe:
+    """Find documents that repeat another one word for word, or hold no words, and delete them,
+    after asking: nothing is deleted without a yes from the caller's user."""
+    files = _data_files(folder, "*.txt")
+    progress.set_total(3, f"reading {len(files)} documents")
+    seen: dict[tuple[str, ...], str] = {}
+    duplicates, empty = [], []
+    for name, path in files:
+        words = tuple(word.lower() for word in _WORD.findall(_read_data_file(path)))
+        if not words:
+            empty.append(name)
+        elif words in seen:
+            duplicates.append(name)
+        else:
+            seen[words] = name
+    doomed = duplicates + empty
+    progress.report(1, f"{len(duplicates)} duplicates, {len(empty)} empty")
+    if not doomed:
+        progress.report(3, "nothing to delete")
+        return Dedupe(scanned=len(files), duplicates=[], empty=[], deleted=[])
+    listed = ", ".join(doomed[:20]) + (f" and {len(doomed) - 20} more" if len(doomed) > 20 else "")
+    if not progress.ask(f"Delete {len(doomed)} documents from {folder}: {listed}?", Deletion).delete:
+        progress.report(3, "kept everything, as asked")
+        return Dedupe(scanned=len(files), duplicates=duplicates, empty=empty, deleted=[])
+    progress.report(2, f"deleting {len(doomed)} documents")
+    paths = dict(files)
+    for name in doomed:
+        paths[name].unlink(missing_ok=True)
+    progress.report(3, f"deleted {len(doomed)} documents")
+    return Dedupe(scanned=len(files), duplicates=duplicates, empty=empty, deleted=doomed)
 
 
 class PrimeCount(BaseModel):

@@ -126,3 +126,46 @@ def test_progressive_search_broadens_until_something_matches() -> None:
     ]
     nothing = progressive_search(RecordingProgress(), "zzzzqqq")
     assert nothing.strategy is None and len(nothing.attempts) == 5 and nothing.matches == []
+
+
+def test_progressive_bug_search_asks_before_it_broadens_and_keeps_what_it_tried() -> None:
+    from mcp_jobs.examples import NARROW, progressive_bug_search
+
+    symptom = "qzx flux capacitor overheated"  # matches nothing, however broad
+    asked: list[str] = []
+
+    def say_no(key: str, request: dict[str, object]) -> object:
+        asked.append(str(request["params"]["message"]))  # type: ignore[index]
+        return {"action": "accept", "content": {"broaden": False}}
+
+    progress = RecordingProgress(answer=say_no)
+    outcome = progressive_bug_search(progress, symptom)
+    assert outcome.strategy is None and len(outcome.attempts) == NARROW
+    assert len(asked) == 1 and "Broaden" in asked[0]
+    assert progress.updates[-1].message == "not broadened, as asked"
+    # Answering yes goes on with the loose strategies; a client that cannot answer is not asked.
+    yes = RecordingProgress(answer=lambda key, request: {"action": "accept", "content": {"broaden": True}})
+    assert len(progressive_bug_search(yes, symptom).attempts) > NARROW
+    mute = RecordingProgress(can_ask=frozenset())
+    assert len(progressive_bug_search(mute, symptom).attempts) == NARROW and not mute.questions
+
+
+def test_dedupe_documents_deletes_only_after_a_yes(data_dir: Path) -> None:
+    from mcp_jobs.examples import dedupe_documents
+
+    folder = data_dir / "dupes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The same words here.")
+    (folder / "b.txt").write_text("the SAME words, here!")
+    (folder / "c.txt").write_text("...")
+    (folder / "d.txt").write_text("Something else entirely.")
+    no = RecordingProgress(answer=lambda key, request: {"action": "accept", "content": {"delete": False}})
+    kept = dedupe_documents(no, "dupes")
+    assert (kept.duplicates, kept.empty, kept.deleted) == (["b.txt"], ["c.txt"], [])
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    yes = RecordingProgress(answer=lambda key, request: {"action": "accept", "content": {"delete": True}})
+    assert dedupe_documents(yes, "dupes").deleted == ["b.txt", "c.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "d.txt"]
+    with pytest.raises(JobError, match="declined"):
+        (folder / "e.txt").write_text("")
+        dedupe_documents(RecordingProgress(), "dupes")
