@@ -23,7 +23,17 @@ import httpx
 import pytest
 import redis
 from mcp import Client, StdioServerParameters
-from mcp.types import ElicitRequestParams, ElicitResult, LoggingMessageNotificationParams
+from mcp.types import (
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitRequestParams,
+    ElicitResult,
+    ListRootsResult,
+    LoggingMessageNotificationParams,
+    Root,
+    TextContent,
+)
+from pydantic import FileUrl
 
 from mcp_jobs._events import Keys
 from mcp_jobs.server.dev_redis import free_port
@@ -131,6 +141,28 @@ async def test_a_job_asks_its_caller_and_goes_on_with_the_answers(two_way: TwoWa
     assert "gathered the data" in [message for _, message in steps], steps
     if transport == "http-legacy":  # 2025-11-25 sends every level until the session sets one
         assert any(log.data == f"{tag}: gathering" for log in logs), logs
+
+
+@pytest.mark.parametrize("transport", ["http-auto", "http-legacy", "stdio"])
+async def test_the_callers_model_and_roots_answer_with_a_question_in_one_round(
+    two_way: TwoWayStack, transport: str
+) -> None:
+    async def sample(_: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
+        prompt = params.messages[0].content
+        assert isinstance(prompt, TextContent) and prompt.text == "Generate a greeting"
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="Howdy"), model="test")
+
+    async def roots(_: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=FileUrl("file:///srv/project"))])
+
+    async def name(_: Any, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content={"name": "Ada"})
+
+    options = {"elicitation_callback": name, "sampling_callback": sample, "list_roots_callback": roots}
+    async with sdk_client(two_way, transport, **options) as client:
+        result = await client.call_tool("test_input_required_result_multiple_inputs", {})
+    assert not result.is_error, result.content
+    assert result.content[0].text == "Howdy Ada (roots: file:///srv/project)"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("transport", ["http-auto", "http-legacy"])
@@ -250,10 +282,12 @@ async def test_a_tampered_or_replayed_state_is_refused_and_the_job_is_unaffected
         refused = await round_trip(http, url, tag, state=tampered, answers={key: accept(ok=True)})
         assert refused["error"]["code"] == -32602, refused
         assert two_way.snapshot(job_id)["state"] == "input_required", "a refused state touched the job"
-        # Another tool's call cannot carry it either (the state is bound to the tool and its arguments).
+        # A call with other arguments cannot carry it either (it is bound to the tool and its arguments).
         foreign = await round_trip(http, url, "someone-else", state=state, answers={key: accept(ok=True)})
         assert foreign["error"]["code"] == -32602, foreign
-        next_key, next_state = question_of(await round_trip(http, url, tag, state=state, answers={key: accept(ok=True)}))
+        next_key, next_state = question_of(
+            await round_trip(http, url, tag, state=state, answers={key: accept(ok=True)})
+        )
         replayed = await round_trip(http, url, tag, state=state, answers={key: accept(ok=False)})
         assert replayed["error"]["code"] == -32602, "a state was accepted twice"
         done = await round_trip(http, url, tag, state=next_state, answers={next_key: accept(colour="gold")})
