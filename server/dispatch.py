@@ -264,12 +264,7 @@ class Dispatcher:
         until = None if wait is None else time.monotonic() + wait
         ownership = self._cancel_job_unless_it_ended(job_id) if owned else contextlib.nullcontext()
         async with self._watching(job_id, self._listener.watch(job_id)) as watch, ownership:
-            try:
-                first, _ = await self._store.read(job_id)
-            except RedisError as exc:
-                raise ToolError(REDIS_UNREADABLE) from exc
-            if first is None:
-                raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
+            first = await self._first_read(job_id)
             name = spec.name if spec else (await self._store.job_name(job_id) or "job")
             listeners = Listeners(send, send_log, ask)
             final = (
@@ -289,12 +284,7 @@ class Dispatcher:
             self._watching(job_id, self._listener.watch(job_id)) as watch,
             self._cancel_job_unless_it_ended(job_id),
         ):
-            try:
-                first, _ = await self._store.read(job_id)
-            except RedisError as exc:
-                raise ToolError(REDIS_UNREADABLE) from exc
-            if first is None:
-                raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
+            first = await self._first_read(job_id)
             follower = JobFollower(
                 self.followed_job(spec.name, spec, job_id),
                 watch,
@@ -308,6 +298,16 @@ class Dispatcher:
             if event is not None and event.state is JobState.INPUT_REQUIRED:
                 raise InputRequired(job_id, event.round, event.inputs or {})
             return event or first
+
+    async def _first_read(self, job_id: str) -> JobEvent:
+        """The snapshot of a job being attached to (after subscribing: nothing is missed)."""
+        try:
+            first, _ = await self._store.read(job_id)
+        except RedisError as exc:
+            raise ToolError(REDIS_UNREADABLE) from exc
+        if first is None:
+            raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
+        return first
 
     async def cancel(self, job_id: str) -> None:
         """Ask the job to stop: the flag its reporter checks, plus a Celery revoke for a queued job."""

@@ -150,8 +150,7 @@ def test_elicitation_sep1034_defaults(progress: Progress) -> str:
             "verified": {"type": "boolean", "default": True},
         },
     }
-    result = _outcome(progress, "Please review and update the form fields with defaults", schema)
-    return f"Elicitation completed: action={result.action}, content={json.dumps(result.content or {})}"
+    return _completed(progress, "Please review and update the form fields with defaults", schema)
 
 
 @job(requires=("elicitation",))
@@ -177,8 +176,7 @@ def test_elicitation_sep1330_enums(progress: Progress) -> str:
             "titledMulti": {"type": "array", "items": {"anyOf": choices}},
         },
     }
-    result = _outcome(progress, "Please pick from the enum fields", schema)
-    return f"Elicitation completed: action={result.action}, content={json.dumps(result.content or {})}"
+    return _completed(progress, "Please pick from the enum fields", schema)
 
 
 @job(requires=("sampling",))
@@ -320,6 +318,11 @@ def test_prompt_with_image() -> list[UserMessage]:
 def _outcome(progress: Progress, message: str, schema: dict[str, Any]) -> ElicitResult:
     result: ElicitResult = progress.ask_all({"answer": Elicit(message, schema, outcome=True)})["answer"]
     return result
+
+
+def _completed(progress: Progress, message: str, schema: dict[str, Any]) -> str:
+    result = _outcome(progress, message, schema)
+    return f"Elicitation completed: action={result.action}, content={json.dumps(result.content or {})}"
 
 
 def _text_of(reply: CreateMessageResult) -> str:

@@ -322,15 +322,34 @@ def progressive_search(
 ) -> SearchOutcome:
     """Search documents with ever broader strategies (exact phrase, any case, all words, any word,
     word stems), reporting each attempt, and stop at the first that finds something."""
-    lines = [
+    return _search_lines(progress, query, _lines(folder, "*.txt"), max_matches, "lines")
+
+
+def _lines(folder: str, pattern: str) -> list[tuple[str, str]]:
+    """The non-blank lines of the data files matching `pattern` in `folder`, with their file names."""
+    return [
         (name, line.strip())
-        for name, path in _data_files(folder, "*.txt")
+        for name, path in _data_files(folder, pattern)
         for line in _read_data_file(path).splitlines()
         if line.strip()
     ]
-    progress.set_total(len(STRATEGIES), f"searching {len(lines)} lines")
+
+
+def _search_lines(
+    progress: Progress,
+    query: str,
+    lines: list[tuple[str, str]],
+    max_matches: int,
+    what: str,
+    may_go_on: Callable[[int, list[Attempt]], bool] = lambda step, attempts: True,
+) -> SearchOutcome:
+    """Try `STRATEGIES` in turn, reporting each, until one finds something, or `may_go_on` (asked
+    before each strategy with its number and the attempts so far) says to stop."""
+    progress.set_total(len(STRATEGIES), f"searching {len(lines)} {what}")
     attempts: list[Attempt] = []
     for step, (strategy, matches) in enumerate(STRATEGIES, start=1):
+        if not may_go_on(step, attempts):
+            break
         found = [Match(document=name, line=line) for name, line in lines if matches(query, line)]
         attempts.append(Attempt(strategy=strategy, matches=len(found)))
         if found:
@@ -358,31 +377,21 @@ def progressive_bug_search(
     """Hunt for a bug's symptom in log files with ever broader strategies, reporting each attempt.
     Before the loose strategies (any word, word stems), which can match a lot of noise, it asks
     whether to broaden; a client that cannot answer gets the narrow results only."""
-    lines = [
-        (name, line.strip())
-        for name, path in _data_files(folder, "*.log")
-        for line in _read_data_file(path).splitlines()
-        if line.strip()
-    ]
-    progress.set_total(len(STRATEGIES), f"searching {len(lines)} log lines")
-    attempts: list[Attempt] = []
-    for step, (strategy, matches) in enumerate(STRATEGIES, start=1):
-        if step == NARROW + 1:
-            tried = ", ".join(attempt.strategy for attempt in attempts)
-            if not progress.supports("elicitation"):
-                progress.report(len(STRATEGIES), f"no matches with {tried}; not broadening without asking")
-                break
-            question = f"No log line matches {symptom!r} with {tried}. Broaden to looser strategies?"
-            if not progress.ask(question, Broaden).broaden:
-                progress.report(len(STRATEGIES), "not broadened, as asked")
-                break
-        found = [Match(document=name, line=line) for name, line in lines if matches(symptom, line)]
-        attempts.append(Attempt(strategy=strategy, matches=len(found)))
-        if found:
-            progress.report(len(STRATEGIES), f"{strategy}: {len(found)} matches; done")
-            return SearchOutcome(query=symptom, strategy=strategy, attempts=attempts, matches=found[:max_matches])
-        progress.report(step, f"{strategy}: no matches; broadening")
-    return SearchOutcome(query=symptom, strategy=None, attempts=attempts, matches=[])
+
+    def may_go_on(step: int, attempts: list[Attempt]) -> bool:
+        if step != NARROW + 1:
+            return True
+        tried = ", ".join(attempt.strategy for attempt in attempts)
+        if not progress.supports("elicitation"):
+            progress.report(len(STRATEGIES), f"no matches with {tried}; not broadening without asking")
+            return False
+        question = f"No log line matches {symptom!r} with {tried}. Broaden to looser strategies?"
+        if not progress.ask(question, Broaden).broaden:
+            progress.report(len(STRATEGIES), "not broadened, as asked")
+            return False
+        return True
+
+    return _search_lines(progress, symptom, _lines(folder, "*.log"), max_matches, "log lines", may_go_on)
 
 
 class Deletion(BaseModel):
