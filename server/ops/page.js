@@ -238,7 +238,7 @@
     bar.setAttribute("aria-valuemin", "0");
     bar.append(el("div", "fill"));
     const line = el("div", "line");
-    line.append(el("span", "amount"), el("span", "msg"));
+    line.append(el("span", "amount"), el("span", "msg"), el("span", "log"));
     const progress = el("td", "progress");
     progress.append(bar, line);
     row.append(tool, el("td", "state"), progress, el("td", "num time age"), el("td", "num time wait opt"));
@@ -282,6 +282,9 @@
     const text = job.state === "queued" ? job.status : job.message || "";
     message.textContent = text;
     message.title = text;
+    const log = progress.querySelector(".log");
+    log.textContent = job.last_log || "";
+    log.title = job.last_log ? "the job's last log line" : "";
   }
 
   function drawFailures(data) {

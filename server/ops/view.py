@@ -32,7 +32,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from mcp_jobs._contract import status_line
-from mcp_jobs._events import JobEvent, JobState, Keys, as_text
+from mcp_jobs._events import JobEvent, JobState, Keys, as_text, strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ FIELDS = (
     "task",
     "attempt",
     "worker",
+    "log",
 )
 """The snapshot fields a view reads (`started_at` is optional: with it, a running job's queue wait
 is known)."""
@@ -142,6 +143,8 @@ class JobRow:
     """For a running job, whether its worker beat recently (False: the worker may be lost)."""
     error: str | None = None
     error_type: str | None = None
+    last_log: str | None = None
+    """The job's last log line ("info: ..."): the only place a task's log lines can be seen."""
 
     @property
     def fraction(self) -> float | None:
@@ -389,7 +392,20 @@ def _row(job_id: str, fields: dict[str, str], alive: bool, now: float) -> JobRow
         heartbeat=alive if event.state.on_worker else None,
         error=_cut(event.error) if event.state is JobState.FAILED else None,
         error_type=event.error_type if event.state is JobState.FAILED else None,
+        last_log=_log_text(fields.get("log")),
     )
+
+
+def _log_text(raw: str | None) -> str | None:
+    """A snapshot's last log line as "level: text", or None (absent, or not what a worker writes)."""
+    if not raw:
+        return None
+    try:
+        line = strict_json(raw)
+        level, data = line["level"], line["data"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return _cut(f"{level}: {data if isinstance(data, str) else json.dumps(data)}")
 
 
 async def queue_rows(client: aioredis.Redis, keys: Keys, queues: Iterable[str], depths: bool) -> list[QueueRow]:
