@@ -327,3 +327,26 @@ async def test_a_job_waiting_for_an_answer_is_cancelled_within_a_second(two_way:
         cancelled_at = time.monotonic()
     wait_until(lambda: two_way.snapshot(job_id).get("state") == "cancelled", 10, "the job to be cancelled")
     assert time.monotonic() - cancelled_at < 2.5, "the waiting job took too long to stop"
+
+
+async def test_a_task_waiting_for_an_answer_is_cancelled_within_a_second(two_way: TwoWayStack) -> None:
+    url = two_way.urls[0]
+    async with httpx.AsyncClient(timeout=30) as http:
+        created = await modern_request(
+            http, url, "tools/call", {"name": "confirm_delete", "arguments": {"filename": "x"}}, can=ELICITATION
+        )
+        task_id = created["result"]["taskId"]
+
+        async def status() -> dict[str, Any]:
+            return dict((await modern_request(http, url, "tasks/get", {"taskId": task_id}))["result"])
+
+        with anyio.fail_after(30):
+            while (task := await status())["status"] != "input_required":
+                await anyio.sleep(0.05)
+        (key,) = task["inputRequests"]
+        assert task["inputRequests"][key]["method"] == "elicitation/create"
+        await modern_request(http, url, "tasks/cancel", {"taskId": task_id})
+        cancelled_at = time.monotonic()
+        wait_until(lambda: two_way.snapshot(task_id).get("state") == "cancelled", 10, "the task's job to stop")
+        assert time.monotonic() - cancelled_at < 2.5, "the waiting job took too long to stop"
+        assert (await status())["status"] == "cancelled"
