@@ -269,20 +269,32 @@ async def resume(
     deliver the answers and follow the job on, as `Dispatcher.run` follows a new one. Raises
     `InputRequired` for answers still missing (or malformed: asked again) and for the job's next
     question, `MCPError` for a state whose round is no longer open."""
-    request = ctx.request_context
-    state = ctx.request_state or ""
-    job_id, question = await open_round(dispatcher.store.read_record, request, spec, state)
-    inputs = question.inputs or {}
-    answers = usable_answers(inputs, ctx.input_responses)
-    left = await dispatcher.answer(job_id, question.round, answers, abilities(request)) if answers else list(inputs)
-    if left is None:
-        raise refuse_state()  # answered by a request that came first
-    if left:
-        raise InputRequired(job_id, question.round, {key: inputs[key] for key in left})
+    job_id = await deliver_round(dispatcher, ctx.request_context, spec, ctx.request_state or "", ctx.input_responses)
     result = await dispatcher.follow(
         job_id, listeners.send, spec, wait=handoff_after, owned=True, ask=listeners.ask, send_log=listeners.send_log
     )
     return job_id, result
+
+
+async def deliver_round(
+    dispatcher: Dispatcher,
+    ctx: ServerRequestContext[Any, Any],
+    spec: JobSpec,
+    state: str,
+    responses: Mapping[str, Any] | None,
+) -> str:
+    """Deliver a 2026-07-28 request's answers to the round its verified `state` names, and return
+    the job's id once the round is complete. Raises `InputRequired` for what is still missing
+    (or malformed: asked again), `MCPError` for a round no longer open (answered, or ended)."""
+    job_id, question = await open_round(dispatcher.store.read_record, ctx, spec, state)
+    inputs = question.inputs or {}
+    answers = usable_answers(inputs, responses)
+    left = await dispatcher.answer(job_id, question.round, answers, abilities(ctx)) if answers else list(inputs)
+    if left is None:
+        raise refuse_state()  # answered by a request that came first
+    if left:
+        raise InputRequired(job_id, question.round, {key: inputs[key] for key in left})
+    return job_id
 
 
 async def open_round(
@@ -299,8 +311,12 @@ async def open_round(
     except RedisError as exc:
         raise MCPError(INVALID_PARAMS, "Redis is unavailable, so the answers cannot be delivered; retry.") from exc
     if fields.get("job") != spec.name or fields.get(CALLER_FIELD, "") != caller_of(ctx):
+        logger.warning("requestState refused: job %s is not this tool's or this caller's", job_id)
         raise refuse_state()
     event = JobEvent.from_snapshot(fields)
     if event is None or event.state is not JobState.INPUT_REQUIRED or event.round != round_number:
-        raise refuse_state()  # answered already (a replay), or the job ended meanwhile
+        # Answered already (a replay), or the job ended meanwhile.
+        state = event.state.value if event else "gone"
+        logger.info("requestState refused: job %s is %s, round %s is not open", job_id, state, round_number)
+        raise refuse_state()
     return job_id, event

@@ -71,9 +71,8 @@ from mcp_jobs.server.follow import InputRequired
 from mcp_jobs.server.questions import (
     CAN_ASK_FIELD,
     abilities,
+    deliver_round,
     input_required,
-    open_round,
-    refuse_state,
     require_capabilities,
     usable_answers,
 )
@@ -160,7 +159,7 @@ class TasksExtension(Extension):
         return {
             "resultType": "task",
             "taskId": job_id,
-            "status": "completed" if event.state.terminal else "working",
+            "status": _status(event),
             "statusMessage": status_line(event),
             "createdAt": _iso(created),
             "lastUpdatedAt": _iso(updated),
@@ -182,18 +181,7 @@ class TasksExtension(Extension):
         state = params.request_state
         try:
             if isinstance(state, str):
-                job_id, question = await open_round(dispatcher.store.read_record, ctx, spec, state)
-                inputs = question.inputs or {}
-                answers = usable_answers(inputs, params.input_responses)
-                left = (
-                    await dispatcher.answer(job_id, question.round, answers, abilities(ctx))
-                    if answers
-                    else list(inputs)
-                )
-                if left is None:
-                    raise refuse_state()
-                if left:
-                    return input_required(InputRequired(job_id, question.round, {key: inputs[key] for key in left}))
+                job_id = await deliver_round(dispatcher, ctx, spec, state, params.input_responses)
             else:
                 job_id = await self._start(spec, ctx, arguments, time.time())
             event = await dispatcher.first_step(job_id, spec)
@@ -317,6 +305,17 @@ class TasksExtension(Extension):
         dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         message = event.error if event.state is JobState.FAILED else (event.message or "completed")
         return task | {"status": "completed", "statusMessage": message, "result": dumped}
+
+
+def _status(event: JobEvent) -> str:
+    """The task status of a job's state (as `tasks/get` reports it)."""
+    if event.state is JobState.INPUT_REQUIRED:
+        return "input_required"
+    if not event.state.terminal:
+        return "working"
+    if event.state is JobState.CANCELLED:
+        return "cancelled"
+    return "failed" if event.error_code is not None else "completed"
 
 
 def _opted_in(ctx: ServerRequestContext[Any, Any]) -> bool:

@@ -49,7 +49,13 @@ def suite() -> list[str]:
 @pytest.fixture(scope="module")
 def server_url(stack_env: dict[str, str]) -> Iterator[str]:
     """A server and a worker of the suite's own (see the module doc), on the session's Redis."""
-    env = stack_env | {"MCP_JOBS_NAMESPACE": f"conformance-{uuid.uuid4().hex[:8]}", "MCP_JOBS_INPUT_TIMEOUT": "15"}
+    env = stack_env | {
+        # A database of its own: the broker's queues are not namespaced, and the session's workers
+        # must not take these jobs.
+        "MCP_JOBS_REDIS_URL": stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0] + "/3",
+        "MCP_JOBS_NAMESPACE": f"conformance-{uuid.uuid4().hex[:8]}",
+        "MCP_JOBS_INPUT_TIMEOUT": "15",
+    }
     worker = start_worker(env, f"conformance-{uuid.uuid4().hex[:6]}", concurrency=32, pool="threads")
     port = free_port()
     server = start_http_server(env, port)
