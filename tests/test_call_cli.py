@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import shlex
 import signal
@@ -15,20 +16,26 @@ import subprocess
 import sys
 import threading
 import uuid
+from io import StringIO
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from mcp_jobs._contract import JOB_ID_META_KEY
 from mcp_jobs.server.auth import hash_token
+from mcp_jobs.server.client.arguments import parse_answers, parse_roots
 from mcp_jobs.server.client.command import (
     EXIT_CONNECTION,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TOOL_ERROR,
     EXIT_USAGE,
+    Responder,
 )
+from mcp_jobs.server.client.view import ProgressView
 from mcp_jobs.server.dev_redis import free_port
-from tests.conftest import Stack
+from tests.conftest import Connect, Stack
 from tests.support.helpers import job_keys, wait_for_state
 from tests.support.processes import REPO, sigint_ignored, start_http_server
 
@@ -354,3 +361,211 @@ def test_escape_sequences_in_a_jobs_messages_are_shown_not_obeyed(stack: Stack) 
     )
     assert done.returncode == EXIT_OK and json.loads(done.stdout) == {"result": f"{tag} done after attempt 1"}
     assert not unsafe & set(done.stdout + done.stderr) and tag[:8] in done.stderr, repr(done.stdout + done.stderr)
+
+
+# --- the job's questions: answered from the command line, declined, or not offered ---------------
+
+
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+def test_answers_on_the_command_line_fill_in_each_round(stack: Stack, transport: str) -> None:
+    """Two forms in two rounds (2026-07-28's InputRequiredResult, re-sent with the answers), each
+    answered by field name; nothing asked on the terminal (stdin is not one)."""
+    target = stack.http_url if transport == "http" else stdio_target()
+    done = run(
+        stack, "call", target, "test_input_required_result_multi_round",
+        "--answer", "name=Alice", "--answer", "color=blue",
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"result": "Alice likes blue"}
+    assert "answered 'Step 1: What is your name?': name given" in done.stderr, done.stderr
+    assert "answered 'Step 2: What is your favorite color?': color given" in done.stderr
+
+
+def test_an_answers_file_and_json_output_for_scripts(stack: Stack, tmp_path: Path) -> None:
+    """`--answers FILE` by question key (a JSON object answers that question), `--answer` over
+    it, and `--json-output` carrying the result."""
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"step1": {"name": "Bob"}, "color": "red"}), encoding="utf-8")
+    done = run(
+        stack, "call", stack.http_url, "test_input_required_result_multi_round",
+        "--answers", str(answers), "--answer", "color=green", "--json-output",
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    result = json.loads(done.stdout)
+    assert result["structuredContent"] == {"result": "Bob likes green"}
+    assert result["isError"] is False
+
+
+async def test_a_task_that_asks_is_answered_with_tasks_update(stack: Stack) -> None:
+    """`--task`: the task goes `input_required` with its questions in `tasks/get`; the same
+    answers go back by `tasks/update`, one round after the other."""
+    done = run(
+        stack, "call", stack.http_url, "test_input_required_result_multi_round", "--task",
+        "--answer", "name=Alice", "--answer", "color=blue",
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"result": "Alice likes blue"}
+    created = re.search(rf"task ({UUID}) created", done.stderr)
+    assert created and "answered 'Step 2: What is your favorite color?': color given" in done.stderr, done.stderr
+    assert stack.redis().hget(stack.keys.job(created[1]), "task") == "1", "run as a task, not a plain call"
+
+
+def test_a_form_without_the_answer_it_needs_is_declined(stack: Stack) -> None:
+    """Answers given, but none for this form, and no terminal to ask on: declined, and said so."""
+    done = run(stack, "call", stack.http_url, "test_elicitation", "--arg", "message=Who are you?", "--answer", "x=1")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"result": "User response: <action: decline, content: {}>"}
+    assert "declined the question" in done.stderr and "no answer for username, email" in done.stderr
+
+    half = run(stack, "call", stack.http_url, "test_input_required_result_multi_round", "--answer", "name=Alice")
+    assert half.returncode == EXIT_TOOL_ERROR, half.stderr
+    assert "The user declined to answer: Step 2: What is your favorite color?" in half.stderr, half.stderr
+
+
+def test_without_answers_or_a_terminal_no_capability_is_offered(stack: Stack) -> None:
+    """Nothing to answer with: the client does not declare elicitation, sampling or roots, so the
+    job is told it cannot ask (rather than asking a question nobody will answer)."""
+    done = run(stack, "call", stack.http_url, "test_input_required_result_multi_round")
+    assert done.returncode == EXIT_TOOL_ERROR, done.stderr
+    assert "cannot answer elicitation requests (it did not declare the capability)" in done.stderr, done.stderr
+    sampling = run(stack, "call", stack.http_url, "test_input_required_result_multiple_inputs", "--answer", "name=A")
+    assert sampling.returncode == EXIT_TOOL_ERROR, sampling.stderr
+    assert "cannot answer roots or sampling requests" in sampling.stderr, sampling.stderr
+
+
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+def test_sample_reply_and_roots_answer_the_other_questions(stack: Stack, transport: str, tmp_path: Path) -> None:
+    """A form, a sampling request and roots/list asked at once: --answer, --sample-reply and
+    --root (a path, made a file:// URI, and a URI as given)."""
+    target = stack.http_url if transport == "http" else stdio_target()
+    done = run(
+        stack, "call", target, "test_input_required_result_multiple_inputs",
+        "--answer", "name=Alice", "--sample-reply", "Hello there,",
+        "--root", str(tmp_path), "--root", "file:///srv/data",
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"result": f"Hello there, Alice (roots: file://{tmp_path}, file:///srv/data)"}
+    assert "answered a sampling request with --sample-reply" in done.stderr
+
+
+class TerminalCall:
+    """The command with a pseudo-terminal for stdin (a user at the keyboard) and its stderr read
+    as it comes, prompts included (they end without a newline)."""
+
+    def __init__(self, stack: Stack, *args: str) -> None:
+        self.keyboard, terminal = pty.openpty()
+        self.process = subprocess.Popen(
+            [*CLI, *args], env=stack.env, cwd=REPO, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        os.close(terminal)
+        self.seen = ""
+        self._answered = 0  # how much of `seen` the prompts answered so far cover
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := os.read(self.process.stderr.fileno(), 4096):
+            with self._changed:
+                self.seen += chunk.decode(errors="replace")
+                self._changed.notify_all()
+
+    def type_after(self, prompt: str, keys: bytes, timeout: float = 60) -> None:
+        """Wait for `prompt` on stderr (after what was answered already), then type `keys`."""
+        with self._changed:
+            shown = self._changed.wait_for(lambda: self.seen.find(prompt, self._answered) >= 0, timeout)
+            if shown:
+                self._answered = self.seen.index(prompt, self._answered) + len(prompt)
+        assert shown, f"no {prompt!r} on stderr:\n{self.seen}"
+        os.write(self.keyboard, keys)
+
+    def finish(self) -> tuple[int, str]:
+        """The exit code and stdout (stderr is the reader's: `communicate` would take it)."""
+        assert self.process.stdout is not None
+        out = self.process.stdout.read()
+        code = self.process.wait(60)
+        self._reader.join(10)
+        return code, out.decode()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        os.close(self.keyboard)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.parametrize("progress", ["lines", "bar"])
+def test_on_a_terminal_each_field_is_asked(stack: Stack, progress: str) -> None:
+    """A prompt per field, on stderr; with the live bar, the bar is stopped first (rich shows the
+    cursor again, `ESC[?25h`), so no redraw lands on the prompt, and started again after."""
+    call = TerminalCall(stack, "call", stack.http_url, "test_input_required_result_multi_round", "--progress", progress)
+    try:
+        call.type_after("name", b"Alice\n")
+        call.type_after("color", b"blue\n")
+        code, out = call.finish()
+    finally:
+        call.stop()
+    assert code == EXIT_OK, call.seen
+    assert json.loads(out) == {"result": "Alice likes blue"}
+    plain = ANSI.sub("", call.seen)
+    assert "? Step 1: What is your name?\n" in plain and "name*: " in plain and "color*: " in plain, plain
+    if progress == "bar":
+        for question in ("Step 1: What is your name?", "Step 2: What is your favorite color?"):
+            assert re.search(rf"\x1b\[\?25h(\x1b\[[0-9;]*m)*\? (\x1b\[[0-9;]*m)*{re.escape(question)}", call.seen)
+        between = plain.split("name*: ", 1)[1].split("? Step 2", 1)[0]
+        assert "test_input_required_result_multi_round" in between, "the bar is back once answered"
+
+
+def test_ctrl_d_at_a_prompt_dismisses_the_question(stack: Stack) -> None:
+    call = TerminalCall(stack, "call", stack.http_url, "test_input_required_result_multi_round")
+    try:
+        call.type_after("name*: ", b"\x04")  # Ctrl-D: end of input on a terminal
+        code, out = call.finish()
+    finally:
+        call.stop()
+    assert code == EXIT_TOOL_ERROR, call.seen
+    assert "The user dismissed the question: Step 1: What is your name?" in call.seen and out == ""
+
+
+def test_ctrl_c_at_a_prompt_cancels_the_call(stack: Stack) -> None:
+    """The prompt blocks in a thread of its own: Ctrl-C still cancels the call and the command
+    exits, without waiting for the user to finish typing."""
+    call = TerminalCall(stack, "call", stack.http_url, "test_input_required_result_multi_round")
+    try:
+        call.type_after("name*: ", b"Ali")
+        call.process.send_signal(signal.SIGINT)
+        code, out = call.finish()
+    finally:
+        call.stop()
+    assert code == EXIT_INTERRUPTED, call.seen
+    assert "cancelled (Ctrl-C): the call to test_input_required_result_multi_round was cancelled" in call.seen
+    assert out == ""
+
+
+async def test_the_command_answers_in_both_protocol_eras(stack: Stack, connect: Connect) -> None:
+    """The command's `Responder` on the SDK client of each transport, 2025-11-25 (`http-legacy`:
+    elicitation/create, sampling/createMessage and roots/list on the call's stream) included,
+    which the command itself reaches only on servers without 2026-07-28."""
+    notes = StringIO()
+    responder = Responder(
+        ProgressView("test", "lines", Console(file=notes, width=200)),
+        parse_answers(["name=Alice", "color=blue"], None),
+        sample_reply="Hi",
+        roots=parse_roots(["file:///srv"]),
+    )
+    callbacks = responder.callbacks()
+    options = {
+        "elicitation_callback": callbacks.elicitation,
+        "sampling_callback": callbacks.sampling,
+        "list_roots_callback": callbacks.list_roots,
+    }
+    async with connect(**options) as client:
+        rounds = await client.call_tool("test_input_required_result_multi_round", {})
+        several = await client.call_tool("test_input_required_result_multiple_inputs", {})
+    assert rounds.structured_content == {"result": "Alice likes blue"}, rounds
+    assert several.structured_content == {"result": "Hi Alice (roots: file:///srv)"}, several
+    assert "answered 'Step 2: What is your favorite color?': color given" in notes.getvalue()

@@ -229,3 +229,105 @@ def describe_arguments(schema: dict[str, Any]) -> list[str]:
                 line += f" = {json.dumps(prop['default'])}"
         lines.append(line)
     return lines
+
+
+# --- answers to the job's questions (`--answer`, `--answers`) and roots (`--root`) -------------
+
+
+@dataclass(frozen=True)
+class Given:
+    """One pre-supplied answer: its value, and the text typed on the command line (`--answer`),
+    which is coerced by the field's schema when the question comes (a string field keeps "123")."""
+
+    value: Any
+    raw: str | None = None
+
+    def for_field(self, schema: Any, root: dict[str, Any]) -> Any:
+        return coerce(self.raw, schema, root) if self.raw is not None else self.value
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Answers given before the call, for the forms a job may ask the user to fill in.
+
+    The rule: an answer is matched to a form's field by the field's name (`name=Alice` answers
+    every form that has a `name` field); an answer whose value is a JSON object answers the
+    question with that key, field by field (`step1={"name": "Alice"}`), and wins over plain
+    field names. Question keys reach the client on 2026-07-28 only (the `inputRequests` keys);
+    on 2025-11-25 field names are what match. `--answer` goes over `--answers`."""
+
+    fields: dict[str, Given] = field(default_factory=dict)
+    questions: dict[str, dict[str, Given]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.questions)
+
+    def match(self, key: str | None, schema: dict[str, Any]) -> dict[str, Any]:
+        """The given values for the fields of `schema` (a form's `requestedSchema`), by the rule."""
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return {}
+        keyed = self.questions.get(key, {}) if key is not None else {}
+        found: dict[str, Any] = {}
+        for name, prop in properties.items():
+            given = keyed.get(name) or self.fields.get(name)
+            if given is not None:
+                found[name] = given.for_field(prop, schema)
+        return found
+
+
+def _add_answer(answers: Answers, key: str, value: Any, raw: str | None) -> None:
+    if isinstance(value, dict):
+        answers.questions.setdefault(key, {}).update({name: Given(inner) for name, inner in value.items()})
+    else:
+        answers.fields[key] = Given(value, raw)
+
+
+def parse_answers(pairs: Sequence[str], file: str | None) -> Answers:
+    """`--answers FILE.json` (a JSON object; `-` for stdin), then each `--answer KEY=JSON` over it.
+    A `--answer` value is JSON when it parses, else a string (as for `--arg`)."""
+    answers = Answers()
+    if file is not None:
+        try:
+            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+            data = json.loads(text)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="--answers") from exc
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--answers") from exc
+        if not isinstance(data, dict):
+            raise click.BadParameter("the answers must be a JSON object ({...})", param_hint="--answers")
+        for key, value in data.items():
+            _add_answer(answers, key, value, None)
+    for key, raw in _split_answers(pairs):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, dict):
+            answers.questions.pop(key, None)  # the command line replaces the file's answers to it
+        _add_answer(answers, key, value, None if isinstance(value, dict) else raw)
+    return answers
+
+
+def _split_answers(values: Sequence[str]) -> list[tuple[str, str]]:
+    try:
+        return split_args(values)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="--answer") from exc
+
+
+def parse_roots(values: Sequence[str]) -> list[tuple[str, str]]:
+    """`--root PATH_OR_URI`s as (file:// URI, name): a path is made absolute (it need not exist:
+    the server decides what to do with it), a URI must be file:// (roots are, in MCP)."""
+    roots: list[tuple[str, str]] = []
+    for value in values:
+        if "://" in value:
+            if not value.startswith("file://"):
+                raise click.BadParameter(f"{value!r}: a root is a path or a file:// URI", param_hint="--root")
+            uri = value
+        else:
+            uri = Path(value).expanduser().absolute().as_uri()
+        name = uri.rstrip("/").rsplit("/", 1)[-1] or uri
+        roots.append((uri, name))
+    return roots

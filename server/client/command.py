@@ -8,6 +8,11 @@ the result alone. Ctrl-C cancels the call the way the protocol says (the SDK's c
 `--task` opts in to the Tasks extension (`io.modelcontextprotocol/tasks`) through the SDK's
 `ClientExtension` and polls `tasks/get` until the task settles.
 
+A job may ask its caller things mid-call (`Responder`): a form is filled in from `--answer` /
+`--answers` and, on a terminal, by asking the user field by field; a sampling request gets
+`--sample-reply`; `roots/list` gets the `--root`s. The client declares only the capabilities it
+can answer, so a server never asks what nobody is there to answer.
+
 The pieces: `arguments` (the target and the arguments), `view` (the progress display) and
 `tasks` (the Tasks extension); this module connects, runs the call and reports the outcome.
 Whatever the server sent is shown with its control characters escaped (`_text.printable`).
@@ -26,21 +31,27 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import IO, Any, NoReturn
+from functools import partial
+from typing import IO, Any, NoReturn, TextIO, TypeVar
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import click
 import httpx2
 import mcp_types as types
 from mcp import Client, StdioServerParameters
-from mcp.client import ClientExtension
+from mcp.client import ClientExtension, ClientRequestContext
+from mcp.client.session import ElicitationFnT, ListRootsFnT, SamplingFnT
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, METHOD_NOT_FOUND
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from rich.console import Console
 from rich.highlighter import JSONHighlighter
@@ -52,16 +63,27 @@ from mcp_jobs import __version__
 from mcp_jobs._contract import JOB_ID_META_KEY, parse_status_line
 from mcp_jobs._text import json_safe, printable
 from mcp_jobs.server.client.arguments import (
+    Answers,
     Target,
     build_arguments,
     describe_arguments,
+    parse_answers,
     parse_json_option,
+    parse_roots,
     parse_target,
     split_args,
     unknown_arguments,
 )
 from mcp_jobs.server.client.tasks import CallFailed, TaskWatcher
-from mcp_jobs.server.client.view import LogToView, ProgressMode, ProgressView
+from mcp_jobs.server.client.view import (
+    FormOutcome,
+    LogToView,
+    ProgressMode,
+    ProgressView,
+    ask_form,
+    ask_url,
+    form_fields,
+)
 
 EXIT_OK = 0
 EXIT_TOOL_ERROR = 1
@@ -71,10 +93,15 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 
 CLIENT_INFO = types.Implementation(name="mcp-jobs-call", version=__version__)
+SAMPLING_MODEL = "mcp-jobs-cli"
+"""The model name a `--sample-reply` answer carries."""
 LIST_PAGES_MAX = 100
 STDERR_TAIL_LINES = 20
 SDK_STAND_INS = {(INTERNAL_ERROR, "Server returned an error response"), (METHOD_NOT_FOUND, "Not Found")}
 """The errors the SDK's HTTP transport makes up for an HTTP error status without a JSON-RPC body."""
+
+
+T = TypeVar("T")
 
 
 class NoAnswer(Exception):
@@ -128,12 +155,171 @@ class Connection:
     diagnostics: Diagnostics
 
 
+# --- answering the server's questions --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """What the SDK client gets to answer the server's requests; None: refused, not declared."""
+
+    elicitation: ElicitationFnT | None = None
+    sampling: SamplingFnT | None = None
+    list_roots: ListRootsFnT | None = None
+
+
+@dataclass
+class Responder:
+    """Answers what a job asks mid-call: elicitation (forms from `answers`, then the user on a
+    terminal), sampling (`sample_reply`) and `roots/list` (`roots`). `callbacks()` hands the SDK
+    only those it can answer, since the SDK declares a capability by the callback's presence."""
+
+    view: ProgressView
+    answers: Answers = field(default_factory=Answers)
+    sample_reply: str | None = None
+    roots: list[tuple[str, str]] = field(default_factory=list)
+    interactive: bool = False
+    """Whether the user can be asked (stdin is a terminal)."""
+    input_stream: TextIO | None = None
+    """Where the user's answers are read from: None for the terminal (tests pass a stream)."""
+    _one_at_a_time: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def callbacks(self) -> Callbacks:
+        """The callbacks for what can be answered: forms when there are answers or a user to
+        ask, sampling with `--sample-reply`, roots with `--root`."""
+        return Callbacks(
+            elicitation=self.elicit if self.interactive or self.answers else None,
+            sampling=self.sample if self.sample_reply is not None else None,
+            list_roots=self.list_roots if self.roots else None,
+        )
+
+    async def elicit(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        async with self._one_at_a_time:  # questions asked together are put to the user in turn
+            if isinstance(params, types.ElicitRequestURLParams):
+                return await self._elicit_url(params)
+            return await self._elicit_form(_question_key(context), params)
+
+    async def _elicit_form(self, key: str | None, params: types.ElicitRequestFormParams) -> types.ElicitResult:
+        schema = params.requested_schema
+        given = self._usable(self.answers.match(key, schema), schema)
+        missing = [f.name for f in form_fields(schema) if f.name not in given and "default" not in f.schema]
+        if not missing or not self.interactive:
+            return self._answer_alone(params.message, schema, given, missing, key)
+        console, stream = self.view.console, self.input_stream
+        outcome = await self._ask_user(lambda: ask_form(console, params.message, schema, given, stream))
+        return _elicit_result(outcome)
+
+    def _usable(self, given: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+        """The given answers that fit their fields; the others are left out (asked, or missing)
+        and said so: sent, the server would only ask again, round after round."""
+        fields = {f.name: f for f in form_fields(schema)}
+        usable = {name: value for name, value in given.items() if fields[name].fits(value)}
+        for name in given.keys() - usable.keys():
+            wanted = fields[name].kind + (f" among {', '.join(fields[name].options)}" if fields[name].options else "")
+            self.view.note(f"the answer for {name} ({json.dumps(given[name])}) is not a {wanted}: left out", "yellow")
+        return usable
+
+    def _answer_alone(
+        self, message: str, schema: dict[str, Any], given: dict[str, Any], missing: list[str], key: str | None
+    ) -> types.ElicitResult:
+        """Without asking the user: accept with the given answers over the schema's defaults when
+        no required field is `missing`, else decline (and say which answers were missing)."""
+        required = {f.name for f in form_fields(schema) if f.required}
+        if unanswered := [name for name in missing if name in required]:
+            label = f" {key!r}" if key else ""
+            self.view.note(
+                f"declined the question{label} {message!r}: no answer for {', '.join(unanswered)} "
+                "(pass --answer FIELD=VALUE, or run it on a terminal)",
+                "yellow",
+            )
+            return types.ElicitResult(action="decline")
+        defaults = {f.name: f.schema["default"] for f in form_fields(schema) if "default" in f.schema}
+        text = f"answered {message!r}: {', '.join(given) or 'nothing'} given"
+        if taken := [name for name in defaults if name not in given]:
+            text += f", the default for {', '.join(taken)}"
+        self.view.note(text, "dim")
+        return types.ElicitResult(action="accept", content=defaults | given)
+
+    async def _elicit_url(self, params: types.ElicitRequestURLParams) -> types.ElicitResult:
+        if not self.interactive:
+            self.view.note(f"declined {params.message!r}: it asks to open {params.url} (not a terminal)", "yellow")
+            return types.ElicitResult(action="decline")
+        console, stream = self.view.console, self.input_stream
+        outcome = await self._ask_user(lambda: ask_url(console, params.message, params.url, stream))
+        action = "cancel" if outcome == "cancel" else "accept" if outcome else "decline"
+        return types.ElicitResult(action=action)
+
+    async def _ask_user(self, ask: Callable[[], T]) -> T:
+        """Run a blocking prompt, the progress display paused meanwhile."""
+        with self.view.paused():
+            return await in_daemon_thread(ask)
+
+    async def sample(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.ErrorData:
+        if self.sample_reply is None:  # not handed to the SDK then; refused all the same
+            return types.ErrorData(code=INVALID_REQUEST, message="Sampling not supported")
+        self.view.note("answered a sampling request with --sample-reply", "dim")
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=self.sample_reply),
+            model=SAMPLING_MODEL,
+            stop_reason="endTurn",
+        )
+
+    async def list_roots(self, context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=uri, name=name) for uri, name in self.roots])
+
+
+async def in_daemon_thread(blocking: Callable[[], T]) -> T:
+    """`blocking()` in a daemon thread of its own. A prompt blocked reading the terminal cannot be
+    interrupted: cancelled (Ctrl-C), this returns at once and the thread is left behind, and being
+    a daemon (unlike anyio's worker threads) it does not keep the process from exiting."""
+    done = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    outcome: list[Callable[[], T]] = []
+
+    def run() -> None:
+        try:
+            value = blocking()
+            outcome.append(lambda: value)
+        except BaseException as exc:  # handed over to the waiting task, raised there
+            outcome.append(partial(_reraise, exc))
+        with suppress(RuntimeError):  # the event loop is gone: nobody waits any more
+            anyio.from_thread.run_sync(done.set, token=token)
+
+    threading.Thread(target=run, name="mcp-jobs-call prompt", daemon=True).start()
+    await done.wait()
+    return outcome[0]()
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+def _question_key(context: ClientRequestContext) -> str | None:
+    """The question's key: on 2026-07-28 the SDK passes its `inputRequests` key as the request
+    id; on 2025-11-25 the id is a JSON-RPC id, which names nothing."""
+    if context.session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return str(context.request_id)
+    return None
+
+
+def _elicit_result(outcome: FormOutcome) -> types.ElicitResult:
+    if isinstance(outcome, dict):
+        return types.ElicitResult(action="accept", content=outcome)
+    return types.ElicitResult(action=outcome)
+
+
 @asynccontextmanager
 async def connect(
-    target: Target, extensions: Sequence[ClientExtension] = (), diagnostics: Diagnostics | None = None
+    target: Target,
+    extensions: Sequence[ClientExtension] = (),
+    diagnostics: Diagnostics | None = None,
+    callbacks: Callbacks | None = None,
 ) -> AsyncIterator[Connection]:
     """An SDK client for `target` (protocol version negotiated: 2026-07-28 when the server has it,
-    2025-11-25 otherwise). A stdio server gets this process's environment and working directory;
+    2025-11-25 otherwise), with the `callbacks` that answer the server's questions (see
+    `Responder.callbacks`). A stdio server gets this process's environment and working directory;
     its stderr goes to a temporary file, shown when the connection fails."""
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     async with AsyncExitStack() as stack:
@@ -153,7 +339,15 @@ async def connect(
                 command=target.command[0], args=list(target.command[1:]), env=dict(os.environ), cwd=os.getcwd()
             )
             transport = stdio_client(params, errlog=diagnostics.server_log)
-        client = Client(transport, client_info=CLIENT_INFO, extensions=list(extensions) or None)
+        callbacks = callbacks or Callbacks()
+        client = Client(
+            transport,
+            client_info=CLIENT_INFO,
+            extensions=list(extensions) or None,
+            elicitation_callback=callbacks.elicitation,
+            sampling_callback=callbacks.sampling,
+            list_roots_callback=callbacks.list_roots,
+        )
         try:
             await stack.enter_async_context(client)
         except Exception as exc:
@@ -311,6 +505,11 @@ class CallRequest:
     as_task: bool
     json_output: bool
     progress: ProgressMode
+    answers: Answers = field(default_factory=Answers)
+    sample_reply: str | None = None
+    roots: list[tuple[str, str]] = field(default_factory=list)
+    interactive: bool = False
+    """Whether the job's questions may be put to the user (stdin is a terminal)."""
 
 
 async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out: Console) -> int:
@@ -330,11 +529,13 @@ async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out
         on_status=on_status,
         on_created=lambda task_id: view.note(f"task {task_id} created; polling tasks/get", style="dim"),
     )
+    responder = Responder(view, request.answers, request.sample_reply, request.roots, request.interactive)
     diagnostics = Diagnostics()
     phase = ["connect"]
     code: int | None = None
+    extensions = [watcher] if request.as_task else []
     try:
-        async with connect(request.target, [watcher] if request.as_task else (), diagnostics) as connection:
+        async with connect(request.target, extensions, diagnostics, responder.callbacks()) as connection:
             try:
                 code = await _call_and_show(request, interrupt, connection, view, watcher, phase, out, err)
             except Exception as exc:  # classified here: raised out of the client, it would come grouped
@@ -519,6 +720,13 @@ Exit codes:
   2    usage: bad options or arguments, unknown tool
   3    connection or protocol error (unreachable, HTTP 401/404, the server went away)
   130  cancelled with Ctrl-C (143: SIGTERM); the server was told to stop the call
+
+A job may ask questions while it runs. A form is answered from --answer/--answers first (by
+field name, or by question key with a JSON object value); on a terminal the rest is asked field
+by field (Enter takes the default, an empty answer to a required field declines, Ctrl-D cancels);
+otherwise a form missing a required answer is declined. With neither answers nor a terminal,
+the client does not offer to answer forms at all; sampling and roots only with --sample-reply
+and --root.
 """
 
 
@@ -555,6 +763,38 @@ Exit codes:
     help="How progress is shown on stderr: a live bar (auto on a terminal), a line per update "
     "(auto otherwise), or not at all.",
 )
+@click.option(
+    "--answer",
+    "answer_pairs",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="An answer to a form the job asks (repeatable): it fills in every form field named FIELD "
+    "(--answer name=Alice --answer ok=true). VALUE is JSON when it parses, else a string; a JSON "
+    'object answers the question with that key instead (step1=\'{"name": "Alice"}\', keys '
+    "reach the client on 2026-07-28) and wins over field names.",
+)
+@click.option(
+    "--answers",
+    "answers_file",
+    metavar="FILE.json",
+    help="Answers as a JSON object (- for stdin), same rule as --answer: field names to values, or "
+    "question keys to objects of them; --answer goes over it. With answers for every required field, "
+    "nothing is asked on the terminal.",
+)
+@click.option(
+    "--sample-reply",
+    metavar="TEXT",
+    help="Answer the job's sampling requests (an LLM completion) with TEXT, as model "
+    f"{SAMPLING_MODEL!r}; without it sampling is refused (not offered to the server).",
+)
+@click.option(
+    "--root",
+    "root_values",
+    multiple=True,
+    metavar="PATH_OR_URI",
+    help="A root the server may ask for with roots/list (repeatable): a path (made a file:// URI) or a "
+    "file:// URI; without any, roots are not offered.",
+)
 def call(
     url: str,
     tool: str,
@@ -564,8 +804,14 @@ def call(
     as_task: bool,
     json_output: bool,
     progress: ProgressMode,
+    answer_pairs: tuple[str, ...],
+    answers_file: str | None,
+    sample_reply: str | None,
+    root_values: tuple[str, ...],
 ) -> None:
     """Call TOOL on the MCP server at URL and watch its progress live."""
+    if json_arguments == "@-" and answers_file == "-":
+        raise click.BadParameter("stdin can feed --json or --answers, not both", param_hint="--answers")
     request = CallRequest(
         target=parse_target(url, headers),
         tool=tool,
@@ -574,12 +820,23 @@ def call(
         as_task=as_task,
         json_output=json_output,
         progress=progress,
+        answers=parse_answers(answer_pairs, answers_file),
+        sample_reply=sample_reply,
+        roots=parse_roots(root_values),
+        interactive=_stdin_is_a_terminal(),
     )
     err = _stderr_console()
     if progress == "bar" and not err.is_terminal:
         err = Console(stderr=True, highlight=False, force_terminal=True)
     out = Console(highlight=False)
     _run(lambda interrupt: run_call(request, interrupt, err, out))
+
+
+def _stdin_is_a_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # closed
+        return False
 
 
 # --- `tools` -----------------------------------------------------------------------------------

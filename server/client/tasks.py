@@ -1,6 +1,7 @@
 """The Tasks extension (`io.modelcontextprotocol/tasks`), client side, for `mcp-jobs call --task`:
 opting in through the SDK's `ClientExtension`, then polling `tasks/get` until the task settles
-(and `tasks/cancel` when the call is cancelled).
+(and `tasks/cancel` when the call is cancelled). A task that asks (`input_required`) has its
+questions answered through the client's own callbacks, as a plain call's are, by `tasks/update`.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from typing import Any, Literal
 import anyio
 import httpx2
 import mcp_types as types
-from mcp.client import ClaimContext, ClientExtension, ResultClaim
+from mcp.client import ClaimContext, ClientExtension, ClientRequestContext, ResultClaim
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 TASKS = "io.modelcontextprotocol/tasks"
 TASK_POLL_MIN, TASK_POLL_MAX, TASK_POLL_DEFAULT = 0.1, 10.0, 1.0
 TASK_CANCEL_TIMEOUT = 10.0
+INPUT_REQUEST: TypeAdapter[types.InputRequest] = TypeAdapter(types.InputRequest)
 
 
 class CallFailed(Exception):
@@ -46,6 +48,7 @@ class TaskState(types.Result):
     poll_interval_ms: int | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    input_requests: dict[str, Any] | None = None
 
 
 class Acknowledged(types.Result):
@@ -54,6 +57,15 @@ class Acknowledged(types.Result):
 
 class TaskParams(types.RequestParams):
     task_id: str
+
+
+class UpdateTaskParams(TaskParams):
+    input_responses: dict[str, Any]
+
+
+class UpdateTask(types.Request[UpdateTaskParams, Literal["tasks/update"]]):
+    method: Literal["tasks/update"] = "tasks/update"
+    name_param = "taskId"
 
 
 class GetTask(types.Request[TaskParams, Literal["tasks/get"]]):
@@ -93,10 +105,12 @@ class TaskWatcher(ClientExtension):
             poll_interval_ms=created.poll_interval_ms,
         )
         params = TaskParams(task_id=created.task_id)
+        answered: set[str] = set()
         try:
-            while state.status == "working":
+            while state.status in ("working", "input_required"):
                 self._on_status(state.status_message, False)
-                await anyio.sleep(_poll_interval(state.poll_interval_ms))
+                if not await self._answer(ctx, state, answered):
+                    await anyio.sleep(_poll_interval(state.poll_interval_ms))
                 state = await ctx.session.send_request(GetTask(params=params), TaskState)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(TASK_CANCEL_TIMEOUT) as scope:
@@ -117,6 +131,27 @@ class TaskWatcher(ClientExtension):
             self._on_status(state.status_message, True)
         return _task_outcome(state)
 
+    async def _answer(self, ctx: ClaimContext, state: TaskState, answered: set[str]) -> bool:
+        """Answer the task's new questions (keys are unique over its life: one asked already is
+        waiting for the worker to take its answer) with `tasks/update`; whether any were."""
+        if state.status != "input_required" or not state.input_requests:
+            return False
+        asked = {key: request for key, request in state.input_requests.items() if key not in answered}
+        if not asked:
+            return False
+        responses: dict[str, Any] = {}
+        for key, raw in asked.items():
+            request = INPUT_REQUEST.validate_python(raw)
+            context = ClientRequestContext(session=ctx.session, request_id=key)
+            response = await ctx.session.dispatch_input_request(context, request)
+            if isinstance(response, types.ErrorData):
+                raise CallFailed(f"task {state.task_id} asked what this client cannot answer: {response.message}")
+            responses[key] = response.model_dump(by_alias=True, mode="json", exclude_none=True)
+        update = UpdateTaskParams(task_id=state.task_id, input_responses=responses)
+        await ctx.session.send_request(UpdateTask(params=update), Acknowledged)
+        answered.update(responses)
+        return True
+
 
 def _poll_interval(ms: int | None) -> float:
     return min(max((ms / 1000) if ms else TASK_POLL_DEFAULT, TASK_POLL_MIN), TASK_POLL_MAX)
@@ -128,6 +163,4 @@ def _task_outcome(state: TaskState) -> types.CallToolResult:
     if state.status == "failed" and state.error:
         code = state.error.get("code")
         raise MCPError(code if isinstance(code, int) else INTERNAL_ERROR, str(state.error.get("message", "failed")))
-    if state.status == "input_required":
-        raise CallFailed(f"task {state.task_id} needs input, which `mcp-jobs call` cannot give")
     raise CallFailed(f"task {state.task_id} ended {state.status}: {state.status_message or 'no message'}")
