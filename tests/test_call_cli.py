@@ -24,6 +24,7 @@ from rich.console import Console
 
 from mcp_jobs._contract import JOB_ID_META_KEY
 from mcp_jobs.server.auth import hash_token
+from mcp_jobs.server.client.answers import Responder
 from mcp_jobs.server.client.arguments import parse_answers, parse_roots
 from mcp_jobs.server.client.command import (
     EXIT_CONNECTION,
@@ -31,7 +32,6 @@ from mcp_jobs.server.client.command import (
     EXIT_OK,
     EXIT_TOOL_ERROR,
     EXIT_USAGE,
-    Responder,
 )
 from mcp_jobs.server.client.view import ProgressView
 from mcp_jobs.server.dev_redis import free_port

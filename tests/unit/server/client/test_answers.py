@@ -15,9 +15,10 @@ import pytest
 from mcp.client import ClientRequestContext
 from rich.console import Console
 
+from mcp_jobs.server.client.answers import Responder
 from mcp_jobs.server.client.arguments import Answers, parse_answers, parse_roots
-from mcp_jobs.server.client.command import Responder
-from mcp_jobs.server.client.view import ProgressView, ask_form
+from mcp_jobs.server.client.forms import ask_form
+from mcp_jobs.server.client.view import ProgressView
 
 pytestmark = pytest.mark.anyio
 
