@@ -93,3 +93,34 @@ def test_a_job_asks_and_logs_under_a_recording_progress() -> None:
         careful(RecordingProgress(can_ask=frozenset({"sampling"})))
     with pytest.raises(ValueError, match="log level"):
         progress.log("loud", "x")
+
+
+def test_an_async_job_asks_without_blocking_its_event_loop() -> None:
+    import asyncio
+
+    from pydantic import BaseModel
+
+    class Name(BaseModel):
+        name: str
+
+    async def greet(progress: RecordingProgress) -> str:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        answer = await progress.ask_async("Name?", Name)
+        ticker.cancel()
+        return f"{answer.name} ({ticks > 0})"
+
+    def slow_client(key: str, request: dict[str, object]) -> object:
+        import time
+
+        time.sleep(0.05)  # the user typing: the job's event loop goes on meanwhile
+        return {"action": "accept", "content": {"name": "Ada"}}
+
+    assert asyncio.run(greet(RecordingProgress(answer=slow_client))) == "Ada (True)"
