@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 import uvicorn
 from mcp import Client
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ElicitRequestParams, ElicitResult
 from playwright.async_api import ConsoleMessage, Page, async_playwright, expect
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -193,6 +194,46 @@ async def test_a_job_started_through_mcp_appears_and_its_bar_moves(stack: Stack,
             assert log.values[-1] == 12
             await expect(row).to_have_count(0, timeout=WAIT_MS)
             assert not errors, errors  # no script error, no Content-Security-Policy violation
+
+
+async def test_a_job_waiting_for_an_answer_shows_its_question_and_its_last_log_line(stack: Stack) -> None:
+    tag = f"page-{uuid.uuid4().hex[:6]}"
+    asked, release = anyio.Event(), anyio.Event()
+
+    async def answer(_: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.set()
+        await release.wait()
+        return ElicitResult(
+            action="accept", content={"ok": True} if "Go ahead" in params.message else {"colour": "red"}
+        )
+
+    sync = stack.redis()
+    async with async_redis(stack.redis_url) as client:
+        app = Starlette(routes=jobs_routes(client, stack.keys, enabled=True, security=SECURITY, queues=["celery"]))
+        async with serving(app) as base, browser_page() as (page, errors):
+            await page.goto(f"{base}/jobs")
+            await expect(page.locator("#status")).to_have_text("live", timeout=WAIT_MS)
+            before = job_keys(sync, stack.keys)
+            done: list[Any] = []
+            legacy = Client(stack.http_url, mode="legacy", elicitation_callback=answer)
+            async with legacy as mcp, anyio.create_task_group() as tg:
+
+                async def call() -> None:
+                    done.append(await mcp.call_tool("interview", {"tag": tag}))
+
+                tg.start_soon(call)
+                with anyio.fail_after(30):
+                    await asked.wait()
+                (key,) = [key for key in job_keys(sync, stack.keys) - before if sync.hget(key, "job") == "interview"]
+                row = page.locator(f'#inflight tr[data-job-id="{job_id_of_key(key)}"]')
+                await expect(row.locator(".badge")).to_have_text("input_required", timeout=WAIT_MS)
+                await expect(row.locator(".msg")).to_have_text("waiting for an answer: Go ahead?")
+                await expect(row.locator(".log")).to_have_text(f"info: {tag}: gathering")
+                await expect(page.locator("#summary")).to_contain_text("waiting for an answer")
+                release.set()
+            assert done and not done[0].is_error, done
+            await expect(row).to_have_count(0, timeout=WAIT_MS)
+            assert not errors, errors
 
 
 @pytest.fixture

@@ -152,7 +152,14 @@ async def test_each_caller_sees_only_their_own_jobs(stack: Stack, own_namespace:
 
     assert {job.job_id for job in everyone.in_flight} == {alice, bob_queued}
     assert [job.job_id for job in as_alice.in_flight] == [alice] and as_alice.failures == []
-    assert as_alice.counts == {"queued": 0, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
+    assert as_alice.counts == {
+        "queued": 0,
+        "running": 1,
+        "input_required": 0,
+        "succeeded": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert [job.job_id for job in as_bob.in_flight] == [bob_queued]
     assert [job.job_id for job in as_bob.failures] == [bob_failed]
     assert as_bob.failures[0].error == "disk full" and as_bob.failures[0].error_type == "JobError"
