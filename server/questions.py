@@ -17,7 +17,7 @@ client did not declare (`mcp_jobs.asking`).
   answered is refused, so a state cannot be replayed), delivers valid answers, asks again for
   missing or malformed ones, and follows the job to its result or its next question.
 
-Log lines (`LogSender`) go out as `notifications/message` on the call's stream: at the levels the
+Log lines (`log_sender`) go out as `notifications/message` on the call's stream: at the levels the
 request asked for on 2026-07-28 (the SDK filters), at or above the session's
 `logging/setLevel` on 2025-11-25 (every level until it is set).
 """
