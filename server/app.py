@@ -13,18 +13,29 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
+import anyio
+import anyio.abc
 import redis.asyncio as aioredis
 from celery import Celery
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateSecurity
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, SetLevelRequestParams
+from mcp.types import (
+    INVALID_PARAMS,
+    PaginatedRequestParams,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic_core import to_jsonable_python
 from starlette.middleware import Middleware
@@ -34,8 +45,9 @@ from starlette.responses import JSONResponse, Response
 from mcp_jobs import __version__
 from mcp_jobs._contract import JOB_ID_META_KEY
 from mcp_jobs._events import Keys
+from mcp_jobs.artifacts import ARTIFACT_URI, JOB_URI
 from mcp_jobs.producer import create_producer_app
-from mcp_jobs.registry import JobSpec, load_jobs, load_prompts
+from mcp_jobs.registry import JobSpec, load_jobs, load_prompts, load_resources
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, Listeners
@@ -58,6 +70,7 @@ from mcp_jobs.server.questions import (
     require_capabilities,
     resume,
 )
+from mcp_jobs.server.resources import JobResources
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.server.tasks import TasksExtension
 from mcp_jobs.settings import Settings
@@ -97,6 +110,8 @@ class Runtime:
         )
         """Whether the handoff tools are served (a job or the settings configure a handoff)."""
         self._dispatcher: Dispatcher | None = None
+        self._listener: JobListener | None = None
+        self._background: anyio.abc.TaskGroup | None = None
         self._client: aioredis.Redis | None = None
         self._readiness: tuple[float, dict[str, Any]] | None = None
 
@@ -126,13 +141,32 @@ class Runtime:
         self._client = client
         store = AsyncJobStore(client, Keys(self.settings.namespace), self.settings.result_ttl)
         self._dispatcher = Dispatcher(self.settings, store, listener, self.celery, self.metrics, self.can_hand_off)
+        self._listener = listener
         try:
-            yield self
+            async with anyio.create_task_group() as background:
+                self._background = background
+                try:
+                    yield self
+                finally:
+                    background.cancel_scope.cancel()  # the subscriptions it follows jobs for
         finally:
-            self._dispatcher = None
+            self._dispatcher = self._listener = self._background = None
             await listener.stop()
             await client.aclose()
             await pool.aclose()
+
+    @property
+    def listener(self) -> JobListener:
+        if self._listener is None:
+            raise RuntimeError("the mcp-jobs runtime is not started")
+        return self._listener
+
+    @property
+    def background(self) -> anyio.abc.TaskGroup:
+        """Tasks that outlive a request (resource subscriptions), for the life of the server."""
+        if self._background is None:
+            raise RuntimeError("the mcp-jobs runtime is not started")
+        return self._background
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -192,6 +226,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
 
     handoff = handoff_tools(runtime) if runtime.can_hand_off else []
     prompts = [Prompt.from_function(fn) for fn in load_prompts(runtime.settings.job_modules).values()]
+    bus = InMemorySubscriptionBus()
     server = MCPServer(
         "mcp-jobs",
         version=__version__,
@@ -199,6 +234,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
         tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()] + handoff,
         extensions=[TasksExtension(runtime)],
         request_state_security=request_state_security(runtime.settings),
+        subscriptions=bus,
         token_verifier=verifier,
         auth=auth_settings(runtime.settings) if verifier else None,
         lifespan=lifespan,
@@ -207,6 +243,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
 
     for prompt in prompts:
         server.add_prompt(prompt)
+    serve_resources(server, runtime, bus)
     # `logging/setLevel` is a 2025-11-25 request (2026-07-28 sets the level per request); the SDK
     # has no seam for it but the low-level server's own registration.
     server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, runtime.log_levels.set_level)
@@ -245,6 +282,43 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
         server.custom_route(route.path, methods=["GET"])(route.endpoint)
 
     return server
+
+
+def serve_resources(server: MCPServer, runtime: Runtime, bus: InMemorySubscriptionBus) -> None:
+    """The job URIs (`resources.py`) and the job modules' own resources, with the listing and the
+    2025-11-25 subscriptions. (The SDK has no seam for `resources/list`, `resources/subscribe` and
+    `resources/unsubscribe` but the low-level server's own registration.)"""
+    resources = JobResources(
+        lambda: runtime.redis,
+        Keys(runtime.settings.namespace),
+        lambda: runtime.dispatcher.store,
+        lambda: runtime.listener,
+        lambda: runtime.background,
+        bus,
+        runtime.settings.progress_rate,
+    )
+    server.middleware.append(resources)  # reads of job URIs, and the job URIs a listen stream names
+    for entry in load_resources(runtime.settings.job_modules):
+        server.resource(entry.uri, mime_type=entry.mime_type, description=entry.description)(entry.fn)
+    status = "A job's status and, once it succeeded, its result."
+    server.resource(JOB_URI, description=status, mime_type="application/json")(_job_status)
+    artifact = "A file a job stored (the job's status lists its files, their types and sizes)."
+    server.resource(ARTIFACT_URI, description=artifact)(_job_artifact)
+    lowlevel = server._lowlevel_server
+    listing = partial(resources.listing, own=server.list_resources)
+    lowlevel.add_request_handler("resources/list", PaginatedRequestParams, listing)
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, resources.subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, resources.unsubscribe)
+
+
+def _job_status(job_id: str) -> str:
+    """Never called: `JobResources` answers the reads of job URIs itself."""
+    raise ResourceNotFoundError(f"no job {job_id}")
+
+
+def _job_artifact(job_id: str, name: str) -> str:
+    """Never called: `JobResources` answers them, with each file's own MIME type."""
+    raise ResourceNotFoundError(f"no artifact {name} of job {job_id}")
 
 
 def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:

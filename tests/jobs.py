@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 from typing import Annotated, Any
 
+from mcp.types import ResourceLink
 from pydantic import BaseModel, Field
 
-from mcp_jobs import JobError, PartFailed, Progress, job
+from mcp_jobs import JobError, PartFailed, Progress, content, job
 
 
 @job
@@ -264,3 +265,13 @@ def interview(progress: Progress, tag: str) -> dict[str, object]:
     colour = progress.ask("Favourite colour?", Colour)
     progress.report(3, "done", total=3)
     return {"runs": runs, "colour": colour.colour}
+
+
+@job
+def make_file(progress: Progress, megabytes: float, name: str = "data.bin") -> list[content.TextContent | ResourceLink]:
+    """Make a file of `megabytes` (a repeating pattern) and return it by link, as an artifact."""
+    data = (bytes(range(256)) * (int(megabytes * 1024 * 1024) // 256 + 1))[: int(megabytes * 1024 * 1024)]
+    progress.report(1, "made the file", total=2)
+    link = progress.artifact(name, data)
+    progress.report(2, "stored it", total=2)
+    return [content.text(f"{name}: {len(data)} bytes"), link]

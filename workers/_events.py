@@ -15,6 +15,9 @@ Redis layout (all under the configured namespace `<ns>`):
 - `<ns>:job:<job_id>:answers` (hash): the answers to the current round, by key, as JSON.
 - `<ns>:job:<job_id>:inbox` (list): the round number, pushed once every question of it is answered
   (what the waiting job blocks on).
+- `<ns>:job:<job_id>:artifacts` (hash): the files a job stored (`progress.artifact`), by name: JSON
+  `{mimeType, size}`; `<ns>:job:<job_id>:artifact:<name>` (string): each one's bytes. Both expire
+  with the job's result.
 - `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
   absence while the state is `running` means the worker was lost.
 - `<ns>:worker:<hostname>` (string with a TTL): a live worker and the queues it consumes.
@@ -103,6 +106,14 @@ class Keys:
     def inbox(self, job_id: str) -> str:
         """Where a job waiting for answers is woken: the round number, once all are in."""
         return f"{self.namespace}:job:{job_id}:inbox"
+
+    def artifacts(self, job_id: str) -> str:
+        """The names (and types and sizes) of the files a job stored."""
+        return f"{self.namespace}:job:{job_id}:artifacts"
+
+    def artifact(self, job_id: str, name: str) -> str:
+        """The bytes of one file a job stored."""
+        return f"{self.namespace}:job:{job_id}:artifact:{name}"
 
     def caller_jobs(self, caller: str) -> str:
         """The set of a caller's jobs that may still be live, for the per-caller limit (the

@@ -37,10 +37,11 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from mcp_jobs._events import FailureKind, JobState
 from mcp_jobs._store import JobStore
+from mcp_jobs.artifacts import keep as keep_artifacts
 from mcp_jobs.asking import DEFAULT_INPUT_TIMEOUT, NoAnswer
 from mcp_jobs.errors import JobCancelled, JobEnded, JobError
 from mcp_jobs.fanout import PartsContext
-from mcp_jobs.progress import Progress
+from mcp_jobs.progress import DEFAULT_MAX_ARTIFACT_BYTES, Progress
 from mcp_jobs.registry import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class RunLimits:
     """How long one heartbeat keeps the job alive (the server's `worker_lost_after`)."""
     input_timeout: float = DEFAULT_INPUT_TIMEOUT
     """How long a job waits for an answer to its question."""
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    """Largest file a job may store as an artifact."""
 
 
 def run_job(
@@ -83,11 +86,24 @@ def run_job(
         return
     heartbeats.add(job_id)
     try:
-        progress = Progress(store, job_id, start.attempt, limits.max_message_chars, parts, limits.input_timeout)
+        progress = Progress(
+            store,
+            job_id,
+            start.attempt,
+            limits.max_message_chars,
+            parts,
+            limits.input_timeout,
+            limits.max_artifact_bytes,
+        )
         state, values = _execute(spec, progress, arguments, limits)
     finally:
         heartbeats.discard(job_id)
     store.write_final(job_id, state, **values)
+    if progress.artifacts:  # they live as long as the result that links them
+        try:
+            keep_artifacts(store.client, store.keys, job_id, progress.artifacts, store.ttl)
+        except redis.RedisError as exc:
+            logger.warning("job %s: could not extend its artifacts' lifetime (%r)", job_id, exc)
 
 
 def _execute(

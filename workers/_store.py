@@ -232,6 +232,11 @@ class JobStore:
     def keys(self) -> Keys:
         return self._keys
 
+    @property
+    def ttl(self) -> int:
+        """Seconds a job's records live after its last write (`MCP_JOBS_RESULT_TTL`)."""
+        return self._ttl
+
     def write(self, job_id: str, state: JobState, **options: Any) -> WriteOutcome:
         """Write a snapshot and publish its event in one round trip (see `script_args` for the options)."""
         args = script_args(self._ttl, state, **options)

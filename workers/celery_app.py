@@ -111,6 +111,7 @@ def _register(app: Celery, spec: JobSpec, stores: _StoreHolder, heartbeats: Hear
         max_message_chars=settings.max_message_chars,
         alive_for=settings.worker_lost_after,
         input_timeout=settings.input_timeout,
+        max_artifact_bytes=settings.max_artifact_bytes,
     )
     options: dict[str, Any] = {
         "name": task_name(spec.name),

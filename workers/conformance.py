@@ -34,7 +34,7 @@ from mcp_jobs import content
 from mcp_jobs.asking import Elicit, ListRoots, Question, Sample
 from mcp_jobs.errors import JobError
 from mcp_jobs.progress import Progress
-from mcp_jobs.registry import job, prompt
+from mcp_jobs.registry import job, prompt, resource
 
 RED_PIXEL_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -313,6 +313,24 @@ def test_prompt_with_image() -> list[UserMessage]:
     """A prompt with an image."""
     image = ImageContent(type="image", data=base64.b64encode(RED_PIXEL_PNG).decode(), mime_type="image/png")
     return [UserMessage(content=image), UserMessage(content="Please analyze the image above.")]
+
+
+@resource("test://static-text", mime_type="text/plain")
+def static_text() -> str:
+    """A static text resource."""
+    return "This is the content of the static text resource."
+
+
+@resource("test://static-binary", mime_type="image/png")
+def static_binary() -> bytes:
+    """A static binary resource (a 1x1 PNG)."""
+    return RED_PIXEL_PNG
+
+
+@resource("test://template/{id}/data", mime_type="application/json")
+def template_data(id: str) -> str:
+    """A resource template: the data of `id`."""
+    return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
 
 
 def _outcome(progress: Progress, message: str, schema: dict[str, Any]) -> ElicitResult:

@@ -27,6 +27,8 @@ import redis
 from pydantic import BaseModel
 
 from mcp_jobs._events import LOG_LEVELS, JobState
+from mcp_jobs.artifacts import ArtifactInfo, as_bytes, check_name, guess_type
+from mcp_jobs.artifacts import store as store_artifact
 from mcp_jobs.asking import (
     DEFAULT_INPUT_TIMEOUT,
     CannotAsk,
@@ -40,7 +42,7 @@ from mcp_jobs.asking import (
 from mcp_jobs.errors import JobCancelled, JobEnded
 
 if TYPE_CHECKING:
-    from mcp.types import CreateMessageResult, Root, SamplingMessage
+    from mcp.types import CreateMessageResult, ResourceLink, Root, SamplingMessage
 
     from mcp_jobs._store import JobStore
     from mcp_jobs.fanout import PartsContext
@@ -54,6 +56,9 @@ CANCEL_POLL_INTERVAL = 0.1
 
 DEFAULT_MAX_MESSAGE_CHARS = 1000
 """Longest progress message a job may send, unless the settings say otherwise."""
+
+DEFAULT_MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+"""Largest artifact a job may store, unless the settings say otherwise."""
 
 
 class Progress:
@@ -78,8 +83,13 @@ class Progress:
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         parts: PartsContext | None = None,
         input_timeout: float = DEFAULT_INPUT_TIMEOUT,
+        max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
     ) -> None:
         self._store = store
+        self.artifacts: list[str] = []
+        """The names of the files this run stored (`artifact`)."""
+        self.max_artifact_bytes = max_artifact_bytes
+        """Largest file `artifact` stores (`MCP_JOBS_MAX_ARTIFACT_BYTES`)."""
         self._round: int | None = None
         self._message: str | None = None
         self.input_timeout = input_timeout
@@ -142,6 +152,29 @@ class Progress:
             if remaining <= 0:
                 return
             time.sleep(min(remaining, CANCEL_POLL_INTERVAL))
+
+    def artifact(self, name: str, data: bytes | str, mime_type: str | None = None) -> ResourceLink:
+        """Store a file the job made (`bytes`, or `str` as UTF-8) with its result, and return the
+        `resource_link` block that names it (`mcp-jobs://jobs/<id>/artifacts/<name>`): put it in
+        the job's content, and the caller reads the file when it wants (`resources/read`),
+        instead of the model getting it inline. `mime_type` is guessed from the name if not
+        given. Storing the same name again replaces the file. Raises `ValueError` for a bad
+        name or a file over `max_artifact_bytes`; see `mcp_jobs.artifacts`."""
+        check_name(name)
+        payload = as_bytes(data)
+        if len(payload) > self.max_artifact_bytes:
+            raise ValueError(
+                f"artifact {name} is {len(payload)} bytes, over the {self.max_artifact_bytes}-byte limit "
+                "(MCP_JOBS_MAX_ARTIFACT_BYTES)"
+            )
+        info = self._store_artifact(name, payload, mime_type or guess_type(name, data))
+        if name not in self.artifacts:
+            self.artifacts.append(name)
+        return info.link(self.job_id)
+
+    def _store_artifact(self, name: str, data: bytes, mime_type: str) -> ArtifactInfo:
+        store = self._require_store()
+        return store_artifact(store.client, store.keys, self.job_id, name, data, mime_type, store.ttl)
 
     # Two-way jobs: questions for the caller, and log lines (see `mcp_jobs.asking`).
 

@@ -33,6 +33,18 @@ that do not opt in get -32021), `forbidden` (always a streaming call)."""
 
 _registry: dict[str, JobSpec] = {}
 _prompts: dict[str, Callable[..., Any]] = {}
+_resources: dict[str, ServerResource] = {}
+
+
+@dataclass(frozen=True)
+class ServerResource:
+    """A resource (or resource template, when `uri` has `{placeholders}`) of the job modules,
+    served by the server process: a plain SDK resource function."""
+
+    uri: str
+    fn: Callable[..., Any]
+    mime_type: str | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,28 @@ def prompt(fn: F) -> F:
         raise ValueError(f"a prompt named {fn.__name__!r} is already registered ({existing.__module__})")
     _prompts[fn.__name__] = fn
     return fn
+
+
+def resource(uri: str, *, mime_type: str | None = None, description: str | None = None) -> Callable[[F], F]:
+    """Register a function as an MCP resource (or resource template: `uri` with `{params}`, which
+    the function takes as arguments) of the job modules' server. Like prompts, resources are
+    read in the server process, never on a worker: keep them light (a job's own files are
+    artifacts, `progress.artifact`)."""
+
+    def register(fn: F) -> F:
+        existing = _resources.get(uri)
+        if existing is not None and existing.fn is not fn:
+            raise ValueError(f"a resource {uri!r} is already registered ({existing.fn.__module__})")
+        _resources[uri] = ServerResource(uri, fn, mime_type, description or inspect.cleandoc(fn.__doc__ or ""))
+        return fn
+
+    return register
+
+
+def load_resources(modules: Iterable[str]) -> list[ServerResource]:
+    """The resources of the job modules (imported by `load_jobs`)."""
+    names = list(modules)
+    return [entry for entry in _resources.values() if _in_modules(entry.fn, names)]
 
 
 def load_prompts(modules: Iterable[str]) -> dict[str, Callable[..., Any]]:

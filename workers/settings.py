@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     max_argument_bytes: int = Field(default=1_000_000, gt=0)
     """Largest tool arguments (as JSON) the server accepts."""
     max_result_bytes: int = Field(default=4_000_000, gt=0)
+    max_artifact_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Largest file one `progress.artifact` may store (it lives in Redis with the job's result)."""
     """Largest job result (as JSON) a worker returns; larger results fail with a clear error."""
     max_message_chars: int = Field(default=1000, gt=0)
     """Longest progress message a job may report (longer ones raise in the job)."""

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_jobs.artifacts import ArtifactInfo
 from mcp_jobs.asking import Question
 from mcp_jobs.progress import DEFAULT_MAX_MESSAGE_CHARS, Progress
 
@@ -76,6 +77,8 @@ class RecordingProgress(Progress):
         """Each round the job asked: its requests by key."""
         self.logs: list[dict[str, Any]] = []
         """Each log line the job sent (`{level, data, logger}`)."""
+        self.files: dict[str, tuple[bytes, str]] = {}
+        """Each artifact the job stored: its bytes and MIME type, by name."""
         self._answer = answer
         self._can = can_ask
         self.slept: float = 0.0
@@ -111,3 +114,7 @@ class RecordingProgress(Progress):
 
     def _send_log(self, line: dict[str, Any]) -> None:
         self.logs.append(line)
+
+    def _store_artifact(self, name: str, data: bytes, mime_type: str) -> ArtifactInfo:
+        self.files[name] = (data, mime_type)
+        return ArtifactInfo(name, mime_type, len(data))
