@@ -38,11 +38,14 @@ from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
     INVALID_PARAMS,
+    BlobResourceContents,
     EmptyResult,
     ListResourcesResult,
     PaginatedRequestParams,
+    ReadResourceResult,
     Resource,
     SubscribeRequestParams,
+    TextResourceContents,
     UnsubscribeRequestParams,
 )
 from redis.exceptions import RedisError
@@ -110,15 +113,17 @@ class JobResources:
                 return await call_next(ctx)
         return await call_next(ctx)
 
-    async def read(self, ctx: ServerRequestContext[Any, Any], uri: str) -> dict[str, Any]:
+    async def read(self, ctx: ServerRequestContext[Any, Any], uri: str) -> ReadResourceResult:
         job_id, name = await self._owned(ctx, uri)
         if name is None:
             fields, _ = await self._store().read_record(job_id)
             text = json.dumps(await self._status(job_id, fields), separators=(",", ":"))
-            content: dict[str, Any] = {"uri": uri, "mimeType": "application/json", "text": text}
+            content: TextResourceContents | BlobResourceContents = TextResourceContents(
+                uri=uri, mime_type="application/json", text=text
+            )
         else:
             content = await self._artifact(ctx, uri, job_id, name)
-        return {"contents": [content]}
+        return ReadResourceResult(contents=[content])
 
     async def _owned(self, ctx: ServerRequestContext[Any, Any], uri: str) -> tuple[str, str | None]:
         """The job (and artifact name) a URI names, if the job is the caller's; else not found."""
@@ -157,7 +162,9 @@ class JobResources:
             status["error"] = event.error
         return status
 
-    async def _artifact(self, ctx: ServerRequestContext[Any, Any], uri: str, job_id: str, name: str) -> dict[str, Any]:
+    async def _artifact(
+        self, ctx: ServerRequestContext[Any, Any], uri: str, job_id: str, name: str
+    ) -> TextResourceContents | BlobResourceContents:
         pipe = self._client().pipeline(transaction=False)
         pipe.hget(self._keys.artifacts(job_id), name)
         pipe.get(self._keys.artifact(job_id, name))
@@ -169,10 +176,10 @@ class JobResources:
         raw = data if isinstance(data, bytes) else data.encode()
         if TEXT_TYPES.match(mime):
             try:
-                return {"uri": uri, "mimeType": mime, "text": raw.decode()}
+                return TextResourceContents(uri=uri, mime_type=mime, text=raw.decode())
             except UnicodeDecodeError:
                 pass  # not text after all: a blob
-        return {"uri": uri, "mimeType": mime, "blob": base64.b64encode(raw).decode()}
+        return BlobResourceContents(uri=uri, mime_type=mime, blob=base64.b64encode(raw).decode())
 
     # The listing.
 
