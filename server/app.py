@@ -31,6 +31,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
     INVALID_PARAMS,
+    CompleteRequestParams,
     PaginatedRequestParams,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -285,9 +286,10 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
 
 
 def serve_resources(server: MCPServer, runtime: Runtime, bus: InMemorySubscriptionBus) -> None:
-    """The job URIs (`resources.py`) and the job modules' own resources, with the listing and the
-    2025-11-25 subscriptions. (The SDK has no seam for `resources/list`, `resources/subscribe` and
-    `resources/unsubscribe` but the low-level server's own registration.)"""
+    """The job URIs (`resources.py`) and the job modules' own resources, with the listing, the
+    2025-11-25 subscriptions and the completion of the templates' arguments. (The SDK has no seam
+    for `resources/list`, `resources/subscribe`, `resources/unsubscribe` and a `completion/complete`
+    that knows its caller but the low-level server's own registration.)"""
     resources = JobResources(
         lambda: runtime.redis,
         Keys(runtime.settings.namespace),
@@ -309,6 +311,7 @@ def serve_resources(server: MCPServer, runtime: Runtime, bus: InMemorySubscripti
     lowlevel.add_request_handler("resources/list", PaginatedRequestParams, listing)
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, resources.subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, resources.unsubscribe)
+    lowlevel.add_request_handler("completion/complete", CompleteRequestParams, resources.complete)
 
 
 def _job_status(job_id: str) -> str:

@@ -39,11 +39,15 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import (
     INVALID_PARAMS,
     BlobResourceContents,
+    CompleteRequestParams,
+    CompleteResult,
+    Completion,
     EmptyResult,
     ListResourcesResult,
     PaginatedRequestParams,
     ReadResourceResult,
     Resource,
+    ResourceTemplateReference,
     SubscribeRequestParams,
     TextResourceContents,
     UnsubscribeRequestParams,
@@ -52,7 +56,7 @@ from redis.exceptions import RedisError
 
 from mcp_jobs._contract import is_job_id, status_line
 from mcp_jobs._events import JobEvent, JobState, Keys
-from mcp_jobs.artifacts import SCHEME, ArtifactInfo, job_uri, parse_listing
+from mcp_jobs.artifacts import ARTIFACT_URI, JOB_URI, SCHEME, ArtifactInfo, job_uri, parse_listing
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.listener import RESYNC, JobListener
 from mcp_jobs.server.questions import LEGACY
@@ -67,6 +71,9 @@ _URI = re.compile(rf"^{SCHEME}://jobs/(?P<job>[^/]+)(?:/artifacts/(?P<name>[^/]+
 
 LIST_PAGE = 50
 """Jobs per `resources/list` page."""
+
+COMPLETION_MAX = 100
+"""Most values one completion gives (the spec's cap)."""
 
 LIST_SCAN_LIMIT = 10_000
 """Most job keys one `resources/list` looks at (the newest of what it finds are listed)."""
@@ -217,6 +224,34 @@ class JobResources:
             if seen >= LIST_SCAN_LIMIT:
                 break
         return [resource for _, resource in sorted(found, key=lambda item: -item[0])]
+
+    # Completion of the templates' arguments.
+
+    async def complete(self, ctx: ServerRequestContext[Any, Any], params: CompleteRequestParams) -> CompleteResult:
+        """`completion/complete`: a job URI's `job_id` completes to the caller's recent jobs, an
+        artifact URI's `name` to that job's files; anything else (prompts) to nothing."""
+        ref, argument = params.ref, params.argument
+        values: list[str] = []
+        if isinstance(ref, ResourceTemplateReference) and ref.uri in (JOB_URI, ARTIFACT_URI):
+            if argument.name == "job_id":
+                values = [
+                    job_id for job_id in await self._recent_ids(caller_of(ctx)) if job_id.startswith(argument.value)
+                ]
+            elif argument.name == "name" and ref.uri == ARTIFACT_URI:
+                job_id = ((params.context and params.context.arguments) or {}).get("job_id", "")
+                values = [name for name in await self._artifact_names(ctx, job_id) if name.startswith(argument.value)]
+        shown = values[:COMPLETION_MAX]
+        return CompleteResult(completion=Completion(values=shown, total=len(values), has_more=len(values) > len(shown)))
+
+    async def _recent_ids(self, caller: str) -> list[str]:
+        return [str(resource.uri).rsplit("/", 1)[-1] for resource in await self._recent_jobs(caller)]
+
+    async def _artifact_names(self, ctx: ServerRequestContext[Any, Any], job_id: str) -> list[str]:
+        try:
+            await self._owned(ctx, job_uri(job_id))
+        except MCPError:
+            return []  # not the caller's job: nothing to complete
+        return [info.name for info in parse_listing(await self._client().hgetall(self._keys.artifacts(job_id)))]
 
     # Subscriptions.
 

@@ -24,7 +24,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import BlobResourceContents, ResourceLink, TextResourceContents
+from mcp.types import BlobResourceContents, ResourceLink, ResourceTemplateReference, TextResourceContents
 
 from mcp_jobs.server.auth import hash_token
 from mcp_jobs.server.dev_redis import free_port
@@ -208,3 +208,22 @@ async def test_a_2026_listen_stream_pushes_a_jobs_changes(replicas: tuple[str, s
     assert updated and {f["params"]["uri"] for f in updated} == {uri}, frames
     assert all(f["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 9 for f in updated)
     assert refused["error"]["code"] == -32602 and refused["error"]["data"]["uri"] == uri, refused
+
+
+async def test_the_templates_arguments_complete_to_the_callers_own_jobs_and_files(replicas: tuple[str, str]) -> None:
+    first, second = replicas
+    async with client_of(first, ALICE) as alice:
+        result = await alice.call_tool("make_file", {"megabytes": 0.01, "name": "notes.txt"})
+    (link,) = [block for block in result.content if isinstance(block, ResourceLink)]
+    job_id = str(link.uri).split("/")[3]
+    job_ref = ResourceTemplateReference(uri="mcp-jobs://jobs/{job_id}")
+    file_ref = ResourceTemplateReference(uri="mcp-jobs://jobs/{job_id}/artifacts/{name}")
+    async with client_of(second, ALICE) as alice, client_of(second, BOB) as bob:
+        mine = await alice.complete(job_ref, {"name": "job_id", "value": job_id[:6]})
+        theirs = await bob.complete(job_ref, {"name": "job_id", "value": job_id[:6]})
+        files = await alice.complete(file_ref, {"name": "name", "value": "no"}, {"job_id": job_id})
+        foreign_files = await bob.complete(file_ref, {"name": "name", "value": ""}, {"job_id": job_id})
+    assert job_id in mine.completion.values
+    assert job_id not in theirs.completion.values
+    assert files.completion.values == ["notes.txt"]
+    assert foreign_files.completion.values == []
