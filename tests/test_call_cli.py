@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import random
 import re
 import shlex
 import signal
@@ -35,6 +36,7 @@ from mcp_jobs.server.client.command import (
 )
 from mcp_jobs.server.client.view import ProgressView
 from mcp_jobs.server.dev_redis import free_port
+from tests import jobs as test_jobs
 from tests.conftest import Connect, Stack
 from tests.support.helpers import job_keys, wait_for_state
 from tests.support.processes import REPO, sigint_ignored, start_http_server
@@ -569,3 +571,132 @@ async def test_the_command_answers_in_both_protocol_eras(stack: Stack, connect: 
     assert rounds.structured_content == {"result": "Alice likes blue"}, rounds
     assert several.structured_content == {"result": "Hi Alice (roots: file:///srv)"}, several
     assert "answered 'Step 2: What is your favorite color?': color given" in notes.getvalue()
+
+
+# --- resource links: listed, and saved with --save-artifacts -------------------------------------
+
+ARTIFACT_SERVER = """
+import random
+
+import mcp_types as types
+from mcp.server.mcpserver import MCPServer
+
+app = MCPServer("artifacts")
+DATA = random.Random(7).randbytes(2 * 1024 * 1024)
+NOTES = "caf\\u00e9 notes\\nline 2\\n"
+
+
+@app.resource("test://files/notes.txt", mime_type="text/plain")
+def notes() -> str:
+    return NOTES
+
+
+@app.resource("test://files/data.bin", mime_type="application/octet-stream")
+def data() -> bytes:
+    return DATA
+
+
+def link(name: str, uri: str, mime_type: str | None = None, size: int | None = None) -> types.ResourceLink:
+    return types.ResourceLink(type="resource_link", name=name, uri=uri, mime_type=mime_type, size=size)
+
+
+@app.tool()
+def make_files(missing: bool = False) -> list[types.ContentBlock]:
+    blocks: list[types.ContentBlock] = [
+        types.TextContent(type="text", text="made 3 files"),
+        link("notes.txt", "test://files/notes.txt", "text/plain", len(NOTES.encode())),
+        link("data.bin", "test://files/data.bin", "application/octet-stream", len(DATA)),
+        link("../../etc/evil", "test://files/notes.txt", size=1),  # hostile, and its size wrong
+    ]
+    if missing:
+        blocks.append(link("gone.csv", "test://files/gone.csv"))
+    return blocks
+
+
+app.run("stdio")
+"""
+ARTIFACT_DATA = random.Random(7).randbytes(2 * 1024 * 1024)
+ARTIFACT_NOTES = "caf\u00e9 notes\nline 2\n".encode()
+
+
+def run_artifact_server(*args: str) -> subprocess.CompletedProcess[str]:
+    """`call` on `ARTIFACT_SERVER` over stdio: a plain SDK server, no stack needed."""
+    target = "stdio:" + shlex.join([sys.executable, "-c", ARTIFACT_SERVER])
+    return subprocess.run(
+        [*CLI, "call", target, "make_files", *args],
+        env=os.environ | {"COLUMNS": "160"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def files_under(root: Path) -> set[Path]:
+    return {Path(folder, name) for folder, _, names in os.walk(root) for name in names}
+
+
+def test_resource_links_are_listed_and_saved_into_the_directory(tmp_path: Path) -> None:
+    """Without --save-artifacts, a `link:` line each; with it, each read and written into DIR
+    (made, parents too), the hostile `../../etc/evil` as a plain name inside it, nothing elsewhere."""
+    listed = run_artifact_server()
+    assert listed.returncode == EXIT_OK, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "made 3 files",
+        "link: notes.txt test://files/notes.txt (text/plain, 19 B)",
+        "link: data.bin test://files/data.bin (application/octet-stream, 2.0 MiB)",
+        "link: ../../etc/evil test://files/notes.txt (1 B)",
+    ]
+
+    out = tmp_path / "made" / "out"
+    saved = run_artifact_server("--save-artifacts", str(out))
+    assert saved.returncode == EXIT_OK, saved.stderr
+    assert (out / "notes.txt").read_bytes() == ARTIFACT_NOTES, "text, as UTF-8"
+    assert (out / "data.bin").read_bytes() == ARTIFACT_DATA, "a blob, decoded"
+    assert (out / "etc_evil").read_bytes() == ARTIFACT_NOTES
+    assert files_under(tmp_path) == {out / "notes.txt", out / "data.bin", out / "etc_evil"}, "nothing outside DIR"
+    assert not (tmp_path / "etc").exists()
+    assert f"saved data.bin to {out / 'data.bin'} (2.0 MiB)" in saved.stderr, saved.stderr
+    assert "warning: ../../etc/evil is 19 bytes, the link said 1" in saved.stderr
+    assert "link: data.bin test://files/data.bin" in saved.stdout, "the result is shown all the same"
+
+
+def test_a_link_that_cannot_be_read_is_reported_and_the_rest_saved_beside_existing_files(tmp_path: Path) -> None:
+    """A link to a resource the server does not have: exit 1 and an error, the others saved; a
+    file already in DIR is kept and the new one numbered; --json-output says what went where."""
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    done = run_artifact_server("--arg", "missing=true", "--save-artifacts", str(tmp_path), "--json-output")
+    assert done.returncode == EXIT_TOOL_ERROR, done.stderr
+    result = json.loads(done.stdout)
+    assert [block["type"] for block in result["content"]] == ["text", *["resource_link"] * 4], "the result unchanged"
+    assert result["savedArtifacts"] == [
+        {"uri": "test://files/notes.txt", "name": "notes.txt", "path": str(tmp_path / "notes-1.txt"), "bytes": 19},
+        {"uri": "test://files/data.bin", "name": "data.bin", "path": str(tmp_path / "data.bin"), "bytes": 2097152},
+        {"uri": "test://files/notes.txt", "name": "../../etc/evil", "path": str(tmp_path / "etc_evil"), "bytes": 19},
+    ]
+    (failed,) = result["failedArtifacts"]
+    assert failed["uri"] == "test://files/gone.csv" and "JSON-RPC error -32602" in failed["error"], failed
+    assert "error: cannot save gone.csv (test://files/gone.csv)" in done.stderr, done.stderr
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert (tmp_path / "data.bin").read_bytes() == ARTIFACT_DATA
+    assert files_under(tmp_path) == {tmp_path / name for name in ("notes.txt", "notes-1.txt", "data.bin", "etc_evil")}
+
+
+@pytest.mark.skipif(not hasattr(test_jobs, "make_file"), reason="the stack's jobs make no artifacts yet")
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+def test_a_jobs_artifact_is_saved_from_the_stack(stack: Stack, transport: str, tmp_path: Path) -> None:
+    """mcp-jobs' own artifacts (`progress.artifact`): `mcp-jobs://jobs/<id>/artifacts/<name>`,
+    read back on the call's connection, a few MB of it, byte for byte."""
+    target = stack.http_url if transport == "http" else stdio_target()
+    size = 3 * 1024 * 1024
+    done = run(
+        stack, "call", target, "make_file", "--arg", "megabytes=3", "--arg", "name=big.bin",
+        "--save-artifacts", str(tmp_path), "--json-output",
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    (saved,) = json.loads(done.stdout)["savedArtifacts"]
+    assert re.fullmatch(rf"mcp-jobs://jobs/{UUID}/artifacts/.+", saved["uri"]), saved
+    assert saved["bytes"] == size and Path(saved["path"]).parent == tmp_path, saved
+    assert Path(saved["path"]).read_bytes() == (bytes(range(256)) * (size // 256))[:size]
+    assert files_under(tmp_path) == {Path(saved["path"])}

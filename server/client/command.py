@@ -13,13 +13,18 @@ A job may ask its caller things mid-call (`Responder`): a form is filled in from
 `--sample-reply`; `roots/list` gets the `--root`s. The client declares only the capabilities it
 can answer, so a server never asks what nobody is there to answer.
 
+A result may link to files the tool made (`resource_link` blocks): they are shown as `link:` lines,
+and with `--save-artifacts DIR` each is read (`resources/read`, same connection) into DIR under a
+name made safe (`artifacts`); `--json-output` then adds `savedArtifacts` and `failedArtifacts`.
+
 The pieces: `arguments` (the target, the arguments and the given answers), `view` (the progress
-display), `answers` and `forms` (answering a job's questions), and `tasks` (the Tasks extension);
-this module connects, runs the call and reports the outcome.
+display), `answers` and `forms` (answering a job's questions), `tasks` (the Tasks extension) and
+`artifacts` (saving linked resources); this module connects, runs the call and reports the outcome.
 Whatever the server sent is shown with its control characters escaped (`_text.printable`).
 
 Exit codes: 0 the call succeeded; 1 the server answered with an error (an `isError` result, a
-JSON-RPC error, a failed or cancelled task); 2 usage (bad options or arguments, an unknown tool);
+JSON-RPC error, a failed or cancelled task), or with `--save-artifacts` a link could not be read
+or saved (the others are saved all the same); 2 usage (bad options or arguments, an unknown tool);
 3 no answer from the server (connection, HTTP, transport or protocol failure); 130 cancelled with
 Ctrl-C (143 on SIGTERM).
 """
@@ -35,6 +40,8 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import anyio
@@ -72,11 +79,20 @@ from mcp_jobs.server.client.arguments import (
     split_args,
     unknown_arguments,
 )
+from mcp_jobs.server.client.artifacts import (
+    ArtifactReport,
+    FailedArtifact,
+    SavedArtifact,
+    prepare_directory,
+    resource_links,
+    save_artifacts,
+)
 from mcp_jobs.server.client.tasks import CallFailed, TaskWatcher
 from mcp_jobs.server.client.view import (
     LogToView,
     ProgressMode,
     ProgressView,
+    format_size,
 )
 
 EXIT_OK = 0
@@ -344,6 +360,8 @@ class CallRequest:
     roots: list[tuple[str, str]] = field(default_factory=list)
     interactive: bool = False
     """Whether the job's questions may be put to the user (stdin is a terminal)."""
+    save_artifacts: Path | None = None
+    """`--save-artifacts DIR` (absolute, made already): where the result's linked resources go."""
 
 
 async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out: Console) -> int:
@@ -431,7 +449,50 @@ async def _call_and_show(
     if result is None:  # cancelled by a signal; the client is still up, so the server has been told
         _say_cancelled(err, request, interrupt, phase[0], watcher)
         return interrupt.exit_code
-    return _show_result(request, result, view, out, err, watcher)
+    suffix = _note_done(request, result, view, watcher)
+    report: ArtifactReport | None = None
+    if request.save_artifacts is not None:
+        phase[0] = "artifacts"
+        report = await _save_artifacts(request.save_artifacts, result, connection.client, interrupt, err)
+        if report is None:
+            return interrupt.exit_code
+    return _show_result(request, result, out, err, suffix, report)
+
+
+async def _save_artifacts(
+    directory: Path, result: types.CallToolResult, client: Client, interrupt: Interrupt, err: Console
+) -> ArtifactReport | None:
+    """The result's linked resources read into `directory`, each said on stderr as it is saved
+    or fails; None when a signal cut it short (what was saved stays, a half-written file goes)."""
+    links = resource_links(result)
+    if not links:
+        if not result.is_error:  # an error says why itself
+            _note(err, "no resource links in the result: no artifacts to save", "dim")
+        return ArtifactReport()
+
+    async def read(uri: str) -> types.ReadResourceResult:
+        return await client.read_resource(uri, cache_mode="bypass")  # the SDK's cache would hold a 2nd copy
+
+    report: ArtifactReport | None = None
+    with interrupt.cancels():
+        report = await save_artifacts(links, directory, read, partial(_say_saved, err), partial(_say_failed, err))
+    if report is None:
+        _note(err, f"cancelled ({interrupt.name}) while saving the artifacts into {directory}", "yellow")
+    return report
+
+
+def _say_saved(err: Console, saved: SavedArtifact) -> None:
+    _note(err, f"saved {saved.name} to {saved.path} ({format_size(saved.bytes)})", "green")
+    if saved.size_mismatch:
+        _note(err, f"warning: {saved.name} is {saved.bytes} bytes, the link said {saved.declared_size}", "yellow")
+
+
+def _say_failed(err: Console, failed: FailedArtifact) -> None:
+    _fail(err, EXIT_TOOL_ERROR, f"cannot save {failed.name} ({failed.uri}): {failed.error}")
+
+
+def _note(err: Console, text: str, style: str) -> None:
+    err.print(Text(printable(text), style=style), soft_wrap=True)  # names, URIs and errors are the server's
 
 
 def _call_failure(exc: BaseException, request: CallRequest, diagnostics: Diagnostics, phase: str, err: Console) -> int:
@@ -469,28 +530,37 @@ def _say_cancelled(err: Console, request: CallRequest, interrupt: Interrupt, pha
     err.print(Text(printable(text), style="yellow"), soft_wrap=True)  # the outcome quotes the server
 
 
+def _note_done(request: CallRequest, result: types.CallToolResult, view: ProgressView, watcher: TaskWatcher) -> str:
+    """Say on stderr how the call went (before any artifact is saved, so the time is the call's);
+    the " (job ...)" / " (task ...)" suffix for the outcome's lines."""
+    if request.as_task and watcher.task_id is None:
+        view.note("note: the server answered without a task (no Tasks extension, or the tool forbids tasks)", "dim")
+    job = (result.meta or {}).get(JOB_ID_META_KEY)
+    suffix = f" (job {job})" if job else f" (task {watcher.task_id})" if watcher.task_id else ""
+    if not result.is_error and view.mode != "off":
+        view.note(f"{request.tool} done in {view.state.elapsed:.1f} s{suffix}", "green")
+    return suffix
+
+
 def _show_result(
     request: CallRequest,
     result: types.CallToolResult,
-    view: ProgressView,
     out: Console,
     err: Console,
-    watcher: TaskWatcher,
+    suffix: str,
+    report: ArtifactReport | None,
 ) -> int:
-    if request.as_task and watcher.task_id is None:
-        view.note("note: the server answered without a task (no Tasks extension, or the tool forbids tasks)", "dim")
+    """The result on stdout (with `--json-output`, plus what `--save-artifacts` did) and the exit
+    code: an error result is 1, and so is an artifact that could not be saved."""
     if request.json_output:
-        _print_json(out, result.model_dump(by_alias=True, mode="json", exclude_none=True))
-    job = (result.meta or {}).get(JOB_ID_META_KEY)
-    suffix = f" (job {job})" if job else f" (task {watcher.task_id})" if watcher.task_id else ""
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        _print_json(out, (dumped | report.as_json()) if report is not None else dumped)
     if result.is_error:
         text = "\n".join(_block_text(block) for block in result.content) or f"{request.tool} reported an error"
         return _fail(err, EXIT_TOOL_ERROR, text + suffix)
-    if view.mode != "off":
-        view.note(f"{request.tool} done in {view.state.elapsed:.1f} s{suffix}", "green")
     if not request.json_output:
-        _print_content(result, out)
-    return EXIT_OK
+        _print_content(result, out, err)
+    return EXIT_TOOL_ERROR if report is not None and report.failed else EXIT_OK
 
 
 def _block_text(block: types.ContentBlock) -> str:
@@ -505,14 +575,23 @@ def _block_text(block: types.ContentBlock) -> str:
             return resource.text
         return f"[resource {resource.uri}: {resource.mime_type or 'binary'}, about {len(resource.blob) * 3 // 4} bytes]"
     if isinstance(block, types.ResourceLink):
-        return f"[link {block.uri}: {block.name}]"
+        return _link_text(block)
     return f"[{getattr(block, 'type', 'content')}]"
 
 
-def _print_content(result: types.CallToolResult, out: Console) -> None:
-    """Structured content as pretty JSON; otherwise each content block (text as is)."""
+def _link_text(link: types.ResourceLink) -> str:
+    """`link: report.csv mcp-jobs://jobs/<id>/artifacts/report.csv (text/csv, 20.0 MiB)`."""
+    details = [part for part in (link.mime_type, None if link.size is None else format_size(link.size)) if part]
+    return f"link: {link.name} {link.uri}" + (f" ({', '.join(details)})" if details else "")
+
+
+def _print_content(result: types.CallToolResult, out: Console, err: Console) -> None:
+    """Structured content as pretty JSON; otherwise each content block (text as is). Beside
+    structured content, resource links are listed on stderr: stdout stays the JSON alone."""
     if result.structured_content is not None:
         _print_json(out, result.structured_content)
+        for link in resource_links(result):
+            _note(err, _link_text(link), "")
         return
     for block in result.content:
         text = _block_text(block)
@@ -550,7 +629,8 @@ stderr, the result to stdout.
 \b
 Exit codes:
   0    the call succeeded
-  1    the tool or the server reported an error (isError result, JSON-RPC error, failed task)
+  1    the tool or the server reported an error (isError result, JSON-RPC error, failed task),
+       or a linked resource could not be saved (--save-artifacts)
   2    usage: bad options or arguments, unknown tool
   3    connection or protocol error (unreachable, HTTP 401/404, the server went away)
   130  cancelled with Ctrl-C (143: SIGTERM); the server was told to stop the call
@@ -561,6 +641,15 @@ by field (Enter takes the default, an empty answer to a required field declines,
 otherwise a form missing a required answer is declined. With neither answers nor a terminal,
 the client does not offer to answer forms at all; sampling and roots only with --sample-reply
 and --root.
+
+A result may link to resources (files the tool made): each is shown as a "link:" line (on
+stderr when the result is structured JSON). With --save-artifacts DIR, each is read with
+resources/read (on the same connection) and written to DIR, made if missing, under the link's
+name made a plain file name: separators become _, no .. or control characters, and an existing
+file is never overwritten (name-1.ext, name-2.ext... instead). Text is written as UTF-8, a blob
+decoded; a size other than the link's is warned about. With --json-output the result gains "savedArtifacts": [{"uri", "name",
+"path", "bytes"}] and "failedArtifacts": [{"uri", "name", "error"}]. A link that cannot be read
+or saved is reported, the others are saved, and the exit code is 1.
 """
 
 
@@ -629,6 +718,13 @@ and --root.
     help="A root the server may ask for with roots/list (repeatable): a path (made a file:// URI) or a "
     "file:// URI; without any, roots are not offered.",
 )
+@click.option(
+    "--save-artifacts",
+    "artifacts_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save the resources the result links to (resource_link blocks) into DIR, made if missing; see below.",
+)
 def call(
     url: str,
     tool: str,
@@ -642,6 +738,7 @@ def call(
     answers_file: str | None,
     sample_reply: str | None,
     root_values: tuple[str, ...],
+    artifacts_dir: Path | None,
 ) -> None:
     """Call TOOL on the MCP server at URL and watch its progress live."""
     if json_arguments == "@-" and answers_file == "-":
@@ -658,12 +755,24 @@ def call(
         sample_reply=sample_reply,
         roots=parse_roots(root_values),
         interactive=_stdin_is_a_terminal(),
+        save_artifacts=_artifacts_directory(artifacts_dir),
     )
     err = _stderr_console()
     if progress == "bar" and not err.is_terminal:
         err = Console(stderr=True, highlight=False, force_terminal=True)
     out = Console(highlight=False)
     _run(lambda interrupt: run_call(request, interrupt, err, out))
+
+
+def _artifacts_directory(path: Path | None) -> Path | None:
+    """`--save-artifacts DIR`, made before the call: a DIR that cannot be is a usage error, found
+    before a long job runs rather than after."""
+    if path is None:
+        return None
+    try:
+        return prepare_directory(path)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot make {path}: {exc.strerror or exc}", param_hint="--save-artifacts") from exc
 
 
 def _stdin_is_a_terminal() -> bool:

@@ -31,6 +31,18 @@ def format_number(value: float) -> str:
     return str(int(rounded)) if rounded == int(rounded) else f"{rounded:.2f}".rstrip("0")
 
 
+def format_size(size: int) -> str:
+    """A byte count for people: "512 B", "2.0 KiB", "20.0 MiB" (binary units, as `ls -h`)."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
 @dataclass
 class ProgressState:
     """What the caller has heard so far, and the rate it implies (over the last `RATE_WINDOW` s)."""
