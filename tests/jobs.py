@@ -275,3 +275,11 @@ def make_file(progress: Progress, megabytes: float, name: str = "data.bin") -> l
     link = progress.artifact(name, data)
     progress.report(2, "stored it", total=2)
     return [content.text(f"{name}: {len(data)} bytes"), link]
+
+
+@job(oversized="artifacts")
+def big_report(progress: Progress, megabytes: float) -> list[content.TextContent | content.EmbeddedResource]:
+    """A summary and a CSV of `megabytes`, embedded: over the inline cap, the CSV goes by link."""
+    rows = int(megabytes * 1024 * 1024) // 16
+    csv = "".join(f"{row:07d},{row % 97:06d}\n" for row in range(rows))
+    return [content.text(f"{rows} rows"), content.embedded_file("report://usage.csv", csv, "text/csv")]

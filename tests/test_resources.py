@@ -227,3 +227,20 @@ async def test_the_templates_arguments_complete_to_the_callers_own_jobs_and_file
     assert job_id not in theirs.completion.values
     assert files.completion.values == ["notes.txt"]
     assert foreign_files.completion.values == []
+
+
+async def test_a_content_result_over_the_inline_cap_goes_by_link_when_the_job_allows_it(
+    replicas: tuple[str, str],
+) -> None:
+    first, second = replicas
+    async with client_of(first, ALICE) as alice:
+        result = await alice.call_tool("big_report", {"megabytes": 6})  # over the 4 MB inline cap
+    assert not result.is_error, result.content
+    summary, link = result.content
+    assert isinstance(link, ResourceLink) and link.name == "2-usage.csv" and link.mime_type == "text/csv"
+    async with client_of(second, ALICE) as alice:
+        (content,) = (await alice.read_resource(str(link.uri))).contents
+    assert isinstance(content, TextResourceContents)
+    rows = 6 * 1024 * 1024 // 16
+    assert len(content.text) == rows * 15 and content.text.startswith("0000000,000000\n")
+    assert getattr(summary, "text", None) == f"{rows} rows"

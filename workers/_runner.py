@@ -20,9 +20,11 @@ a hard time limit) are recorded by `celery_app` from the worker's main process.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -164,11 +166,44 @@ def _execute(
         error = f"Job {spec.name} returned a value that cannot be sent as JSON: {exc} (job id {job_id})."
         logger.error(error)
         return JobState.FAILED, {"error": error, "error_type": FailureKind.UNSERIALISABLE_RESULT}
+    if size > limits.max_result_bytes and spec.oversized == "artifacts":
+        result, size = _as_json(blocks_by_link(progress, result))
     if size > limits.max_result_bytes:
         error = f"Job {spec.name} returned {size} bytes of JSON, over the {limits.max_result_bytes}-byte result limit (job id {job_id})."
         logger.warning(error)
         return JobState.FAILED, {"error": error, "error_type": FailureKind.RESULT_TOO_LARGE}
     return JobState.SUCCEEDED, {"result": result}
+
+
+def blocks_by_link(progress: Progress, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A content result with its embedded files, images and audio stored as artifacts and
+    replaced by links to them (for a job that is `oversized="artifacts"`)."""
+    linked = []
+    for index, block in enumerate(blocks):
+        found = _payload(block)
+        if found is None:
+            linked.append(block)
+            continue
+        stem, data, mime = found
+        name = f"{index + 1}-{stem}"
+        link = progress.artifact(name, data, mime)
+        linked.append(link.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return linked
+
+
+def _payload(block: dict[str, Any]) -> tuple[str, bytes | str, str] | None:
+    """(a file name, the data, its MIME type) of a block that carries a file; None for the rest."""
+    kind = block.get("type")
+    if kind in ("image", "audio"):
+        mime = str(block.get("mimeType") or "application/octet-stream")
+        return f"{kind}.{mime.rsplit('/', 1)[-1]}", base64.b64decode(block.get("data", "")), mime
+    if kind == "resource":
+        resource = block.get("resource") or {}
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", str(resource.get("uri", "")).rstrip("/").rsplit("/", 1)[-1])[:100]
+        mime = str(resource.get("mimeType") or "application/octet-stream")
+        data = base64.b64decode(resource["blob"]) if "blob" in resource else str(resource.get("text", ""))
+        return stem.lstrip(".") or "file", data, mime
+    return None
 
 
 def _context(spec: JobSpec, job_id: str) -> dict[str, str]:

@@ -79,6 +79,9 @@ class JobSpec:
     requires: tuple[Capability, ...] = ()
     """Client capabilities it cannot do without ("elicitation", "sampling", "roots"): a caller
     whose client lacks one is refused with -32021 before anything is queued."""
+    oversized: Literal["fail", "artifacts"] = "fail"
+    """What a content result over `MCP_JOBS_MAX_RESULT_BYTES` does: fail the call (the default),
+    or have its files, images and audio stored as artifacts and sent by link instead."""
     asks_first: bool = False
     """As a task, it asks its questions before it starts the long work: questions asked before
     its first progress report are settled on the `tools/call` itself (multi-round, 2026-07-28),
@@ -131,6 +134,7 @@ def job(
     scopes: Iterable[str] = (),
     requires: Iterable[Capability] = (),
     asks_first: bool = False,
+    oversized: Literal["fail", "artifacts"] = "fail",
 ) -> Callable[[F], F]: ...
 
 
@@ -149,6 +153,7 @@ def job(
     scopes: Iterable[str] = (),
     requires: Iterable[Capability] = (),
     asks_first: bool = False,
+    oversized: Literal["fail", "artifacts"] = "fail",
 ) -> F | Callable[[F], F]:
     """Register a function as a job, and so as an MCP tool.
 
@@ -168,6 +173,8 @@ def job(
     - `requires`: client capabilities it cannot do without ("elicitation", "sampling",
       "roots"); callers whose client lacks one get -32021 before anything is queued. (A job that
       can do without checks `progress.supports(...)` instead, or catches `CannotAsk`.)
+    - `oversized`: "artifacts" has a content result over `MCP_JOBS_MAX_RESULT_BYTES` go by link
+      (its embedded files, images and audio stored as artifacts) instead of failing.
     - `asks_first`: as a task, settle the questions it asks before its first progress report on
       the call itself, and return the task handle at that report (see `JobSpec.asks_first`).
 
@@ -191,6 +198,7 @@ def job(
             scopes=scopes,
             requires=requires,
             asks_first=asks_first,
+            oversized=oversized,
         )
         existing = _registry.get(spec.name)
         if existing is not None and existing.fn is not func:
@@ -215,6 +223,7 @@ def build_spec(
     scopes: Iterable[str] = (),
     requires: Iterable[Capability] = (),
     asks_first: bool = False,
+    oversized: Literal["fail", "artifacts"] = "fail",
 ) -> JobSpec:
     """Inspect `fn` and build its `JobSpec` (without registering it)."""
     if time_limit is not None and time_limit <= 0:
@@ -239,7 +248,13 @@ def build_spec(
         scopes=tuple(scopes),
         requires=tuple(requires),
         asks_first=asks_first,
+        oversized=oversized,
     )
+    if oversized == "artifacts" and not spec.returns_content:
+        raise ValueError(
+            f"job {spec.name!r}: oversized='artifacts' needs a job that returns content; a structured result "
+            "comes inline (its clients validate it against the output schema): return a resource link instead"
+        )
     if (reason := find_invalid_x_mcp_header(spec.input_schema)) is not None:
         raise ValueError(f"job {spec.name!r} has an invalid x-mcp-header annotation: {reason}")
     return spec

@@ -96,3 +96,13 @@ def test_content_returns_are_detected_and_round_trip() -> None:
     assert stored == [{"type": "text", "text": "hi"}, {"type": "image", "data": "iVBORw==", "mimeType": "image/png"}]
     assert [block.type for block in spec.tool_result(stored).content] == ["text", "image"]
     assert not build_spec(sample).returns_content
+
+
+def test_a_structured_job_cannot_send_an_oversized_result_by_link() -> None:
+    from mcp_jobs.registry import build_spec
+
+    def numbers() -> list[int]:
+        return []
+
+    with pytest.raises(ValueError, match="oversized='artifacts' needs a job that returns content"):
+        build_spec(numbers, oversized="artifacts")
