@@ -10,6 +10,7 @@ structured JSON (and publishes no output schema), exactly as an ordinary SDK too
 | `EmbeddedResource` (`embedded_file(...)`) | one `resource` block: a generated PDF, CSV, ... |
 | `TextContent` (`text(...)`) | one `text` block |
 | `list[TextContent | Image | EmbeddedResource]`, ... | those blocks, in order (mixed content) |
+| `ResourceLink` (`progress.artifact(...)`) | a `resource_link` to a file stored with the result (`mcp_jobs.artifacts`) |
 
 On the worker the value is turned into the blocks' JSON form (base64 for binary data) so that it
 travels through Celery's JSON serialisation and the job's snapshot like any result; the server
@@ -45,6 +46,7 @@ __all__ = [
     "EmbeddedResource",
     "Image",
     "ImageContent",
+    "ResourceLink",
     "TextContent",
     "embedded_file",
     "text",
