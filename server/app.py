@@ -26,7 +26,6 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateSecurity
-from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
@@ -52,6 +51,7 @@ from mcp_jobs.registry import JobSpec, load_jobs, load_prompts, load_resources
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, Listeners
+from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.follow import Ask, InputRequired, SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.handoff import handed_off, handoff_tools
@@ -223,11 +223,12 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Runtime]:
         async with runtime.running():
+            runtime.background.start_soon(bus.relay, runtime.redis)
             yield runtime
 
     handoff = handoff_tools(runtime) if runtime.can_hand_off else []
     prompts = [Prompt.from_function(fn) for fn in load_prompts(runtime.settings.job_modules).values()]
-    bus = InMemorySubscriptionBus()
+    bus = RedisSubscriptionBus(Keys(runtime.settings.namespace).events())
     server = MCPServer(
         "mcp-jobs",
         version=__version__,
@@ -285,7 +286,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
     return server
 
 
-def serve_resources(server: MCPServer, runtime: Runtime, bus: InMemorySubscriptionBus) -> None:
+def serve_resources(server: MCPServer, runtime: Runtime, bus: RedisSubscriptionBus) -> None:
     """The job URIs (`resources.py`) and the job modules' own resources, with the listing, the
     2025-11-25 subscriptions and the completion of the templates' arguments. (The SDK has no seam
     for `resources/list`, `resources/subscribe`, `resources/unsubscribe` and a `completion/complete`

@@ -17,8 +17,8 @@ Subscriptions to a job's URI follow the job through Redis (the listener's job ch
 replica can hold them: each change of state sends `notifications/resources/updated` for the URI,
 at most `progress_rate` a second, the last state always delivered, until the job ends. On
 2025-11-25 by `resources/subscribe` (until `resources/unsubscribe`, or the session ends); on
-2026-07-28 for the job URIs a `subscriptions/listen` stream names (until it closes), through the
-SDK's subscription bus.
+2026-07-28 for the job URIs a `subscriptions/listen` stream names (until it closes), on that
+replica's streams of the subscription bus (`events.py`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 import anyio.abc
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
+from mcp.server.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
     INVALID_PARAMS,
@@ -58,6 +58,7 @@ from mcp_jobs._contract import is_job_id, status_line
 from mcp_jobs._events import JobEvent, JobState, Keys
 from mcp_jobs.artifacts import ARTIFACT_URI, JOB_URI, SCHEME, ArtifactInfo, job_uri, parse_listing
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
+from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.listener import RESYNC, JobListener
 from mcp_jobs.server.questions import LEGACY
 from mcp_jobs.server.snapshots import AsyncJobStore
@@ -97,7 +98,7 @@ class JobResources:
         store: Callable[[], AsyncJobStore],
         listener: Callable[[], JobListener],
         background: Callable[[], anyio.abc.TaskGroup],
-        bus: SubscriptionBus,
+        bus: RedisSubscriptionBus,
         progress_rate: float,
     ) -> None:
         self._client = client
@@ -292,7 +293,7 @@ class JobResources:
                 group.cancel_scope.cancel()
 
     async def _publish(self, uri: str) -> None:
-        await self._bus.publish(ResourceUpdated(uri=uri))
+        await self._bus.publish_here(ResourceUpdated(uri=uri))  # this replica follows the job itself
 
     async def _follow(
         self,

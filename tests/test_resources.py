@@ -27,8 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import BlobResourceContents, ResourceLink, ResourceTemplateReference, TextResourceContents
 
 from mcp_jobs.server.auth import hash_token
-from mcp_jobs.server.dev_redis import free_port
-from tests.support.processes import ManagedProcess, start_http_server, start_worker
+from tests.support.processes import replica_stack
 from tests.support.rawclient import HEADERS, MODERN, modern_request
 
 pytestmark = [
@@ -48,27 +47,11 @@ MEGABYTES = 20
 
 @pytest.fixture(scope="module")
 def replicas(stack_env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    env = stack_env | {
-        # A database of its own: the broker's queues are not namespaced, and the session's workers
-        # must not take these jobs.
-        "MCP_JOBS_REDIS_URL": stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0] + "/5",
-        "MCP_JOBS_NAMESPACE": f"resources-{uuid.uuid4().hex[:8]}",
-        "MCP_JOBS_AUTH_TOKENS": json.dumps(TOKENS),
-        "MCP_JOBS_PROGRESS_RATE": "50",
-    }
-    worker = start_worker(env, f"resources-{uuid.uuid4().hex[:6]}", concurrency=4, pool="threads")
-    servers: list[ManagedProcess] = []
-    urls = []
-    try:
-        for port in (free_port(), free_port()):
-            url = f"http://127.0.0.1:{port}/mcp"
-            servers.append(start_http_server(env | {"MCP_JOBS_PUBLIC_URL": url}, port))
-            urls.append(url)
-        yield urls[0], urls[1]
-    finally:
-        for server in servers:
-            server.stop()
-        worker.stop()
+    """Two authenticated server replicas and a worker on a Redis database of this module's own."""
+    with replica_stack(
+        stack_env | {"MCP_JOBS_AUTH_TOKENS": json.dumps(TOKENS), "MCP_JOBS_PROGRESS_RATE": "50"}, 5, "resources"
+    ) as (first, second):
+        yield first, second
 
 
 @asynccontextmanager
@@ -244,3 +227,32 @@ async def test_a_content_result_over_the_inline_cap_goes_by_link_when_the_job_al
     rows = 6 * 1024 * 1024 // 16
     assert len(content.text) == rows * 15 and content.text.startswith("0000000,000000\n")
     assert getattr(summary, "text", None) == f"{rows} rows"
+
+
+async def test_a_server_wide_event_reaches_the_listen_streams_of_every_replica(replicas: tuple[str, str]) -> None:
+    first, second = replicas
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 11,
+        "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": True}, "_meta": meta},
+    }
+    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}
+    headers["Authorization"] = f"Bearer {BOB}"
+    frames: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=60) as http:
+        with anyio.fail_after(60):
+            async with http.stream("POST", second, json=body, headers=headers) as stream:
+                async for line in stream.aiter_lines():
+                    if not (line.startswith("data:") and line[5:].strip()):
+                        continue
+                    frames.append(json.loads(line[5:]))
+                    if len(frames) == 1:  # acknowledged: now a job on the other replica announces a change
+                        call = {"name": "test_trigger_tool_change", "arguments": {}}
+                        done = await modern_request(http, first, "tools/call", call, token=ALICE, tasks=False)
+                        assert done["result"]["structuredContent"] == {"result": "announced: tools/list_changed"}
+                    elif frames[-1].get("method") == "notifications/tools/list_changed":
+                        break
+    assert frames[0]["method"] == "notifications/subscriptions/acknowledged"
+    assert frames[-1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 11

@@ -16,16 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mcp_jobs.server.auth import hash_token
-from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import TS_CLIENT_DIR
-from tests.support.processes import ManagedProcess, start_http_server, start_worker
+from tests.support.processes import replica_stack
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -46,26 +44,8 @@ NOT_FOUND = {"v1": -32002, "v2": -32602}
 @pytest.fixture(scope="module")
 def replicas(stack_env: dict[str, str]) -> Iterator[tuple[str, str]]:
     """Two authenticated server replicas and a worker on a Redis database of this module's own."""
-    env = stack_env | {
-        # A database of its own: the broker's queues are not namespaced, and the session's workers
-        # (or another module's) must not take these jobs.
-        "MCP_JOBS_REDIS_URL": stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0] + "/6",
-        "MCP_JOBS_NAMESPACE": f"ts-artifacts-{uuid.uuid4().hex[:8]}",
-        "MCP_JOBS_AUTH_TOKENS": json.dumps(TOKENS),
-    }
-    worker = start_worker(env, f"ts-artifacts-{uuid.uuid4().hex[:6]}", concurrency=2, pool="threads")
-    servers: list[ManagedProcess] = []
-    urls = []
-    try:
-        for port in (free_port(), free_port()):
-            url = f"http://127.0.0.1:{port}/mcp"
-            servers.append(start_http_server(env | {"MCP_JOBS_PUBLIC_URL": url}, port))
-            urls.append(url)
-        yield urls[0], urls[1]
-    finally:
-        for server in servers:
-            server.stop()
-        worker.stop()
+    with replica_stack(stack_env | {"MCP_JOBS_AUTH_TOKENS": json.dumps(TOKENS)}, 6, "ts-artifacts") as (first, second):
+        yield first, second
 
 
 def run_artifacts(node: str, sdk: str, first: str, second: str) -> dict[str, Any]:

@@ -115,6 +115,11 @@ class Keys:
         """The bytes of one file a job stored."""
         return f"{self.namespace}:job:{job_id}:artifact:{name}"
 
+    def events(self) -> str:
+        """The channel of server-wide events for `subscriptions/listen` streams (see `server/events.py`):
+        JSON `{"method": "notifications/tools/list_changed", "params": {}}` and the like."""
+        return f"{self.namespace}:events"
+
     def caller_jobs(self, caller: str) -> str:
         """The set of a caller's jobs that may still be live, for the per-caller limit (the
         caller's name hashed: it can be any string a token carries)."""

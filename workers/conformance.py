@@ -31,10 +31,12 @@ from mcp.types import (
 from pydantic import Field
 
 from mcp_jobs import content
+from mcp_jobs._events import Keys
 from mcp_jobs.asking import Elicit, ListRoots, Question, Sample
 from mcp_jobs.errors import JobError
 from mcp_jobs.progress import Progress
 from mcp_jobs.registry import job, prompt, resource
+from mcp_jobs.settings import get_settings
 
 RED_PIXEL_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -183,6 +185,35 @@ def test_elicitation_sep1330_enums(progress: Progress) -> str:
 def test_missing_capability(progress: Progress) -> str:
     """Needs sampling: a client that did not declare it is refused (-32021) before anything runs."""
     return f"LLM response: {_text_of(progress.sample('Say hello', max_tokens=20))}"
+
+
+# The list-changed hooks of `server-stateless`: announce a change of the tool or prompt list on the
+# namespace's events channel, which every server relays to its `subscriptions/listen` streams.
+
+
+@job
+def test_trigger_tool_change() -> str:
+    """Announce that the tool list changed."""
+    _announce("notifications/tools/list_changed")
+    return "announced: tools/list_changed"
+
+
+@job
+def test_trigger_prompt_change() -> str:
+    """Announce that the prompt list changed."""
+    _announce("notifications/prompts/list_changed")
+    return "announced: prompts/list_changed"
+
+
+def _announce(method: str) -> None:
+    import redis
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        client.publish(Keys(settings.namespace).events(), json.dumps({"method": method, "params": {}}))
+    finally:
+        client.close()
 
 
 # Multi-round input (SEP-2322): each job asks and waits for its answer, on its worker.

@@ -12,10 +12,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from mcp_jobs.server.dev_redis import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,3 +136,28 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, process: Ma
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+@contextmanager
+def replica_stack(env: dict[str, str], database: int, name: str, replicas: int = 2) -> Iterator[list[str]]:
+    """A worker (a thread pool) and `replicas` server processes on a Redis database and namespace
+    of their own; yields the servers' URLs. The database matters: the broker's queues are not
+    namespaced, so the session's workers (or another module's) would take these jobs."""
+    env = env | {
+        "MCP_JOBS_REDIS_URL": env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0] + f"/{database}",
+        "MCP_JOBS_NAMESPACE": f"{name}-{uuid.uuid4().hex[:8]}",
+    }
+    worker = start_worker(env, f"{name}-{uuid.uuid4().hex[:6]}", concurrency=4, pool="threads")
+    servers: list[ManagedProcess] = []
+    urls = []
+    try:
+        for _ in range(replicas):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}/mcp"
+            servers.append(start_http_server(env | {"MCP_JOBS_PUBLIC_URL": url}, port))
+            urls.append(url)
+        yield urls
+    finally:
+        for server in servers:
+            server.stop()
+        worker.stop()
