@@ -223,7 +223,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Runtime]:
         async with runtime.running():
-            runtime.background.start_soon(bus.relay, runtime.redis)
+            runtime.background.start_soon(bus.relay, runtime.listener, runtime.redis)
             yield runtime
 
     handoff = handoff_tools(runtime) if runtime.can_hand_off else []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
@@ -22,10 +21,12 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.subscriptions import event_from_wire, event_to_notification
 from redis.exceptions import RedisError
 
+from mcp_jobs.server.listener import JobListener
+
 logger = logging.getLogger(__name__)
 
-RELAY_BACKOFF = 1.0
-"""Seconds before the relay subscribes again after Redis failed it."""
+RELAY_RETRY = 1.0
+"""Seconds before the relay tries again to subscribe while Redis is away."""
 
 
 def encode(event: ServerEvent) -> str:
@@ -70,24 +71,18 @@ class RedisSubscriptionBus:
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
         return self._local.subscribe(listener)
 
-    async def relay(self, client: aioredis.Redis) -> None:
-        """Deliver the events channel to this process's streams, for as long as the server runs
-        (subscribing again after a Redis failure: events published meanwhile are lost, as the
-        spec allows; clients refetch)."""
+    async def relay(self, listener: JobListener, client: aioredis.Redis) -> None:
+        """Deliver the events channel to this process's streams, for as long as the server runs,
+        on the process's one pub/sub connection (events published while Redis is away are lost,
+        as the spec allows: clients refetch). Redis away at the start is waited out."""
         self._client = client
         while True:
             try:
-                await self._relay_once(client)
-            except (RedisError, OSError) as exc:
-                logger.warning("the events relay lost Redis (%r); subscribing again", exc)
-                await anyio.sleep(RELAY_BACKOFF)
-
-    async def _relay_once(self, client: aioredis.Redis) -> None:
-        pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self._channel)
-            async for message in pubsub.listen():
-                if message.get("type") == "message" and (event := decode(message["data"])) is not None:
-                    await self._local.publish(event)
-        finally:
-            await pubsub.aclose()
+                async with listener.watch_channel(self._channel) as watch:
+                    while True:
+                        item = await watch.next_raw()
+                        if isinstance(item, bytes | str) and (event := decode(item)) is not None:
+                            await self._local.publish(event)
+            except (RedisError, OSError, TimeoutError) as exc:
+                logger.warning("could not subscribe to the events channel (%r); trying again", exc)
+                await anyio.sleep(RELAY_RETRY)

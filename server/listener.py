@@ -21,7 +21,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -70,6 +70,14 @@ class JobWatch:
                 return self._parsed(await self._queue.get())
         except TimeoutError:
             return None
+
+    async def next_raw(self) -> bytes | str | _Resync:
+        """The next message as it came off the wire (for a channel whose messages are not job
+        events: the events channel), or `RESYNC`."""
+        while True:
+            item = await self._queue.get()
+            if not isinstance(item, JobEvent):
+                return item
 
     def _parsed(self, item: JobEvent | bytes | str | _Resync) -> JobEvent | _Resync | None:
         if not isinstance(item, bytes | str):
@@ -145,10 +153,13 @@ class JobListener:
             if not watches:
                 del self._replies[key]
 
-    @asynccontextmanager
-    async def watch(self, job_id: str) -> AsyncIterator[JobWatch]:
+    def watch(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
         """Subscribe to a job's channel and yield once Redis confirmed the subscription."""
-        channel = self._keys.job(job_id)
+        return self.watch_channel(self._keys.job(job_id))
+
+    @asynccontextmanager
+    async def watch_channel(self, channel: str) -> AsyncIterator[JobWatch]:
+        """Subscribe to `channel` on this process's one connection; yield once Redis confirmed it."""
         watch = JobWatch(channel)
         watches = self._watches.setdefault(channel, [])
         watches.append(watch)
