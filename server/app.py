@@ -8,7 +8,6 @@ process's `Dispatcher`, created in the server lifespan (once per process, for HT
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,9 +26,7 @@ from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.shared.exceptions import MCPError
 from mcp.types import (
-    INVALID_PARAMS,
     CompleteRequestParams,
     PaginatedRequestParams,
     SetLevelRequestParams,
@@ -50,10 +47,9 @@ from mcp_jobs.producer import create_producer_app
 from mcp_jobs.registry import JobSpec, load_jobs, load_prompts, load_resources
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
-from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, Listeners
+from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, Listeners, progress_sender
 from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.follow import Ask, InputRequired, SendProgress
-from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.handoff import handed_off, handoff_tools
 from mcp_jobs.server.listener import JobListener
 from mcp_jobs.server.metrics import Metrics
@@ -331,7 +327,7 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
     async def call(**kwargs: Any) -> Any:
         ctx: Context = kwargs.pop(_CONTEXT_KWARG)
         arguments = to_jsonable_python(kwargs, by_alias=True)
-        send = _progress_sender(ctx, runtime.settings.max_progress_token_bytes)
+        send = progress_sender(ctx.request_context, runtime.settings.max_progress_token_bytes)
         handoff_after = spec.handoff_after if spec.handoff_after is not None else runtime.settings.handoff_after
         listeners = _listeners(ctx, runtime, send)
         require_capabilities(spec, ctx.request_context)
@@ -372,29 +368,6 @@ def _listeners(ctx: Context, runtime: Runtime, send: SendProgress | None) -> Lis
     else:
         ask = RoundAsker(ctx, deliver)
     return Listeners(send, log_sender(ctx, runtime.log_levels), ask)
-
-
-def _progress_sender(ctx: Context, max_token_bytes: int) -> SendProgress | None:
-    """How to send progress for this call, or None when the caller asked for none.
-
-    The token is echoed on every notification, so an oversized one is refused (-32602) before
-    anything is queued.
-    """
-    meta = ctx.request_context.meta or {}
-    token = meta.get("progress_token", meta.get("progressToken"))
-    if token is None:
-        return None
-    size = len(json.dumps(token, separators=(",", ":")))
-    if size > max_token_bytes:
-        raise MCPError(
-            INVALID_PARAMS,
-            f"The progressToken is {size} bytes of JSON, over the {max_token_bytes}-byte limit.",
-        )
-
-    async def send(update: ProgressUpdate) -> None:
-        await ctx.report_progress(update.progress, update.total, update.message)
-
-    return send
 
 
 def request_state_security(settings: Settings) -> RequestStateSecurity:

@@ -34,8 +34,10 @@ import anyio
 import anyio.to_thread
 from celery import Celery
 from kombu.exceptions import OperationalError
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 from redis.exceptions import RedisError
 
 from mcp_jobs._contract import task_name
@@ -53,6 +55,7 @@ from mcp_jobs.server.follow import (
     SendLog,
     SendProgress,
 )
+from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.server.listener import JobListener, JobWatch
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
@@ -494,6 +497,26 @@ class Dispatcher:
             except RedisError:
                 pass  # the snapshot expires by itself
             raise ToolError(error) from exc
+
+
+def progress_sender(request: ServerRequestContext[Any, Any], max_token_bytes: int) -> SendProgress | None:
+    """How to send progress for this request, or None when the caller asked for none (on its
+    own stream, with its own token). The token is echoed on every notification, so an oversized
+    one is refused (-32602) before anything is queued."""
+    meta = request.meta or {}
+    token = meta.get("progress_token", meta.get("progressToken"))
+    if token is None:
+        return None
+    size = len(json.dumps(token, separators=(",", ":")))
+    if size > max_token_bytes:
+        raise MCPError(
+            INVALID_PARAMS, f"The progressToken is {size} bytes of JSON, over the {max_token_bytes}-byte limit."
+        )
+
+    async def send(update: ProgressUpdate) -> None:
+        await request.session.report_progress(update.progress, update.total, update.message)
+
+    return send
 
 
 @dataclass(frozen=True)

@@ -61,13 +61,13 @@ from pydantic import Field, ValidationError
 from pydantic_core import to_jsonable_python
 from redis.exceptions import RedisError
 
-from mcp_jobs._contract import is_job_id, status_line
+from mcp_jobs._contract import JOB_ID_META_KEY, is_job_id, status_line
 from mcp_jobs._events import JobEvent, JobState
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.deadlines import judge
-from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher
-from mcp_jobs.server.follow import InputRequired
+from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher, JobHandedOff, progress_sender
+from mcp_jobs.server.follow import InputRequired, SendProgress
 from mcp_jobs.server.questions import (
     CAN_ASK_FIELD,
     abilities,
@@ -140,6 +140,10 @@ class TasksExtension(Extension):
         require_capabilities(spec, ctx)
         if spec.asks_first:
             return await self._settle_questions_first(spec, ctx, params, arguments)
+        send = progress_sender(ctx, self._state.settings.max_progress_token_bytes)
+        after = spec.task_after if spec.task_after is not None else self._state.settings.task_after
+        if spec.task == "optional" and send is not None and after > 0:
+            return await self._stream_then_task(spec, ctx, arguments, send, after)
         created = time.time()
         try:
             job_id = await self._start(spec, ctx, arguments, created)
@@ -147,6 +151,32 @@ class TasksExtension(Extension):
             return _error_result(str(exc))
         queued = JobEvent(seq=1, state=JobState.QUEUED)
         return self._handle(job_id, created, created, queued)
+
+    async def _stream_then_task(
+        self,
+        spec: JobSpec,
+        ctx: ServerRequestContext[Any, Any],
+        arguments: dict[str, Any],
+        send: SendProgress,
+        after: float,
+    ) -> HandlerResult:
+        """A caller that opted in to tasks but asked for progress: until the handle is returned
+        the request is an ordinary call, so its progress streams live; a job still running after
+        `after` seconds goes on as a task, and the call is answered with its handle."""
+        created = time.time()
+        record = {"task": "1", CALLER_FIELD: caller_of(ctx), CAN_ASK_FIELD: abilities(ctx), "created_at": repr(created)}
+        try:
+            job_id, stored = await self._state.dispatcher.run(
+                spec, to_jsonable_python(arguments, by_alias=True), send, after, record
+            )
+        except JobHandedOff as exc:
+            running = JobEvent(seq=0, state=JobState.RUNNING, message="running")
+            return self._handle(exc.job_id, created, time.time(), running)
+        except ToolError as exc:
+            return _error_result(str(exc))
+        result = spec.tool_result(stored)
+        result.meta = {**(result.meta or {}), JOB_ID_META_KEY: job_id}
+        return result
 
     async def _start(
         self, spec: JobSpec, ctx: ServerRequestContext[Any, Any], arguments: dict[str, Any], created: float

@@ -283,3 +283,13 @@ def big_report(progress: Progress, megabytes: float) -> list[content.TextContent
     rows = int(megabytes * 1024 * 1024) // 16
     csv = "".join(f"{row:07d},{row % 97:06d}\n" for row in range(rows))
     return [content.text(f"{rows} rows"), content.embedded_file("report://usage.csv", csv, "text/csv")]
+
+
+@job(task_after=1)
+def patient_steps(progress: Progress, steps: int = 10, delay: float = 0.2) -> int:
+    """Report `steps` steps `delay` apart; called as a task with a progress token, it streams for a second first."""
+    progress.set_total(steps)
+    for step in range(1, steps + 1):
+        progress.sleep(delay)
+        progress.report(step, f"step {step}/{steps}")
+    return steps

@@ -133,22 +133,33 @@ def test_a_tool_that_needs_a_task_tells_a_2025_11_25_client_why(
     assert_no_server_errors(stack.server, since)
 
 
-def test_fastmcp_with_tasks_gets_the_results_of_short_and_long_calls(fastmcp_python: Path, stack: Stack) -> None:
+def test_fastmcp_with_tasks_sees_progress_live_and_a_long_job_becomes_a_task(
+    fastmcp_python: Path, stack: Stack
+) -> None:
     short, long = f"fastmcp-short-{uuid.uuid4().hex}", f"fastmcp-long-{uuid.uuid4().hex}"
     calls = [
         {"tool": "slow_compute", "arguments": {"seconds": 0, "label": short}},
         {"tool": "slow_compute", "arguments": {"seconds": 3, "label": long}},
+        # Past its threshold (1 s), this one is answered with a task handle, which FastMCP resolves.
+        {"tool": "patient_steps", "arguments": {"steps": 10, "delay": 0.25}},
     ]
     outcomes = run_fastmcp(fastmcp_python, stack.http_url, calls)
-    assert outcomes == [
+    texts = [{key: value for key, value in outcome.items() if key != "progress"} for outcome in outcomes]
+    assert texts == [
         {"text": f"{short} computed for 0 s", "is_error": False},
         {"text": f"{long} computed for 3 s", "is_error": False},
+        {"text": "10", "is_error": False},
     ]
-    assert record_of(stack, short)["task"] == record_of(stack, long)["task"] == "1", "both ran as tasks"
+    # It sends a progress token with its opt-in, so the calls stream until they become tasks.
+    assert outcomes[1]["progress"][-1] == 3, outcomes[1]
+    assert outcomes[2]["progress"] and outcomes[2]["progress"][-1] < 10, outcomes[2]
+    assert record_of(stack, short)["task"] == record_of(stack, long)["task"] == "1", "both are task records"
 
 
 def test_strict_task_names_refuse_fastmcp_s_missing_header(fastmcp_python: Path, strict_url: str) -> None:
-    (outcome,) = run_fastmcp(fastmcp_python, strict_url, [{"tool": "slow_compute", "arguments": {"seconds": 0}}])
+    # A job past its threshold becomes a task, whose polling (without Mcp-Name) strict mode refuses.
+    call = {"tool": "patient_steps", "arguments": {"steps": 10, "delay": 0.25}}
+    (outcome,) = run_fastmcp(fastmcp_python, strict_url, [call])
     assert HEADER_ERROR in outcome.get("error", ""), outcome
 
 

@@ -23,7 +23,7 @@ from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import TS_CLIENT_DIR, Stack
 from tests.support.helpers import ProgressLog, assert_strictly_increasing
 from tests.support.processes import ManagedProcess, start_http_server
-from tests.support.rawclient import modern_request
+from tests.support.rawclient import HEADERS, modern_request
 
 pytestmark = pytest.mark.anyio
 
@@ -215,3 +215,41 @@ async def test_a_task_whose_job_waits_past_the_queue_deadline_fails_when_it_is_r
     snapshot = stack.redis().hgetall(stack.keys.job(created["taskId"]))
     assert snapshot["state"] == "failed" and snapshot["error_type"] == "QueueTimeout"
     stack.redis().delete("nobody")  # the message nobody consumed
+
+
+async def call_with_progress(http: httpx.AsyncClient, url: str, tool: str, arguments: dict[str, Any]) -> list[Any]:
+    """A 2026-07-28 `tools/call` that opts in to tasks and sends a progress token: every message
+    of its response, in wire order."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+        "progressToken": "live",
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments, "_meta": meta},
+    }
+    headers = HEADERS | {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": tool}
+    response = await http.post(url, json=body, headers=headers)
+    messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    return messages or [response.json()]
+
+
+async def test_a_task_caller_that_asks_for_progress_sees_it_live_until_the_job_becomes_a_task(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=60) as http:
+        # Done within the threshold: an ordinary call, its progress live, its result at the end.
+        quick = await call_with_progress(http, stack.http_url, "patient_steps", {"steps": 3, "delay": 0.05})
+        # Still running after it (1 s for this job): the steps so far live, then the task handle.
+        slow = await call_with_progress(http, stack.http_url, "patient_steps", {"steps": 20, "delay": 0.15})
+        handle = slow[-1]["result"]
+        assert handle["resultType"] == "task" and handle["status"] == "working", handle
+        done = await settle(http, stack.http_url, handle["taskId"], timeout=30)
+    progress = [m["params"] for m in quick if m.get("method") == "notifications/progress"]
+    assert quick[-1]["result"]["structuredContent"] == {"result": 3}
+    assert progress and progress[-1]["progress"] == 3 and {p["progressToken"] for p in progress} == {"live"}
+    streamed = [m["params"]["progress"] for m in slow if m.get("method") == "notifications/progress"]
+    assert streamed and 0 < streamed[-1] < 20, streamed
+    assert_strictly_increasing(streamed)
+    assert done["status"] == "completed" and done["result"]["structuredContent"] == {"result": 20}

@@ -79,6 +79,9 @@ class JobSpec:
     requires: tuple[Capability, ...] = ()
     """Client capabilities it cannot do without ("elicitation", "sampling", "roots"): a caller
     whose client lacks one is refused with -32021 before anything is queued."""
+    task_after: float | None = None
+    """Seconds a call that opts in to tasks and asks for progress streams before it becomes a
+    task (None: `MCP_JOBS_TASK_AFTER`)."""
     oversized: Literal["fail", "artifacts"] = "fail"
     """What a content result over `MCP_JOBS_MAX_RESULT_BYTES` does: fail the call (the default),
     or have its files, images and audio stored as artifacts and sent by link instead."""
@@ -135,6 +138,7 @@ def job(
     requires: Iterable[Capability] = (),
     asks_first: bool = False,
     oversized: Literal["fail", "artifacts"] = "fail",
+    task_after: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -154,6 +158,7 @@ def job(
     requires: Iterable[Capability] = (),
     asks_first: bool = False,
     oversized: Literal["fail", "artifacts"] = "fail",
+    task_after: float | None = None,
 ) -> F | Callable[[F], F]:
     """Register a function as a job, and so as an MCP tool.
 
@@ -175,6 +180,8 @@ def job(
       can do without checks `progress.supports(...)` instead, or catches `CannotAsk`.)
     - `oversized`: "artifacts" has a content result over `MCP_JOBS_MAX_RESULT_BYTES` go by link
       (its embedded files, images and audio stored as artifacts) instead of failing.
+    - `task_after`: seconds a call that opts in to tasks and asks for progress streams before it
+      becomes a task (`MCP_JOBS_TASK_AFTER`, 10 s; 0: a task at once).
     - `asks_first`: as a task, settle the questions it asks before its first progress report on
       the call itself, and return the task handle at that report (see `JobSpec.asks_first`).
 
@@ -199,6 +206,7 @@ def job(
             requires=requires,
             asks_first=asks_first,
             oversized=oversized,
+            task_after=task_after,
         )
         existing = _registry.get(spec.name)
         if existing is not None and existing.fn is not func:
@@ -224,12 +232,15 @@ def build_spec(
     requires: Iterable[Capability] = (),
     asks_first: bool = False,
     oversized: Literal["fail", "artifacts"] = "fail",
+    task_after: float | None = None,
 ) -> JobSpec:
     """Inspect `fn` and build its `JobSpec` (without registering it)."""
     if time_limit is not None and time_limit <= 0:
         raise ValueError("time_limit must be positive")
     if handoff_after is not None and handoff_after <= 0:
         raise ValueError("handoff_after must be positive")
+    if task_after is not None and task_after < 0:
+        raise ValueError("task_after must not be negative")
     progress_param = _find_progress_param(fn)
     skip = [progress_param] if progress_param else []
     spec = JobSpec(
@@ -249,6 +260,7 @@ def build_spec(
         requires=tuple(requires),
         asks_first=asks_first,
         oversized=oversized,
+        task_after=task_after,
     )
     if oversized == "artifacts" and not spec.returns_content:
         raise ValueError(

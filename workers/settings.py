@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     rotate by putting a new one first). Every replica needs the same ones, so that the call that
     answers can go to any of them. Unset: a key of the process's own, which only suits one
     server process."""
+    task_after: float = Field(default=10.0, ge=0)
+    """Seconds a 2026-07-28 call that opts in to tasks *and* sends a `progressToken` streams its
+    progress like a plain call before it is answered with a task handle (the job goes on; the
+    client polls from there). 0: a task at once. Jobs with `task="required"` are tasks at once."""
     strict_task_names: bool = False
     """Refuse `tasks/*` requests over HTTP that carry no `Mcp-Name` header (the extension's rule for
     clients). Off by default: any replica answers any task, so no routing needs the header, and

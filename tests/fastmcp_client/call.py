@@ -4,7 +4,7 @@ tests/test_real_task_clients.py in a virtualenv of its own: FastMCP pins its own
     python call.py URL '[{"tool": "slow_compute", "arguments": {"seconds": 0}}, ...]'
 
 Makes the calls in order on one `Client` and prints one JSON list: per call, the text of its
-content and `isError`, or the error that ended it.
+content, `isError` and the progress values its progress handler saw, or the error that ended it.
 """
 
 from __future__ import annotations
@@ -20,15 +20,21 @@ from fastmcp import Client
 
 async def main(url: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     outcomes: list[dict[str, Any]] = []
-    async with Client(url) as client:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with Client(url, progress_handler=on_progress) as client:
         for call in calls:
+            seen.clear()
             try:
                 result = await client.call_tool(call["tool"], call["arguments"], raise_on_error=False)
             except Exception as exc:  # the test asserts on whatever ended the call
-                outcomes.append({"error": f"{type(exc).__name__}: {exc}"})
+                outcomes.append({"error": f"{type(exc).__name__}: {exc}", "progress": list(seen)})
                 continue
             texts = [block.text for block in result.content if block.type == "text"]
-            outcomes.append({"text": "".join(texts), "is_error": result.is_error})
+            outcomes.append({"text": "".join(texts), "is_error": result.is_error, "progress": list(seen)})
     return outcomes
 
 
