@@ -25,7 +25,7 @@ from rich.console import Console
 
 from mcp_jobs._contract import JOB_ID_META_KEY
 from mcp_jobs.server.auth import hash_token
-from mcp_jobs.server.client.answers import Responder
+from mcp_jobs.server.client.answers import Givens, Responder
 from mcp_jobs.server.client.arguments import parse_answers, parse_roots
 from mcp_jobs.server.client.command import (
     EXIT_CONNECTION,
@@ -553,12 +553,8 @@ async def test_the_command_answers_in_both_protocol_eras(stack: Stack, connect: 
     elicitation/create, sampling/createMessage and roots/list on the call's stream) included,
     which the command itself reaches only on servers without 2026-07-28."""
     notes = StringIO()
-    responder = Responder(
-        ProgressView("test", "lines", Console(file=notes, width=200)),
-        parse_answers(["name=Alice", "color=blue"], None),
-        sample_reply="Hi",
-        roots=parse_roots(["file:///srv"]),
-    )
+    given = Givens(parse_answers(["name=Alice", "color=blue"], None), "Hi", parse_roots(["file:///srv"]))
+    responder = Responder(ProgressView("test", "lines", Console(file=notes, width=200)), given)
     callbacks = responder.callbacks()
     options = {
         "elicitation_callback": callbacks.elicitation,

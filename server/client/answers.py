@@ -43,18 +43,26 @@ class Callbacks:
     list_roots: ListRootsFnT | None = None
 
 
-@dataclass
-class Responder:
-    """Answers what a job asks mid-call: elicitation (forms from `answers`, then the user on a
-    terminal), sampling (`sample_reply`) and `roots/list` (`roots`). `callbacks()` hands the SDK
-    only those it can answer, since the SDK declares a capability by the callback's presence."""
+@dataclass(frozen=True)
+class Givens:
+    """What the command line gives a job's questions: `--answer`/`--answers`, `--sample-reply`,
+    the `--root`s, and whether there is a user to ask (stdin is a terminal)."""
 
-    view: ProgressView
     answers: Answers = field(default_factory=Answers)
     sample_reply: str | None = None
     roots: list[tuple[str, str]] = field(default_factory=list)
     interactive: bool = False
-    """Whether the user can be asked (stdin is a terminal)."""
+
+
+@dataclass
+class Responder:
+    """Answers what a job asks mid-call: elicitation (forms from the given answers, then the user
+    on a terminal), sampling (the given reply) and `roots/list` (the given roots). `callbacks()`
+    hands the SDK only those it can answer, since the SDK declares a capability by the
+    callback's presence."""
+
+    view: ProgressView
+    given: Givens = field(default_factory=Givens)
     input_stream: TextIO | None = None
     """Where the user's answers are read from: None for the terminal (tests pass a stream)."""
     _one_at_a_time: anyio.Lock = field(default_factory=anyio.Lock)
@@ -63,9 +71,9 @@ class Responder:
         """The callbacks for what can be answered: forms when there are answers or a user to
         ask, sampling with `--sample-reply`, roots with `--root`."""
         return Callbacks(
-            elicitation=self.elicit if self.interactive or self.answers else None,
-            sampling=self.sample if self.sample_reply is not None else None,
-            list_roots=self.list_roots if self.roots else None,
+            elicitation=self.elicit if self.given.interactive or self.given.answers else None,
+            sampling=self.sample if self.given.sample_reply is not None else None,
+            list_roots=self.list_roots if self.given.roots else None,
         )
 
     async def elicit(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -76,9 +84,9 @@ class Responder:
 
     async def _elicit_form(self, key: str | None, params: types.ElicitRequestFormParams) -> types.ElicitResult:
         schema = params.requested_schema
-        given = self._usable(self.answers.match(key, schema), schema)
+        given = self._usable(self.given.answers.match(key, schema), schema)
         missing = [f.name for f in form_fields(schema) if f.name not in given and "default" not in f.schema]
-        if not missing or not self.interactive:
+        if not missing or not self.given.interactive:
             return self._answer_alone(params.message, schema, given, missing, key)
         console, stream = self.view.console, self.input_stream
         outcome = await self._ask_user(lambda: ask_form(console, params.message, schema, given, stream))
@@ -116,7 +124,7 @@ class Responder:
         return types.ElicitResult(action="accept", content=defaults | given)
 
     async def _elicit_url(self, params: types.ElicitRequestURLParams) -> types.ElicitResult:
-        if not self.interactive:
+        if not self.given.interactive:
             self.view.note(f"declined {params.message!r}: it asks to open {params.url} (not a terminal)", "yellow")
             return types.ElicitResult(action="decline")
         console, stream = self.view.console, self.input_stream
@@ -132,18 +140,18 @@ class Responder:
     async def sample(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult | types.ErrorData:
-        if self.sample_reply is None:  # not handed to the SDK then; refused all the same
+        if self.given.sample_reply is None:  # not handed to the SDK then; refused all the same
             return types.ErrorData(code=INVALID_REQUEST, message="Sampling not supported")
         self.view.note("answered a sampling request with --sample-reply", "dim")
         return types.CreateMessageResult(
             role="assistant",
-            content=types.TextContent(type="text", text=self.sample_reply),
+            content=types.TextContent(type="text", text=self.given.sample_reply),
             model=SAMPLING_MODEL,
             stop_reason="endTurn",
         )
 
     async def list_roots(self, context: ClientRequestContext) -> types.ListRootsResult:
-        return types.ListRootsResult(roots=[types.Root(uri=uri, name=name) for uri, name in self.roots])
+        return types.ListRootsResult(roots=[types.Root(uri=uri, name=name) for uri, name in self.given.roots])
 
 
 async def in_daemon_thread(blocking: Callable[[], T]) -> T:

@@ -66,9 +66,8 @@ from rich.text import Text
 from mcp_jobs import __version__
 from mcp_jobs._contract import JOB_ID_META_KEY, parse_status_line
 from mcp_jobs._text import json_safe, printable
-from mcp_jobs.server.client.answers import SAMPLING_MODEL, Callbacks, Responder
+from mcp_jobs.server.client.answers import SAMPLING_MODEL, Callbacks, Givens, Responder
 from mcp_jobs.server.client.arguments import (
-    Answers,
     Target,
     build_arguments,
     describe_arguments,
@@ -355,11 +354,8 @@ class CallRequest:
     as_task: bool
     json_output: bool
     progress: ProgressMode
-    answers: Answers = field(default_factory=Answers)
-    sample_reply: str | None = None
-    roots: list[tuple[str, str]] = field(default_factory=list)
-    interactive: bool = False
-    """Whether the job's questions may be put to the user (stdin is a terminal)."""
+    given: Givens = field(default_factory=Givens)
+    """What the job's questions get (see `answers.Givens`)."""
     save_artifacts: Path | None = None
     """`--save-artifacts DIR` (absolute, made already): where the result's linked resources go."""
 
@@ -381,7 +377,7 @@ async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out
         on_status=on_status,
         on_created=lambda task_id: view.note(f"task {task_id} created; polling tasks/get", style="dim"),
     )
-    responder = Responder(view, request.answers, request.sample_reply, request.roots, request.interactive)
+    responder = Responder(view, request.given)
     diagnostics = Diagnostics()
     phase = ["connect"]
     code: int | None = None
@@ -443,7 +439,11 @@ async def _call_and_show(
     result = None
     try:
         with interrupt.cancels():
-            result = await connection.client.call_tool(request.tool, arguments, progress_callback=on_progress)
+            # With --task, no progress token: a server that streams calls which ask for progress
+            # (mcp-jobs' `task_after`) answers with the task at once, as asked; its steps come
+            # from tasks/get.
+            callback = None if request.as_task else on_progress
+            result = await connection.client.call_tool(request.tool, arguments, progress_callback=callback)
     finally:
         view.stop()
     if result is None:  # cancelled by a signal; the client is still up, so the server has been told
@@ -751,10 +751,12 @@ def call(
         as_task=as_task,
         json_output=json_output,
         progress=progress,
-        answers=parse_answers(answer_pairs, answers_file),
-        sample_reply=sample_reply,
-        roots=parse_roots(root_values),
-        interactive=_stdin_is_a_terminal(),
+        given=Givens(
+            answers=parse_answers(answer_pairs, answers_file),
+            sample_reply=sample_reply,
+            roots=parse_roots(root_values),
+            interactive=_stdin_is_a_terminal(),
+        ),
         save_artifacts=_artifacts_directory(artifacts_dir),
     )
     err = _stderr_console()

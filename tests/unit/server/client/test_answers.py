@@ -15,7 +15,7 @@ import pytest
 from mcp.client import ClientRequestContext
 from rich.console import Console
 
-from mcp_jobs.server.client.answers import Responder
+from mcp_jobs.server.client.answers import Givens, Responder
 from mcp_jobs.server.client.arguments import Answers, parse_answers, parse_roots
 from mcp_jobs.server.client.forms import ask_form
 from mcp_jobs.server.client.view import ProgressView
@@ -118,7 +118,8 @@ def context(version: str) -> ClientRequestContext:
 def responder(**options: Any) -> tuple[Responder, io.StringIO]:
     shown = io.StringIO()
     view = ProgressView("tool", "lines", Console(file=shown, width=200, highlight=False))
-    return Responder(view, **options), shown
+    stream = options.pop("input_stream", None)
+    return Responder(view, Givens(**options), stream), shown
 
 
 def form(schema: dict[str, Any] = FORM) -> types.ElicitRequestFormParams:
