@@ -224,19 +224,20 @@ async def test_ctrl_c_cancels_the_call_and_the_job(stack: Stack, transport: str)
 
 
 async def test_a_task_is_polled_to_its_result(stack: Stack) -> None:
-    # Long enough to be seen working: the first tasks/get comes after the server's pollIntervalMs (1 s).
-    done = run(stack, "call", stack.http_url, "sleep_steps", "--arg", "steps=3", "--arg", "delay=0.6", "--task")
+    # The call streams its progress for patient_steps' task_after (1 s), then becomes a task, which
+    # is polled to its end (the first tasks/get after the server's pollIntervalMs, 1 s).
+    done = run(stack, "call", stack.http_url, "patient_steps", "--arg", "steps=6", "--arg", "delay=0.5", "--task")
     assert done.returncode == EXIT_OK, done.stderr
-    assert json.loads(done.stdout) == {"steps": 3, "slept_seconds": 0.6 * 3}
+    assert json.loads(done.stdout) == {"result": 6}
     created = re.search(rf"task ({UUID}) created", done.stderr)
     assert created, done.stderr
-    assert re.search(r"^\[3/3\] 100% step 3/3 done", done.stderr, re.MULTILINE), done.stderr
+    assert re.search(r"^\[6/6\] 100% step 6/6", done.stderr, re.MULTILINE), done.stderr
     record = stack.redis().hgetall(stack.keys.job(created[1]))
     assert record["task"] == "1" and record["state"] == "succeeded", "run as a task, not a plain call"
 
 
 async def test_ctrl_c_cancels_a_task_with_tasks_cancel(stack: Stack) -> None:
-    args = ["call", stack.http_url, "sleep_steps", "--arg", "steps=200", "--arg", "delay=0.05", "--task"]
+    args = ["call", stack.http_url, "patient_steps", "--arg", "steps=200", "--arg", "delay=0.05", "--task"]
     call = LiveCall(stack, *args)
     try:
         task_id = call.wait_for(rf"task ({UUID}) created", timeout=60)[1]

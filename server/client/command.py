@@ -439,11 +439,9 @@ async def _call_and_show(
     result = None
     try:
         with interrupt.cancels():
-            # With --task, no progress token: a server that streams calls which ask for progress
-            # (mcp-jobs' `task_after`) answers with the task at once, as asked; its steps come
-            # from tasks/get.
-            callback = None if request.as_task else on_progress
-            result = await connection.client.call_tool(request.tool, arguments, progress_callback=callback)
+            # With --task too: a server may stream a call that asks for progress before it makes
+            # it a task (mcp-jobs' `task_after`), and one without tasks streams it whole.
+            result = await connection.client.call_tool(request.tool, arguments, progress_callback=on_progress)
     finally:
         view.stop()
     if result is None:  # cancelled by a signal; the client is still up, so the server has been told
