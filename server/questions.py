@@ -223,7 +223,7 @@ class SessionLogLevels:
         self._capacity = capacity
 
     async def set_level(self, ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
-        key = _session_key(ctx)
+        key = session_key(ctx)
         self._levels[key] = params.level
         self._levels.move_to_end(key)
         while len(self._levels) > self._capacity:
@@ -231,11 +231,12 @@ class SessionLogLevels:
         return EmptyResult()
 
     def wants(self, ctx: ServerRequestContext[Any, Any], level: str) -> bool:
-        least = self._levels.get(_session_key(ctx), "debug")
+        least = self._levels.get(session_key(ctx), "debug")
         return LOG_LEVELS.index(level) >= LOG_LEVELS.index(least)
 
 
-def _session_key(ctx: ServerRequestContext[Any, Any]) -> str:
+def session_key(ctx: ServerRequestContext[Any, Any]) -> str:
+    """The 2025-11-25 session a request belongs to (its `Mcp-Session-Id`; stdio has one: "")."""
     headers = getattr(ctx.request, "headers", None)
     return (headers.get("mcp-session-id") if headers is not None else None) or ""
 

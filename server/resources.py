@@ -55,12 +55,13 @@ from mcp.types import (
 from redis.exceptions import RedisError
 
 from mcp_jobs._contract import is_job_id, status_line
-from mcp_jobs._events import JobEvent, JobState, Keys
+from mcp_jobs._events import JobEvent, JobState, Keys, as_text
 from mcp_jobs.artifacts import ARTIFACT_URI, JOB_URI, SCHEME, ArtifactInfo, job_uri, parse_listing
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.listener import RESYNC, JobListener
-from mcp_jobs.server.questions import LEGACY
+from mcp_jobs.server.ops.view import READ_BATCH, job_ids, stamp
+from mcp_jobs.server.questions import LEGACY, session_key
 from mcp_jobs.server.snapshots import AsyncJobStore
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ COMPLETION_MAX = 100
 """Most values one completion gives (the spec's cap)."""
 
 LIST_SCAN_LIMIT = 10_000
-"""Most job keys one `resources/list` looks at (the newest of what it finds are listed)."""
+"""Most job keys one `resources/list` (or completion) looks at."""
 
 TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|csv|yaml|x-ndjson)|.*\+(json|xml)$)")
 """MIME types an artifact is read back as text (UTF-8) rather than as a base64 blob."""
@@ -143,7 +144,7 @@ class JobResources:
             owner = await self._client().hget(self._keys.job(job_id), CALLER_FIELD)
         except RedisError as exc:
             raise MCPError(INVALID_PARAMS, "Redis is unavailable; try again shortly.", {"uri": uri}) from exc
-        if owner is None or _text(owner) != caller_of(ctx):
+        if owner is None or as_text(owner) != caller_of(ctx):
             raise not_found(ctx, uri)  # unknown, expired, or someone else's: the same answer
         return job_id, match["name"]
 
@@ -160,7 +161,7 @@ class JobResources:
             "progress": event.progress,
             "total": event.total,
             "message": event.message,
-            "createdAt": _stamp(fields.get("created_at")),
+            "createdAt": stamp(fields.get("created_at")),
             "updatedAt": event.at,
             "artifacts": [_link(job_id, info) for info in parse_listing(listing)],
         }
@@ -205,25 +206,25 @@ class JobResources:
         return ListResourcesResult(resources=listed, next_cursor=str(offset + LIST_PAGE) if more else None)
 
     async def _recent_jobs(self, caller: str) -> list[Resource]:
-        client, prefix = self._client(), self._keys.job("")
+        """The caller's jobs among the namespace's (a bounded scan, as the jobs page's), newest first."""
+        client = self._client()
+        ids, _ = await job_ids(client, self._keys, LIST_SCAN_LIMIT)
         found: list[tuple[float, Resource]] = []
-        seen = 0
-        async for key in client.scan_iter(match=prefix + "*", count=1000):
-            job_id = _text(key)[len(prefix) :]
-            if not is_job_id(job_id):
-                continue  # a liveness key, an artifact, the parts of a fan-out
-            seen += 1
-            tool, owner, state, created = await client.hmget(key, ["job", CALLER_FIELD, "state", "created_at"])
-            if owner is not None and _text(owner) == caller and tool is not None:
+        for start in range(0, len(ids), READ_BATCH):
+            batch = ids[start : start + READ_BATCH]
+            pipe = client.pipeline(transaction=False)
+            for job_id in batch:
+                pipe.hmget(self._keys.job(job_id), ["job", CALLER_FIELD, "state", "created_at"])
+            for job_id, (tool, owner, state, created) in zip(batch, await pipe.execute(), strict=True):
+                if tool is None or owner is None or as_text(owner) != caller:
+                    continue
                 resource = Resource(
                     uri=job_uri(job_id),
-                    name=f"{_text(tool)} {job_id[:8]}",
-                    description=f"job {_text(tool)}: {_text(state or b'?')}",
+                    name=f"{as_text(tool)} {job_id[:8]}",
+                    description=f"job {as_text(tool)}: {as_text(state or b'?')}",
                     mime_type="application/json",
                 )
-                found.append((_stamp(_text(created) if created else None) or 0.0, resource))
-            if seen >= LIST_SCAN_LIMIT:
-                break
+                found.append((stamp(as_text(created) if created else None) or 0.0, resource))
         return [resource for _, resource in sorted(found, key=lambda item: -item[0])]
 
     # Completion of the templates' arguments.
@@ -262,7 +263,7 @@ class JobResources:
         uri = str(params.uri)
         if uri.startswith(SCHEME + "://"):
             job_id, _ = await self._owned(ctx, uri)
-            key = (_session_key(ctx), uri)
+            key = (session_key(ctx), uri)
             if key not in self._subscriptions:
                 scope = anyio.CancelScope()
                 self._subscriptions[key] = scope
@@ -271,7 +272,7 @@ class JobResources:
         return EmptyResult()
 
     async def unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        scope = self._subscriptions.pop((_session_key(ctx), str(params.uri)), None)
+        scope = self._subscriptions.pop((session_key(ctx), str(params.uri)), None)
         if scope is not None:
             scope.cancel()
         return EmptyResult()
@@ -338,25 +339,9 @@ def _link(job_id: str, info: ArtifactInfo) -> dict[str, Any]:
     return info.link(job_id).model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
-def _session_key(ctx: ServerRequestContext[Any, Any]) -> str:
-    headers = getattr(ctx.request, "headers", None)
-    return (headers.get("mcp-session-id") if headers is not None else None) or ""
-
-
 def _offset(cursor: str | None) -> int:
     if not cursor:
         return 0
     if not cursor.isdigit():
         raise MCPError(INVALID_PARAMS, f"Invalid cursor: {cursor!r}")
     return int(cursor)
-
-
-def _stamp(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -260,18 +260,18 @@ async def scan_jobs(
     max_keys: int = DEFAULT_MAX_KEYS,
 ) -> JobsScan:
     """Read every job snapshot of the namespace (up to `max_keys`), the workers and the queues."""
-    job_ids, complete = await _job_ids(client, keys, max_keys)
+    ids, complete = await job_ids(client, keys, max_keys)
     jobs: list[JobRow] = []
     ended: list[tuple[str, str, float | None]] = []
     read = client.register_script(READ_SCRIPT)
-    for start in range(0, len(job_ids), READ_BATCH):
-        batch = job_ids[start : start + READ_BATCH]
+    for start in range(0, len(ids), READ_BATCH):
+        batch = ids[start : start + READ_BATCH]
         for job_id, reply in zip(batch, await read(keys=[keys.job("")], args=batch)):
             if not reply:  # expired since the SCAN
                 continue
             if len(reply) == len(COUNTED_ONLY):
                 state, caller, updated = (as_text(value) if value is not None else None for value in reply)
-                ended.append((caller or "", str(state), _stamp(updated)))
+                ended.append((caller or "", str(state), stamp(updated)))
                 continue
             fields = {name: as_text(value) for name, value in zip(FIELDS, reply) if value is not None}
             row = _row(job_id, fields, bool(reply[-1]), now)
@@ -284,7 +284,7 @@ async def scan_jobs(
         ended=ended,
         workers=workers,
         queues=await _queues(client, workers, queues, queue_depths),
-        scanned=len(job_ids),
+        scanned=len(ids),
         complete=complete,
     )
 
@@ -344,7 +344,8 @@ def scan_pattern(keys: Keys, kind: str = "job") -> str:
     return f"{namespace}:{kind}:*"
 
 
-async def _job_ids(client: aioredis.Redis, keys: Keys, max_keys: int) -> tuple[list[str], bool]:
+async def job_ids(client: aioredis.Redis, keys: Keys, max_keys: int) -> tuple[list[str], bool]:
+    """The ids of the namespace's job snapshots (at most `max_keys`; False: the scan stopped there)."""
     prefix = keys.job("")
     seen: set[str] = set()  # SCAN may return a key more than once
     async for key in client.scan_iter(match=scan_pattern(keys), count=SCAN_BATCH):
@@ -365,8 +366,8 @@ def _row(job_id: str, fields: dict[str, str], alive: bool, now: float) -> JobRow
         return None
     if event is None:  # expired between SCAN and HMGET
         return None
-    created = _stamp(fields.get("created_at"))
-    started = _stamp(fields.get("started_at"))
+    created = stamp(fields.get("created_at"))
+    started = stamp(fields.get("started_at"))
     if event.state is JobState.QUEUED:
         queue_wait = None if created is None else max(now - created, 0.0)
     elif started is not None and created is not None:
@@ -455,7 +456,8 @@ async def _queues(
     return [QueueRow(name=name, depth=depth, workers=served.get(name, 0)) for name, depth in zip(names, lengths)]
 
 
-def _stamp(value: str | None) -> float | None:
+def stamp(value: str | None) -> float | None:
+    """A snapshot's Unix time field as a number (None: absent, or not a finite number)."""
     try:
         number = float(value) if value else None
     except ValueError:
