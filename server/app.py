@@ -336,9 +336,7 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
                 job_id, stored = await resume(runtime.dispatcher, ctx, spec, listeners, handoff_after)
             else:
                 record = {CALLER_FIELD: caller_of(ctx), CAN_ASK_FIELD: abilities(ctx.request_context)}
-                job_id, stored = await runtime.dispatcher.run(
-                    spec, arguments, send, handoff_after, record, listeners.ask, listeners.send_log
-                )
+                job_id, stored = await runtime.dispatcher.run(spec, arguments, listeners, handoff_after, record)
         except JobHandedOff as exc:
             return handed_off(exc, {JOB_ID_META_KEY: exc.job_id})
         except InputRequired as exc:

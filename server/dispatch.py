@@ -119,17 +119,14 @@ class Dispatcher:
         self,
         spec: JobSpec,
         arguments: dict[str, Any],
-        send: SendProgress | None,
+        listeners: Listeners,
         handoff_after: float | None = None,
         record: dict[str, str] | None = None,
-        ask: Ask | None = None,
-        send_log: SendLog | None = None,
     ) -> tuple[str, Any]:
         """Run `spec` with validated `arguments`; return the job id and its JSON result.
 
-        `send` receives the gated progress (None: the caller asked for no progress), `send_log`
-        the job's log lines, `ask` its questions (None: the job waits, unanswered, until its
-        input timeout). With `handoff_after`, a job still going after that many seconds is left
+        `listeners` get the gated progress, the job's log lines and its questions (see
+        `Listeners`: without an `ask`, the job waits, unanswered, until its input timeout). With `handoff_after`, a job still going after that many seconds is left
         running and `JobHandedOff` is raised. `record` is stored with the job's snapshot (its
         caller, what it can answer). Raises `ToolError` when the job could not start, failed or
         was cancelled, and `InputRequired` when `ask` ends the call with the job's question.
@@ -144,9 +141,7 @@ class Dispatcher:
                 listening = self._listener.replies(job_id)  # the job will publish to this process
                 async with self._watching(job_id, listening) as watch, self._cancel_job_unless_it_ended(job_id):
                     created = await self._queue(spec, job_id, arguments, record, self._listener.reply_channel)
-                    final = await self._follow(
-                        spec.name, spec, job_id, watch, Listeners(send, send_log, ask), None, until, created.seq
-                    )
+                    final = await self._follow(spec.name, spec, job_id, watch, listeners, None, until, created.seq)
                     if final is None:
                         hand_off = self._can_hand_off or not self._closing
                         label = "handed_off" if hand_off else "cancelled"
@@ -251,25 +246,22 @@ class Dispatcher:
     async def follow(
         self,
         job_id: str,
-        send: SendProgress | None,
+        listeners: Listeners,
         spec: JobSpec | None = None,
         wait: float | None = None,
         owned: bool = True,
-        ask: Ask | None = None,
-        send_log: SendLog | None = None,
     ) -> Any:
         """Attach to a job that is already queued, running or finished, and return its result.
 
         The snapshot is read right after subscribing, so a job that ended before anyone listened
         returns at once. If `owned`, cancelling the caller cancels the job, as with `run`. A job
-        still going after `wait` seconds raises `JobHandedOff`. `ask` and `send_log` as for `run`.
+        still going after `wait` seconds raises `JobHandedOff`. `listeners` as for `run`.
         """
         until = None if wait is None else time.monotonic() + wait
         ownership = self._cancel_job_unless_it_ended(job_id) if owned else contextlib.nullcontext()
         async with self._watching(job_id, self._listener.watch(job_id)) as watch, ownership:
             first = await self._first_read(job_id)
             name = spec.name if spec else (await self._store.job_name(job_id) or "job")
-            listeners = Listeners(send, send_log, ask)
             final = (
                 first
                 if first.state.terminal
@@ -521,7 +513,8 @@ def progress_sender(request: ServerRequestContext[Any, Any], max_token_bytes: in
 
 @dataclass(frozen=True)
 class Listeners:
-    """Where a followed job's progress, log lines and questions go (None: nowhere)."""
+    """Where a followed job's gated progress, log lines and questions go (None: nowhere; no
+    progress when the caller asked for none)."""
 
     send: SendProgress | None = None
     send_log: SendLog | None = None

@@ -30,7 +30,7 @@ from mcp_jobs._contract import JOB_ID_PATTERN, status_line
 from mcp_jobs._events import JobEvent
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
-from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher, JobHandedOff, outcome
+from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher, JobHandedOff, Listeners, outcome
 
 MAX_WAIT = 60.0
 """Longest `job_result` waits for a job still running (clients may give up on longer calls)."""
@@ -100,7 +100,7 @@ def handoff_tools(runtime: RuntimeJobs) -> list[Tool]:
             if event.state.terminal:
                 stored = outcome(name, job_id, event)
             else:
-                stored = await runtime.dispatcher.follow(job_id, None, spec, wait=wait, owned=False)
+                stored = await runtime.dispatcher.follow(job_id, Listeners(), spec, wait=wait, owned=False)
         except JobHandedOff as exc:
             return handed_off(exc, {})
         if spec is None:

@@ -271,9 +271,7 @@ async def resume(
     `InputRequired` for answers still missing (or malformed: asked again) and for the job's next
     question, `MCPError` for a state whose round is no longer open."""
     job_id = await deliver_round(dispatcher, ctx.request_context, spec, ctx.request_state or "", ctx.input_responses)
-    result = await dispatcher.follow(
-        job_id, listeners.send, spec, wait=handoff_after, owned=True, ask=listeners.ask, send_log=listeners.send_log
-    )
+    result = await dispatcher.follow(job_id, listeners, spec, wait=handoff_after, owned=True)
     return job_id, result
 
 

@@ -66,7 +66,7 @@ from mcp_jobs._events import JobEvent, JobState
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.deadlines import judge
-from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher, JobHandedOff, progress_sender
+from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher, JobHandedOff, Listeners, progress_sender
 from mcp_jobs.server.follow import InputRequired, SendProgress
 from mcp_jobs.server.questions import (
     CAN_ASK_FIELD,
@@ -167,7 +167,7 @@ class TasksExtension(Extension):
         record = {"task": "1", CALLER_FIELD: caller_of(ctx), CAN_ASK_FIELD: abilities(ctx), "created_at": repr(created)}
         try:
             job_id, stored = await self._state.dispatcher.run(
-                spec, to_jsonable_python(arguments, by_alias=True), send, after, record
+                spec, to_jsonable_python(arguments, by_alias=True), Listeners(send), after, record
             )
         except JobHandedOff as exc:
             running = JobEvent(seq=0, state=JobState.RUNNING, message="running")
