@@ -124,3 +124,19 @@ def test_an_async_job_asks_without_blocking_its_event_loop() -> None:
         return {"action": "accept", "content": {"name": "Ada"}}
 
     assert asyncio.run(greet(RecordingProgress(answer=slow_client))) == "Ada (True)"
+
+
+def test_an_artifact_is_checked_before_anything_is_stored() -> None:
+    progress = RecordingProgress()
+    progress.max_artifact_bytes = 10
+    link = progress.artifact("report.csv", "a,b\n")
+    assert (link.name, link.mime_type, link.size) == ("report.csv", "text/csv", 4)
+    assert str(link.uri) == "mcp-jobs://jobs/test-job/artifacts/report.csv"
+    with pytest.raises(ValueError, match="over the 10-byte limit"):
+        progress.artifact("big.bin", b"x" * 11)
+    for name in ("../etc/passwd", ".hidden", "a/b", ""):
+        with pytest.raises(ValueError, match="artifact name"):
+            progress.artifact(name, b"x")
+    with pytest.raises(TypeError, match="bytes or str"):
+        progress.artifact("n.bin", 3)  # type: ignore[arg-type]
+    assert list(progress.files) == ["report.csv"]
