@@ -19,6 +19,7 @@ from mcp_jobs import Settings
 from mcp_jobs._events import JobEvent
 from mcp_jobs.registry import load_jobs
 from mcp_jobs.server.app import Runtime
+from mcp_jobs.server.dispatch import Listeners
 from mcp_jobs.server.gate import ProgressUpdate
 from tests.conftest import TEST_JOB_MODULES, Stack
 from tests.jobs import MISTAKES
@@ -160,7 +161,7 @@ async def test_a_call_that_fails_in_the_server_cancels_its_job(stack: Stack) -> 
     before = job_keys(redis, stack.keys)
     async with runtime.running():
         with pytest.raises(RuntimeError, match="a bug in the server"):
-            await runtime.dispatcher.run(jobs["sleep_steps"], {"steps": 100, "delay": 0.1}, broken_send)
+            await runtime.dispatcher.run(jobs["sleep_steps"], {"steps": 100, "delay": 0.1}, Listeners(broken_send))
     (key,) = job_keys(redis, stack.keys) - before
     assert await wait_for_state(redis, key, {"cancelled"}, timeout=10) == "cancelled"
     assert int(float(redis.hget(key, "progress") or 0)) < 20, "stopped early, not run to the end"

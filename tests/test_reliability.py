@@ -20,6 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_jobs._events import JobState
 from mcp_jobs._store import JobStore
 from mcp_jobs.server.app import REDIS_CLIENT_NAME, Runtime
+from mcp_jobs.server.dispatch import Listeners
 from mcp_jobs.server.gate import ProgressUpdate
 from mcp_jobs.settings import Settings
 from tests.conftest import TEST_JOB_MODULES, Stack
@@ -101,7 +102,7 @@ async def test_a_job_that_finished_before_anyone_listened_still_returns(
     runtime.celery.send_task("mcp_jobs.echo", args=(job_id, arguments), task_id=job_id)
     await wait_for_state(stack.redis(), stack.keys.job(job_id), {"succeeded"}, timeout=20)
     with anyio.fail_after(2):  # far below the 30 s safety poll: the snapshot is read on subscribe
-        result = await runtime.dispatcher.follow(job_id, None)
+        result = await runtime.dispatcher.follow(job_id, Listeners())
     assert result["text"] == "early"
 
 
@@ -114,7 +115,7 @@ async def _follow_in_background(runtime: Runtime, job_id: str, tg: anyio.abc.Tas
 
     async def follow() -> None:
         try:
-            outcome["result"] = await runtime.dispatcher.follow(job_id, send)
+            outcome["result"] = await runtime.dispatcher.follow(job_id, Listeners(send))
         except ToolError as exc:
             outcome["error"] = str(exc)
         outcome["sent"] = sent
@@ -194,7 +195,7 @@ async def test_the_listener_reconnects_and_catches_up(stack: Stack, runtime: Run
         outcome: dict[str, object] = {}
 
         async def run() -> None:
-            outcome["result"] = await runtime.dispatcher.run(spec, {"steps": 8, "delay": 0.15}, send)
+            outcome["result"] = await runtime.dispatcher.run(spec, {"steps": 8, "delay": 0.15}, Listeners(send))
 
         tg.start_soon(run)
         with anyio.fail_after(20):
