@@ -69,6 +69,8 @@ from mcp_jobs.server.questions import (
 )
 from mcp_jobs.server.resources import JobResources
 from mcp_jobs.server.snapshots import AsyncJobStore
+from mcp_jobs.server.task_listen import TaskSubscriptions
+from mcp_jobs.server.task_records import TaskRecords
 from mcp_jobs.server.tasks import TasksExtension
 from mcp_jobs.settings import Settings
 
@@ -225,12 +227,14 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
     handoff = handoff_tools(runtime) if runtime.can_hand_off else []
     prompts = [Prompt.from_function(fn) for fn in load_prompts(runtime.settings.job_modules).values()]
     bus = RedisSubscriptionBus(Keys(runtime.settings.namespace).events())
+    records = TaskRecords(runtime)
+    tasks = TasksExtension(runtime, records)
     server = MCPServer(
         "mcp-jobs",
         version=__version__,
         instructions="Tools here run as background jobs and report progress while they work.",
         tools=[job_tool(spec, runtime) for spec in runtime.jobs.values()] + handoff,
-        extensions=[TasksExtension(runtime)],
+        extensions=[tasks],
         request_state_security=request_state_security(runtime.settings),
         subscriptions=bus,
         token_verifier=verifier,
@@ -242,6 +246,8 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
     for prompt in prompts:
         server.add_prompt(prompt)
     serve_resources(server, runtime, bus)
+    interval = 1.0 / runtime.settings.progress_rate
+    server.middleware.append(TaskSubscriptions(tasks.detailed, lambda: runtime.listener, interval))
     # `logging/setLevel` is a 2025-11-25 request (2026-07-28 sets the level per request); the SDK
     # has no seam for it but the low-level server's own registration.
     server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, runtime.log_levels.set_level)

@@ -447,6 +447,8 @@ class Dispatcher:
         if reply_to:
             extra["reply_to"] = reply_to
         try:
+            if caller is not None and extra.get("task") == "1":  # listed before it exists: never missed
+                await self._store.index_task(caller, job_id, float(extra["created_at"]))
             message = await self._messages.message(name, job_id, arguments, queue) if self._messages else None
             created = await self._store.write(
                 job_id, JobState.QUEUED, message="queued", extra=extra, enqueue=message, admit=admit

@@ -38,6 +38,11 @@ return ARGV[2]
 and a snapshot that expired meanwhile is not brought back as a stray hash without a TTL."""
 
 
+TASK_INDEX_SLACK = 7 * 24 * 3600
+"""Seconds past the result TTL that a task stays in its caller's index: longer than any job runs
+(an entry whose record is gone is dropped by the listing that meets it)."""
+
+
 class AsyncJobStore:
     """Reads and writes job snapshots from the event loop."""
 
@@ -120,6 +125,37 @@ class AsyncJobStore:
     async def worker_seen(self, job_id: str) -> None:
         """The job's worker beats (again): a later loss of it starts a grace of its own."""
         await self._client.hdel(self._keys.job(job_id), LOST_SINCE_FIELD)
+
+    async def index_task(self, caller: str, task_id: str, created: float) -> None:
+        """List a task for its caller (`tasks/list`), forgetting entries older than any record lives."""
+        key = self._keys.caller_tasks(caller)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zadd(key, {task_id: created})
+        pipe.zremrangebyscore(key, "-inf", created - self._ttl - TASK_INDEX_SLACK)
+        pipe.expire(key, self._ttl + TASK_INDEX_SLACK)
+        await pipe.execute()
+
+    async def listed_tasks(self, caller: str, after: tuple[float, str] | None, count: int) -> list[tuple[str, float]]:
+        """Up to `count` of the caller's listed tasks created after `after` (a creation time and a
+        task id: the last one seen), oldest first, as (task id, creation time)."""
+        low = "-inf" if after is None else repr(after[0])
+        seen: list[tuple[str, float]] = []
+        offset = 0
+        while len(seen) < count:
+            batch = await self._client.zrangebyscore(
+                self._keys.caller_tasks(caller), low, "+inf", start=offset, num=count, withscores=True
+            )
+            if not batch:
+                break
+            offset += len(batch)
+            for member, score in batch:
+                task_id = as_text(member)
+                if after is None or (score, task_id) > (after[0], after[1]):  # ties go by id, as Redis orders them
+                    seen.append((task_id, float(score)))
+        return seen[:count]
+
+    async def unlist_task(self, caller: str, task_id: str) -> None:
+        await self._client.zrem(self._keys.caller_tasks(caller), task_id)
 
     async def read_record(self, job_id: str) -> tuple[dict[str, str], bool]:
         """The job's raw snapshot fields (empty: unknown or expired) and whether its worker beat

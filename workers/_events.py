@@ -125,6 +125,10 @@ class Keys:
         caller's name hashed: it can be any string a token carries)."""
         return f"{self.namespace}:caller:{hashlib.sha256(caller.encode()).hexdigest()[:32]}:jobs"
 
+    def caller_tasks(self, caller: str) -> str:
+        """The index of a caller's tasks by creation time, for `tasks/list` (see `server/task_records.py`)."""
+        return f"{self.namespace}:caller:{hashlib.sha256(caller.encode()).hexdigest()[:32]}:tasks"
+
     def parts(self, job_id: str, map_index: int = 0) -> str:
         """The parts of a job's `map_index`-th fan-out: claims and outcomes (see `fanout.py`)."""
         return f"{self.namespace}:job:{job_id}:parts:{map_index}"
