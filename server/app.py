@@ -47,6 +47,7 @@ from mcp_jobs.producer import create_producer_app
 from mcp_jobs.registry import JobSpec, load_jobs, load_prompts, load_resources
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
+from mcp_jobs.server.core_tasks import CoreTasks
 from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, Listeners, progress_sender
 from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.follow import Ask, InputRequired, SendProgress
@@ -248,6 +249,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
     serve_resources(server, runtime, bus)
     interval = 1.0 / runtime.settings.progress_rate
     server.middleware.append(TaskSubscriptions(tasks.detailed, lambda: runtime.listener, interval))
+    server.middleware.append(CoreTasks(runtime, records, lambda: runtime.background))
     # `logging/setLevel` is a 2025-11-25 request (2026-07-28 sets the level per request); the SDK
     # has no seam for it but the low-level server's own registration.
     server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, runtime.log_levels.set_level)
@@ -368,7 +370,7 @@ def _listeners(ctx: Context, runtime: Runtime, send: SendProgress | None) -> Lis
     request = ctx.request_context
     deliver = runtime.dispatcher.answer
     if request.protocol_version in LEGACY:
-        ask: Ask = SessionAsker(ctx, deliver, runtime.settings.input_timeout + ANSWER_GRACE)
+        ask: Ask = SessionAsker(request, deliver, runtime.settings.input_timeout + ANSWER_GRACE)
     else:
         ask = RoundAsker(ctx, deliver)
     return Listeners(send, log_sender(ctx, runtime.log_levels), ask)

@@ -160,13 +160,17 @@ def usable_answers(inputs: Mapping[str, Any], responses: Mapping[str, Any] | Non
 
 
 class SessionAsker:
-    """Answers a job's questions over a 2025-11-25 session: the requests go out on the call's
-    stream, and the answers go to the job."""
+    """Answers a job's questions over a 2025-11-25 session: the requests go out on the stream of
+    the request being answered (the call, or a task's `tasks/result`), and the answers go to the
+    job. `meta` is added to each request's `_meta` (a task's related-task key)."""
 
-    def __init__(self, ctx: Context, deliver: Deliver, wait: float) -> None:
+    def __init__(
+        self, ctx: ServerRequestContext[Any, Any], deliver: Deliver, wait: float, meta: dict[str, Any] | None = None
+    ) -> None:
         self._ctx = ctx
         self._deliver = deliver
         self._wait = wait
+        self._meta = meta
 
     async def __call__(self, job_id: str, question: JobEvent) -> None:
         answers: dict[str, Any] = {}
@@ -181,14 +185,17 @@ class SessionAsker:
                 for key, request in inputs.items():
                     group.start_soon(ask, key, request)
         if len(answers) == len(inputs):
-            await self._deliver(job_id, question.round, answers, abilities(self._ctx.request_context))
+            await self._deliver(job_id, question.round, answers, abilities(self._ctx))
 
     async def _ask_one(self, request: dict[str, Any]) -> Any:
         request_type, result_type = _REQUESTS[request["method"]]
+        if self._meta:
+            params = request.get("params") or {}
+            request = request | {"params": params | {"_meta": (params.get("_meta") or {}) | self._meta}}
         typed = request_type.model_validate(request)
-        metadata = ServerMessageMetadata(related_request_id=self._ctx.request_context.request_id)
+        metadata = ServerMessageMetadata(related_request_id=self._ctx.request_id)
         try:
-            result = await self._ctx.request_context.session.send_request(typed, result_type, metadata=metadata)
+            result = await self._ctx.session.send_request(typed, result_type, metadata=metadata)
         except MCPError as exc:
             return refusal(exc.code, exc.message)
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)

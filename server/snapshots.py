@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -148,7 +148,7 @@ class AsyncJobStore:
             if not batch:
                 break
             offset += len(batch)
-            for member, score in batch:
+            for member, score in cast("list[tuple[bytes | str, float]]", batch):
                 task_id = as_text(member)
                 if after is None or (score, task_id) > (after[0], after[1]):  # ties go by id, as Redis orders them
                     seen.append((task_id, float(score)))
