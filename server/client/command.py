@@ -5,8 +5,9 @@ token and draws what comes back: a live bar (value/total, percentage, step messa
 rate) on a terminal, one plain line per update otherwise, always on stderr so that stdout carries
 the result alone. Ctrl-C cancels the call the way the protocol says (the SDK's courtesy cancel: a
 `notifications/cancelled`, or over 2026-07-28 HTTP the aborted POST; `tasks/cancel` for a task).
-`--task` opts in to the Tasks extension (`io.modelcontextprotocol/tasks`) through the SDK's
-`ClientExtension` and polls `tasks/get` until the task settles.
+`--task` runs the call as a task on whichever wire the server offers: the Tasks extension
+(`io.modelcontextprotocol/tasks`, 2026-07-28) through the SDK's `ClientExtension`, polling
+`tasks/get` until the task settles; or 2025-11-25's `params.task`, waiting on `tasks/result`.
 
 A job may ask its caller things mid-call (`Responder`): a form is filled in from `--answer` /
 `--answers` and, on a terminal, by asking the user field by field; a sampling request gets
@@ -42,7 +43,7 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, Literal, NoReturn
 
 import anyio
 import anyio.from_thread
@@ -86,6 +87,7 @@ from mcp_jobs.server.client.artifacts import (
     resource_links,
     save_artifacts,
 )
+from mcp_jobs.server.client.core_tasks import call_as_core_task, offers_core_tasks
 from mcp_jobs.server.client.tasks import CallFailed, TaskWatcher
 from mcp_jobs.server.client.view import (
     LogToView,
@@ -102,6 +104,9 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 
 CLIENT_INFO = types.Implementation(name="mcp-jobs-call", version=__version__)
+
+LEGACY = "2025-11-25"
+Protocol = Literal["auto", "2025-11-25"]
 LIST_PAGES_MAX = 100
 STDERR_TAIL_LINES = 20
 SDK_STAND_INS = {(INTERNAL_ERROR, "Server returned an error response"), (METHOD_NOT_FOUND, "Not Found")}
@@ -165,9 +170,10 @@ async def connect(
     extensions: Sequence[ClientExtension] = (),
     diagnostics: Diagnostics | None = None,
     callbacks: Callbacks | None = None,
+    protocol: Protocol = "auto",
 ) -> AsyncIterator[Connection]:
     """An SDK client for `target` (protocol version negotiated: 2026-07-28 when the server has it,
-    2025-11-25 otherwise), with the `callbacks` that answer the server's questions (see
+    2025-11-25 otherwise, or 2025-11-25 whatever it has), with the `callbacks` that answer the server's questions (see
     `Responder.callbacks`). A stdio server gets this process's environment and working directory;
     its stderr goes to a temporary file, shown when the connection fails."""
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
@@ -192,6 +198,7 @@ async def connect(
         client = Client(
             transport,
             client_info=CLIENT_INFO,
+            mode="legacy" if protocol == LEGACY else "auto",
             extensions=list(extensions) or None,
             elicitation_callback=callbacks.elicitation,
             sampling_callback=callbacks.sampling,
@@ -358,6 +365,8 @@ class CallRequest:
     """What the job's questions get (see `answers.Givens`)."""
     save_artifacts: Path | None = None
     """`--save-artifacts DIR` (absolute, made already): where the result's linked resources go."""
+    protocol: Protocol = "auto"
+    """`--protocol`: negotiate (auto), or speak 2025-11-25 whatever the server has."""
 
 
 async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out: Console) -> int:
@@ -383,11 +392,15 @@ async def run_call(request: CallRequest, interrupt: Interrupt, err: Console, out
     code: int | None = None
     extensions = [watcher] if request.as_task else []
     try:
-        async with connect(request.target, extensions, diagnostics, responder.callbacks()) as connection:
+        callbacks = responder.callbacks()
+        async with connect(request.target, extensions, diagnostics, callbacks, request.protocol) as connection:
             try:
                 code = await _call_and_show(request, interrupt, connection, view, watcher, phase, out, err)
             except Exception as exc:  # classified here: raised out of the client, it would come grouped
                 code = _call_failure(exc, request, diagnostics, phase[0], err)
+            # Hanging up: what still arrives (a task's last status on the standalone stream) and
+            # cannot be delivered any more is not news.
+            handler.setLevel(logging.CRITICAL + 1)
         return code
     except NoAnswer as exc:
         return _fail(err, EXIT_CONNECTION, str(exc))
@@ -441,7 +454,10 @@ async def _call_and_show(
         with interrupt.cancels():
             # With --task too: a server may stream a call that asks for progress before it makes
             # it a task (mcp-jobs' `task_after`), and one without tasks streams it whole.
-            result = await connection.client.call_tool(request.tool, arguments, progress_callback=on_progress)
+            if request.as_task and offers_core_tasks(connection.client, tool):
+                result = await call_as_core_task(connection.client, request.tool, arguments, watcher)
+            else:
+                result = await connection.client.call_tool(request.tool, arguments, progress_callback=on_progress)
     finally:
         view.stop()
     if result is None:  # cancelled by a signal; the client is still up, so the server has been told
@@ -673,7 +689,16 @@ or saved is reported, the others are saved, and the exit code is 1.
     "--task",
     "as_task",
     is_flag=True,
-    help="Run it as a task (Tasks extension): poll tasks/get, Ctrl-C sends tasks/cancel.",
+    help="Run it as a task, on the tasks wire the server offers (2026-07-28's Tasks extension, or "
+    "2025-11-25's tasks): Ctrl-C sends tasks/cancel.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["auto", LEGACY]),
+    default="auto",
+    show_default=True,
+    help=f"The protocol revision: the newest both sides have (auto), or {LEGACY} whatever the server has "
+    "(to see a server as older clients, VS Code's among them, do).",
 )
 @json_output_option
 @click.option(
@@ -737,6 +762,7 @@ def call(
     sample_reply: str | None,
     root_values: tuple[str, ...],
     artifacts_dir: Path | None,
+    protocol: Protocol,
 ) -> None:
     """Call TOOL on the MCP server at URL and watch its progress live."""
     if json_arguments == "@-" and answers_file == "-":
@@ -756,6 +782,7 @@ def call(
             interactive=_stdin_is_a_terminal(),
         ),
         save_artifacts=_artifacts_directory(artifacts_dir),
+        protocol=protocol,
     )
     err = _stderr_console()
     if progress == "bar" and not err.is_terminal:

@@ -1,4 +1,5 @@
-"""The Tasks extension (`io.modelcontextprotocol/tasks`), client side, for `mcp-jobs call --task`:
+"""The Tasks extension (`io.modelcontextprotocol/tasks`), client side, for `mcp-jobs call --task`
+(the 2025-11-25 wire is `core_tasks.py`'s, with the same `TaskWatcher` reporting):
 opting in through the SDK's `ClientExtension`, then polling `tasks/get` until the task settles
 (and `tasks/cancel` when the call is cancelled). A task that asks (`input_required`) has its
 questions answered through the client's own callbacks, as a plain call's are, by `tasks/update`.
@@ -92,12 +93,20 @@ class TaskWatcher(ClientExtension):
         self.cancel_outcome: str | None = None
         """After a cancellation: what the server said of the task (or why it could not be told)."""
 
+    def created(self, task_id: str) -> None:
+        """The call became task `task_id` (on either wire)."""
+        self.task_id = task_id
+        self._on_created(task_id)
+
+    def report(self, status_message: str | None, done: bool) -> None:
+        """The task's status line (`done`: it completed)."""
+        self._on_status(status_message, done)
+
     def claims(self) -> Sequence[ResultClaim[Any]]:
         return [ResultClaim(result_type="task", model=CreatedTask, resolve=self._resolve)]
 
     async def _resolve(self, created: CreatedTask, ctx: ClaimContext) -> types.CallToolResult:
-        self.task_id = created.task_id
-        self._on_created(created.task_id)
+        self.created(created.task_id)
         state = TaskState(
             task_id=created.task_id,
             status=created.status,
@@ -108,9 +117,9 @@ class TaskWatcher(ClientExtension):
         answered: set[str] = set()
         try:
             while state.status in ("working", "input_required"):
-                self._on_status(state.status_message, False)
+                self.report(state.status_message, False)
                 if not await self._answer(ctx, state, answered):
-                    await anyio.sleep(_poll_interval(state.poll_interval_ms))
+                    await anyio.sleep(poll_interval(state.poll_interval_ms))
                 state = await ctx.session.send_request(GetTask(params=params), TaskState)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(TASK_CANCEL_TIMEOUT) as scope:
@@ -128,7 +137,7 @@ class TaskWatcher(ClientExtension):
                 self.cancel_outcome = f"tasks/cancel got no answer in {TASK_CANCEL_TIMEOUT:g} s"
             raise
         if state.status == "completed" and not (state.result or {}).get("isError"):
-            self._on_status(state.status_message, True)
+            self.report(state.status_message, True)
         return _task_outcome(state)
 
     async def _answer(self, ctx: ClaimContext, state: TaskState, answered: set[str]) -> bool:
@@ -153,7 +162,8 @@ class TaskWatcher(ClientExtension):
         return True
 
 
-def _poll_interval(ms: int | None) -> float:
+def poll_interval(ms: int | None) -> float:
+    """Seconds to wait before the next `tasks/get`: the server's suggestion, within bounds."""
     return min(max((ms / 1000) if ms else TASK_POLL_DEFAULT, TASK_POLL_MIN), TASK_POLL_MAX)
 
 
