@@ -223,10 +223,17 @@ async def test_ctrl_c_cancels_the_call_and_the_job(stack: Stack, transport: str)
     assert float(redis.hget(key, "progress") or 0) < 200
 
 
-async def test_a_task_is_polled_to_its_result(stack: Stack) -> None:
-    # The call streams its progress for patient_steps' task_after (1 s), then becomes a task, which
-    # is polled to its end (the first tasks/get after the server's pollIntervalMs, 1 s).
-    done = run(stack, "call", stack.http_url, "patient_steps", "--arg", "steps=6", "--arg", "delay=0.5", "--task")
+TASK_WIRES = {"extension": [], "core": ["--protocol", "2025-11-25"]}
+"""`--task` on 2026-07-28 (the Tasks extension) and on 2025-11-25 (that revision's own tasks)."""
+
+
+@pytest.mark.parametrize("wire", TASK_WIRES)
+async def test_a_task_is_followed_to_its_result(stack: Stack, wire: str) -> None:
+    # 2026-07-28: the call streams its progress for patient_steps' task_after (1 s), then becomes a
+    # task, which is polled to its end (the first tasks/get after the server's pollIntervalMs, 1 s).
+    # 2025-11-25: a task at once, whose tasks/result waits for the end while tasks/get is polled.
+    args = ["call", stack.http_url, "patient_steps", "--arg", "steps=6", "--arg", "delay=0.5", "--task"]
+    done = run(stack, *args, *TASK_WIRES[wire])
     assert done.returncode == EXIT_OK, done.stderr
     assert json.loads(done.stdout) == {"result": 6}
     created = re.search(rf"task ({UUID}) created", done.stderr)
@@ -236,9 +243,10 @@ async def test_a_task_is_polled_to_its_result(stack: Stack) -> None:
     assert record["task"] == "1" and record["state"] == "succeeded", "run as a task, not a plain call"
 
 
-async def test_ctrl_c_cancels_a_task_with_tasks_cancel(stack: Stack) -> None:
+@pytest.mark.parametrize("wire", TASK_WIRES)
+async def test_ctrl_c_cancels_a_task_with_tasks_cancel(stack: Stack, wire: str) -> None:
     args = ["call", stack.http_url, "patient_steps", "--arg", "steps=200", "--arg", "delay=0.05", "--task"]
-    call = LiveCall(stack, *args)
+    call = LiveCall(stack, *args, *TASK_WIRES[wire])
     try:
         task_id = call.wait_for(rf"task ({UUID}) created", timeout=60)[1]
         call.wait_for(r"^\[\d+/200\] ", timeout=30)
@@ -399,12 +407,14 @@ def test_an_answers_file_and_json_output_for_scripts(stack: Stack, tmp_path: Pat
     assert result["isError"] is False
 
 
-async def test_a_task_that_asks_is_answered_with_tasks_update(stack: Stack) -> None:
-    """`--task`: the task goes `input_required` with its questions in `tasks/get`; the same
-    answers go back by `tasks/update`, one round after the other."""
+@pytest.mark.parametrize("wire", TASK_WIRES)
+async def test_a_task_that_asks_is_answered(stack: Stack, wire: str) -> None:
+    """`--task`: on 2026-07-28 the task goes `input_required` with its questions in `tasks/get`,
+    and the answers go back by `tasks/update`; on 2025-11-25 the questions come on the stream of
+    `tasks/result`, answered as a plain call's are. One round after the other either way."""
     done = run(
         stack, "call", stack.http_url, "test_input_required_result_multi_round", "--task",
-        "--answer", "name=Alice", "--answer", "color=blue",
+        "--answer", "name=Alice", "--answer", "color=blue", *TASK_WIRES[wire],
     )  # fmt: skip
     assert done.returncode == EXIT_OK, done.stderr
     assert json.loads(done.stdout) == {"result": "Alice likes blue"}

@@ -77,7 +77,8 @@ async def call_as_core_task(
         await _cancel(client, task.task_id, watcher)
         raise
     if not result.is_error:
-        watcher.report(None, True)
+        final = await session.send_request(get, types.GetTaskResult)
+        watcher.report(final.status_message, True)
     return result
 
 
