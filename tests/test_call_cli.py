@@ -243,6 +243,15 @@ async def test_a_task_is_followed_to_its_result(stack: Stack, wire: str) -> None
     assert record["task"] == "1" and record["state"] == "succeeded", "run as a task, not a plain call"
 
 
+async def test_a_2025_11_25_task_over_stdio(stack: Stack) -> None:
+    args = ["call", stdio_target(), "patient_steps", "--arg", "steps=3", "--arg", "delay=0.2", "--task"]
+    done = run(stack, *args, *TASK_WIRES["core"])
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout) == {"result": 3}
+    created = re.search(rf"task ({UUID}) created", done.stderr)
+    assert created and stack.redis().hget(stack.keys.job(created[1]), "task") == "1", done.stderr
+
+
 @pytest.mark.parametrize("wire", TASK_WIRES)
 async def test_ctrl_c_cancels_a_task_with_tasks_cancel(stack: Stack, wire: str) -> None:
     args = ["call", stack.http_url, "patient_steps", "--arg", "steps=200", "--arg", "delay=0.05", "--task"]
