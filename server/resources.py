@@ -27,8 +27,8 @@ import base64
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 import anyio
@@ -57,6 +57,7 @@ from redis.exceptions import RedisError
 from mcp_jobs._contract import is_job_id, status_line
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text
 from mcp_jobs.artifacts import ARTIFACT_URI, JOB_URI, SCHEME, ArtifactInfo, job_uri, parse_listing
+from mcp_jobs.server.beside import beside
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.listener import RESYNC, JobListener
@@ -118,8 +119,8 @@ class JobResources:
         if ctx.method == "resources/read" and isinstance(uri, str) and uri.startswith(SCHEME + "://"):
             return await self.read(ctx, uri)
         if ctx.method == "subscriptions/listen":
-            async with self._listening(ctx):
-                return await call_next(ctx)
+            followers = await self._listening(ctx)
+            return await beside(followers, partial(call_next, ctx))
         return await call_next(ctx)
 
     async def read(self, ctx: ServerRequestContext[Any, Any], uri: str) -> ReadResourceResult:
@@ -277,21 +278,17 @@ class JobResources:
             scope.cancel()
         return EmptyResult()
 
-    @asynccontextmanager
-    async def _listening(self, ctx: ServerRequestContext[Any, Any]) -> AsyncIterator[None]:
-        """2026-07-28 `subscriptions/listen`: follow the caller's job URIs it names for as long as
-        the stream is open, publishing their changes on the SDK's bus (a foreign or unknown job
-        URI refuses the whole stream, as a read would)."""
+    async def _listening(self, ctx: ServerRequestContext[Any, Any]) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+        """2026-07-28 `subscriptions/listen`: followers of the caller's job URIs it names, for as
+        long as the stream is open, publishing their changes on the SDK's bus (a foreign or
+        unknown job URI refuses the whole stream, as a read would)."""
         notifications = (ctx.params or {}).get("notifications") or {}
         wanted = [uri for uri in notifications.get("resourceSubscriptions") or [] if str(uri).startswith(SCHEME)]
         jobs = [(await self._owned(ctx, str(uri)))[0] for uri in wanted]
-        async with anyio.create_task_group() as group:
-            for job_id, uri in zip(jobs, wanted, strict=True):
-                group.start_soon(self._follow, job_id, str(uri), self._publish, anyio.CancelScope(), None)
-            try:
-                yield
-            finally:
-                group.cancel_scope.cancel()
+        return [
+            partial(self._follow, job_id, str(uri), self._publish, anyio.CancelScope(), None)
+            for job_id, uri in zip(jobs, wanted, strict=True)
+        ]
 
     async def _publish(self, uri: str) -> None:
         await self._bus.publish_here(ResourceUpdated(uri=uri))  # this replica follows the job itself

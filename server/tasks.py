@@ -105,9 +105,9 @@ class TasksExtension(Extension):
         spec = self._state.jobs.get(params.name)
         if spec is None or spec.task == "forbidden":
             return await call_next(ctx)
-        if not _opted_in(ctx):
+        if not opted_in(ctx):
             if spec.task == "required":
-                raise _missing_extension(
+                raise missing_extension(
                     f"Tool {spec.name} runs only as a task: call it over MCP 2026-07-28 and declare the {TASKS} "
                     "extension in the request's client capabilities."
                 )
@@ -272,7 +272,7 @@ def _status(event: JobEvent) -> str:
     return "failed" if event.error_code is not None else "completed"
 
 
-def _opted_in(ctx: ServerRequestContext[Any, Any]) -> bool:
+def opted_in(ctx: ServerRequestContext[Any, Any]) -> bool:
     """Whether this call may become a task: a 2026-07-28 request whose own (`_meta`) client
     capabilities declare the extension. A 2025-11-25 session's `initialize` capabilities may name
     it too (the MCP Inspector's do), but that wire cannot carry a `CreateTaskResult`."""
@@ -282,7 +282,7 @@ def _opted_in(ctx: ServerRequestContext[Any, Any]) -> bool:
     return bool(capabilities and capabilities.extensions and TASKS in capabilities.extensions)
 
 
-def _missing_extension(message: str) -> MCPError:
+def missing_extension(message: str) -> MCPError:
     data = MissingRequiredClientCapabilityErrorData(
         required_capabilities=ClientCapabilities(extensions={TASKS: {}})
     ).model_dump(by_alias=True, mode="json", exclude_none=True)
