@@ -2,8 +2,9 @@
 
 - The MCP Inspector CLI (npm `@modelcontextprotocol/inspector`, pinned in `tests/inspector/`
   with the Node 22 it needs) declares the extension in its `initialize` capabilities on
-  2025-11-25, its default era: there a call streams (that wire has no task handles); on
-  2026-07-28 it opts each request in, and the call is a task.
+  2025-11-25, its default era: there a call streams, unless the tool requires a task, which it
+  then runs on that revision's own tasks wire; on 2026-07-28 it opts each request in, and the
+  call is a task.
 - FastMCP's client with fastmcp-tasks (in a virtualenv of its own under build/: it pins its own
   `mcp`) opts every call in and polls `tasks/get` without an `Mcp-Name` header: answered by
   default, refused with `MCP_JOBS_STRICT_TASK_NAMES`. A header naming another task is refused
@@ -26,6 +27,7 @@ import pytest
 
 from mcp_jobs.server.dev_redis import free_port
 from tests.conftest import Stack
+from tests.support.helpers import job_keys
 from tests.support.processes import REPO, ManagedProcess, start_http_server
 from tests.support.rawclient import modern_request
 from tests.support.venvs import pinned_venv
@@ -122,14 +124,19 @@ def test_the_inspector_calls_a_tool_with_progress_in_both_eras(
     assert_no_server_errors(stack.server, since)
 
 
-def test_a_tool_that_needs_a_task_tells_a_2025_11_25_client_why(
+def test_the_inspector_runs_a_tool_that_needs_a_task_as_a_2025_11_25_task(
     inspector: list[str], stack: Stack, tmp_path: Path
 ) -> None:
+    # The Inspector speaks 2025-11-25's tasks: it reads the server's `tasks` capability and the
+    # tool's `execution.taskSupport` ("required"), calls with `params.task` and waits on
+    # `tasks/result`, which gives the job's own error.
     since = len(stack.server.lines)
+    redis = stack.redis()
+    before = job_keys(redis, stack.keys)
     answer = run_inspector(inspector, stack.http_url, None, "failing_job", {}, tmp_path)
-    message = answer["error"]["message"]
-    assert "runs only as a task" in message and "2026-07-28" in message, answer
-    assert "io.modelcontextprotocol/tasks" in message
+    assert answer["error"]["message"] == "failing_job failed on purpose", answer
+    started = [redis.hgetall(key) for key in job_keys(redis, stack.keys) - before]
+    assert [(record["job"], record.get("task")) for record in started] == [("failing_job", "1")], started
     assert_no_server_errors(stack.server, since)
 
 
