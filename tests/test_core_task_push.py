@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from mcp_jobs.server.auth import hash_token
-from tests.support.helpers import assert_strictly_increasing
+from tests.support.helpers import Arrivals, assert_strictly_increasing
 from tests.support.processes import replica_stack
 from tests.support.rawclient import HEADERS, call_messages, modern_request
 
@@ -93,32 +93,14 @@ class Session:
             group.cancel_scope.cancel()
 
 
-class Received:
-    """Messages as they arrive, and a wait for the one a test expects."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self._arrived = anyio.Event()
-
-    def add(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-        self._arrived.set()
-        self._arrived = anyio.Event()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = 30) -> None:
-        with anyio.fail_after(timeout):
-            while not condition():
-                await self._arrived.wait()
+class Received(Arrivals):
+    """A session stream's messages: progress and task statuses."""
 
     def progress(self) -> list[dict[str, Any]]:
-        return [m["params"] for m in self.messages if m.get("method") == "notifications/progress"]
+        return self.params_of("notifications/progress")
 
     def statuses(self, task_id: str) -> list[str]:
-        return [
-            m["params"]["status"]
-            for m in self.messages
-            if m.get("method") == "notifications/tasks/status" and m["params"]["taskId"] == task_id
-        ]
+        return [p["status"] for p in self.params_of("notifications/tasks/status") if p["taskId"] == task_id]
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.support.helpers import Arrivals
 from tests.support.processes import replica_stack
 from tests.support.rawclient import HEADERS, MODERN, TASKS, modern_request
 
@@ -30,25 +31,11 @@ def replicas(stack_env: dict[str, str]) -> Iterator[tuple[str, str]]:
         yield first, second
 
 
-class Frames:
-    """The frames of one listen stream as they arrive, and a wait for the one a test expects."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self._arrived = anyio.Event()
-
-    def add(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-        self._arrived.set()
-        self._arrived = anyio.Event()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = 30) -> None:
-        with anyio.fail_after(timeout):
-            while not condition():
-                await self._arrived.wait()
+class Frames(Arrivals):
+    """A listen stream's frames."""
 
     def tasks(self) -> list[dict[str, Any]]:
-        return [m["params"] for m in self.messages if m.get("method") == "notifications/tasks"]
+        return self.params_of("notifications/tasks")
 
 
 @asynccontextmanager

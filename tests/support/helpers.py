@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,3 +119,25 @@ def namespace_of_its_own(client: redis.Redis, namespace: str) -> Iterator[Keys]:
         for key in client.scan_iter(match=scan_pattern(keys, "*")):
             client.delete(key)
         client.close()
+
+
+class Arrivals:
+    """JSON-RPC messages of a stream as they arrive, and a wait for the one a test expects
+    (woken at each arrival, never by a clock)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._arrived = anyio.Event()
+
+    def add(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self._arrived.set()
+        self._arrived = anyio.Event()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        with anyio.fail_after(timeout):
+            while not condition():
+                await self._arrived.wait()
+
+    def params_of(self, method: str) -> list[dict[str, Any]]:
+        return [m["params"] for m in self.messages if m.get("method") == method]
