@@ -57,6 +57,7 @@ from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.ops.page import jobs_routes
 from mcp_jobs.server.ops.view import queue_rows
 from mcp_jobs.server.questions import (
+    ANSWER_GRACE,
     CAN_ASK_FIELD,
     LEGACY,
     RoundAsker,
@@ -87,9 +88,6 @@ READINESS_CACHE = 1.0
 
 REDIS_CLIENT_NAME = "mcp-jobs-server"
 """`CLIENT SETNAME` of the server's Redis connections, so operators can tell them apart in `CLIENT LIST`."""
-
-ANSWER_GRACE = 5.0
-"""Seconds a 2025-11-25 call waits for its client's answers beyond the job's own input timeout."""
 
 _CONTEXT_KWARG = "_mcp_jobs_context"  # a leading underscore can never be a job parameter
 

@@ -59,10 +59,10 @@ from pydantic import BaseModel, ValidationError
 from mcp_jobs._contract import JOB_ID_META_KEY, status_line
 from mcp_jobs._events import JobEvent, JobState
 from mcp_jobs.registry import JobSpec
-from mcp_jobs.server.dispatch import Listeners, outcome
+from mcp_jobs.server.dispatch import Listeners, outcome, progress_token
 from mcp_jobs.server.follow import SendProgress
 from mcp_jobs.server.gate import ProgressUpdate
-from mcp_jobs.server.questions import SessionAsker, require_capabilities
+from mcp_jobs.server.questions import ANSWER_GRACE, SessionAsker, require_capabilities
 from mcp_jobs.server.task_records import POLL_QUEUED_MS, RuntimeState, TaskRecord, TaskRecords, iso, retention_ms
 
 logger = logging.getLogger(__name__)
@@ -74,9 +74,6 @@ RELATED_TASK = "io.modelcontextprotocol/related-task"
 IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
 
 CAPABILITY: dict[str, Any] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
-
-ANSWER_GRACE = 5.0
-"""Seconds `tasks/result` waits for its client's answers beyond the job's own input timeout."""
 
 Background = Callable[[], anyio.abc.TaskGroup]
 _P = TypeVar("_P", bound=BaseModel)
@@ -167,13 +164,9 @@ class CoreTasks:
     def _standalone_progress(self, ctx: ServerRequestContext[Any, Any]) -> SendProgress | None:
         """Progress for the call's token on the session's standalone stream (the call's own ends
         with the `CreateTaskResult`), or None when it asked for none."""
-        meta = ctx.meta or {}
-        token = meta.get("progress_token", meta.get("progressToken"))
+        token = progress_token(ctx, self._state.settings.max_progress_token_bytes)
         if token is None:
             return None
-        limit = self._state.settings.max_progress_token_bytes
-        if (size := len(json.dumps(token, separators=(",", ":")))) > limit:
-            raise MCPError(INVALID_PARAMS, f"The progressToken is {size} bytes of JSON, over the {limit}-byte limit.")
         session = ctx.session
 
         async def send(update: ProgressUpdate) -> None:

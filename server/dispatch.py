@@ -493,19 +493,24 @@ class Dispatcher:
             raise ToolError(error) from exc
 
 
+def progress_token(request: ServerRequestContext[Any, Any], max_token_bytes: int) -> Any:
+    """The request's `progressToken` (None: it asked for no progress); one over `max_token_bytes`
+    of JSON is refused (-32602), since every notification echoes it."""
+    meta = request.meta or {}
+    token = meta.get("progress_token", meta.get("progressToken"))
+    if token is not None and (size := len(json.dumps(token, separators=(",", ":")))) > max_token_bytes:
+        raise MCPError(
+            INVALID_PARAMS, f"The progressToken is {size} bytes of JSON, over the {max_token_bytes}-byte limit."
+        )
+    return token
+
+
 def progress_sender(request: ServerRequestContext[Any, Any], max_token_bytes: int) -> SendProgress | None:
     """How to send progress for this request, or None when the caller asked for none (on its
     own stream, with its own token). The token is echoed on every notification, so an oversized
     one is refused (-32602) before anything is queued."""
-    meta = request.meta or {}
-    token = meta.get("progress_token", meta.get("progressToken"))
-    if token is None:
+    if progress_token(request, max_token_bytes) is None:
         return None
-    size = len(json.dumps(token, separators=(",", ":")))
-    if size > max_token_bytes:
-        raise MCPError(
-            INVALID_PARAMS, f"The progressToken is {size} bytes of JSON, over the {max_token_bytes}-byte limit."
-        )
 
     async def send(update: ProgressUpdate) -> None:
         await request.session.report_progress(update.progress, update.total, update.message)

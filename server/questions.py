@@ -159,6 +159,11 @@ def usable_answers(inputs: Mapping[str, Any], responses: Mapping[str, Any] | Non
     return usable
 
 
+ANSWER_GRACE = 5.0
+"""Seconds a 2025-11-25 request (a call, a task's `tasks/result`) waits for its client's answers
+beyond the job's own input timeout."""
+
+
 class SessionAsker:
     """Answers a job's questions over a 2025-11-25 session: the requests go out on the stream of
     the request being answered (the call, or a task's `tasks/result`), and the answers go to the
