@@ -4,6 +4,7 @@
     python -m bench --quick    # smaller counts, for a first look
     python -m bench --only latency scale
     python -m bench --only startup   # `mcp-jobs call` startup against the SDK client import
+    python -m bench --only tracing   # server CPU per call with the otel extra off, on, and absent
 
 Every figure is measured against its baseline in the same run, on this machine, over loopback,
 with real Redis, real Celery workers and the `mcp` client. Nothing here asserts a speed: the
@@ -23,6 +24,7 @@ from bench.measure import Row, table, write_results
 from bench.scale import in_flight, scaling_out
 from bench.startup import call_startup
 from bench.throughput import overhead_and_job_throughput, server_throughput
+from bench.tracing import tracing_cost
 
 HERE = Path(__file__).parent
 SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
@@ -31,6 +33,7 @@ SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
     "latency": [progress_latency, under_load],
     "throughput": [server_throughput, overhead_and_job_throughput],
     "scale": [in_flight, scaling_out],
+    "tracing": [tracing_cost],
 }
 
 

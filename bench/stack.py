@@ -26,7 +26,7 @@ class BenchStack:
 
 
 def bench_env(redis_url: str, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_JOBS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_JOBS_", "OTEL_"))}
     env |= {
         "MCP_JOBS_REDIS_URL": redis_url,
         "MCP_JOBS_NAMESPACE": f"bench-{uuid.uuid4().hex[:6]}",

@@ -23,6 +23,7 @@ import anyio
 import click
 import uvicorn
 
+from mcp_jobs import tracing
 from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.logs import configure_logging
 from mcp_jobs.server.app import Runtime, build_http_app, build_mcp_server
@@ -58,6 +59,7 @@ def serve(transport: Literal["http", "stdio"], host: str | None, port: int | Non
     """Serve the jobs as MCP tools over Streamable HTTP or stdio."""
     settings = _require_jobs(_settings_with(host=host, port=port, job_modules=job_modules))
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(tracing.SERVER_SERVICE)
     runtime = Runtime(settings)
     if transport == "stdio":
         if settings.auth_enabled:
@@ -145,6 +147,7 @@ def dev(port: int | None, concurrency: int, job_modules: str | None) -> None:
     if not settings.job_modules:
         settings = settings.model_copy(update={"job_modules": [EXAMPLE_JOBS]})
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(tracing.SERVER_SERVICE)
     embedded: RedisProcess | None = None
     if not reachable(settings.redis_url):
         try:

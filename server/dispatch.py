@@ -40,6 +40,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 from redis.exceptions import RedisError
 
+from mcp_jobs import tracing
 from mcp_jobs._contract import task_name
 from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs._store import WriteOutcome
@@ -449,10 +450,17 @@ class Dispatcher:
         try:
             if caller is not None and extra.get("task") == "1":  # listed before it exists: never missed
                 await self._store.index_task(caller, job_id, float(extra["created_at"]))
-            message = await self._messages.message(name, job_id, arguments, queue) if self._messages else None
-            created = await self._store.write(
-                job_id, JobState.QUEUED, message="queued", extra=extra, enqueue=message, admit=admit
-            )
+            with tracing.enqueue_span(spec.name, job_id) as headers:
+                if headers:
+                    extra[tracing.TRACE_FIELD] = headers[tracing.TRACE_FIELD]
+                message = (
+                    await self._messages.message(name, job_id, arguments, queue, headers) if self._messages else None
+                )
+                created = await self._store.write(
+                    job_id, JobState.QUEUED, message="queued", extra=extra, enqueue=message, admit=admit
+                )
+                if message is None and not created.over_limit:
+                    await self._send_task(name, job_id, arguments, queue, headers)
         except (RedisError, OperationalError, OSError) as exc:
             if self._messages is not None:
                 # The reply may be what was lost: a job that was queued after all must not run unowned.
@@ -465,11 +473,11 @@ class Dispatcher:
                 f"You have {live} job{'s' if live != 1 else ''} queued or running (calls, tasks and "
                 "handed-off jobs), the limit per caller; retry when one of them has finished."
             )
-        if message is None:
-            await self._send_task(name, job_id, arguments, queue)
         return created
 
-    async def _send_task(self, name: str, job_id: str, arguments: dict[str, Any], queue: str) -> None:
+    async def _send_task(
+        self, name: str, job_id: str, arguments: dict[str, Any], queue: str, headers: dict[str, str]
+    ) -> None:
         try:
             async with self._broker_threads:
                 await anyio.to_thread.run_sync(
@@ -479,6 +487,7 @@ class Dispatcher:
                         task_id=job_id,
                         queue=queue,
                         argsrepr=arguments_repr(job_id, arguments),
+                        headers=headers or None,
                     )
                 )
         except OperationalError as exc:

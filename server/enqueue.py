@@ -16,6 +16,7 @@ one LPUSH (queue expiry, a global key prefix), goes through Celery's own `send_t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +67,16 @@ class TaskMessages:
         self._channel: Any = None
         self._opening = anyio.Lock()
 
-    async def message(self, name: str, job_id: str, arguments: dict[str, Any], queue: str) -> QueueMessage | None:
+    async def message(
+        self, name: str, job_id: str, arguments: dict[str, Any], queue: str, headers: Mapping[str, str] | None = None
+    ) -> QueueMessage | None:
         """The message that runs task `name` for `job_id` with `arguments` from `queue`, as
-        `send_task(name, (job_id, arguments), argsrepr=arguments_repr(...))` would queue it;
-        None when kombu would deliver it otherwise than with one LPUSH (then `send_task` must)."""
+        `send_task(name, (job_id, arguments), argsrepr=arguments_repr(...), headers=headers)`
+        would queue it (`headers`: the trace context, see `tracing.py`); None when kombu would
+        deliver it otherwise than with one LPUSH (then `send_task` must)."""
         channel = await self._open()
         app = self._celery
-        headers, properties, body, _ = app.amqp.create_task_message(
+        message_headers, properties, body, _ = app.amqp.create_task_message(
             job_id,
             name,
             (job_id, arguments),
@@ -81,9 +85,11 @@ class TaskMessages:
             ignore_result=None,  # as send_task leaves it: the task decides
             argsrepr=arguments_repr(job_id, arguments),
         )
+        if headers:
+            message_headers.update(headers)
         content_type, content_encoding, data = dumps(body, serializer=self._serializer)
         properties["delivery_mode"] = PERSISTENT
-        envelope = channel.prepare_message(data, 0, content_type, content_encoding, headers, properties)
+        envelope = channel.prepare_message(data, 0, content_type, content_encoding, message_headers, properties)
         collector = _Collector()
         channel.basic_publish(envelope, exchange="", routing_key=queue, _publish_batch=collector)
         match collector.commands:

@@ -27,6 +27,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from mcp_jobs._events import FailureKind, JobEvent, JobState
+from mcp_jobs._timeline import StepClock
 from mcp_jobs.producer import UNACKED_RESTORE_INTERVAL
 from mcp_jobs.server.deadlines import JobDeadlines, Verdict, WatchedJob, judge, judge_outage
 from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
@@ -129,6 +130,7 @@ class JobFollower:
         """Monotonic seconds; the unit tests pass a clock of their own, as the gate's tests do."""
         self._metrics = metrics
         self._running_since: float | None = None
+        self._steps = StepClock()
         self._timed = True
         self._watch = watch
         self._store = store
@@ -251,8 +253,8 @@ class JobFollower:
             self._lost_since = None
         if event.state is JobState.QUEUED and self._state is not JobState.QUEUED:
             self._queued_since = now
+        self._timing(event, now)
         if event.state is not self._state:
-            self._timing(event.state, now)
             self._state = event.state
             self._next_poll = self._poll_after(now)
         if event.at is not None and not authoritative and self._metrics is not None:
@@ -368,14 +370,25 @@ class JobFollower:
         self._until = self._clock()
         self._watch.put(RESYNC)
 
-    def _timing(self, state: JobState, now: float) -> None:
+    def _timing(self, event: JobEvent, now: float) -> None:
+        """The metrics of a job followed from the start: its queue wait as this server saw it, and
+        its run and step times from the worker's own clock (the numbers of its step timeline)."""
         if self._metrics is None or not self._timed:
             return
+        state = event.state
         if state is JobState.RUNNING and self._running_since is None:
             self._running_since = now
             self._metrics.queue_wait.labels(self._job.name).observe(now - self._started)
-        elif state.terminal and self._running_since is not None:
-            self._metrics.run_time.labels(self._job.name).observe(now - self._running_since)
+        if event.at is None:
+            return
+        steps = self._steps
+        steps.seen(event.at, event.message, running=not state.terminal and state is not JobState.QUEUED)
+        if state.terminal and steps.began is not None:
+            steps.ended(event.at)
+            self._metrics.run_time.labels(self._job.name).observe(max(event.at - steps.began, 0.0))
+            for duration in steps.durations:
+                self._metrics.step_time.labels(self._job.name).observe(duration)
+            steps.durations.clear()
 
     async def _send_logs(self) -> None:
         logs, self._logs = self._logs, []

@@ -31,7 +31,18 @@ class Metrics:
             registry=r,
         )
         self.run_time = Histogram(
-            "mcp_jobs_run_seconds", "From a worker starting a job to its outcome", ["tool"], buckets=SECONDS, registry=r
+            "mcp_jobs_run_seconds",
+            "From a worker starting a job to its outcome (the worker's clock)",
+            ["tool"],
+            buckets=SECONDS,
+            registry=r,
+        )
+        self.step_time = Histogram(
+            "mcp_jobs_step_seconds",
+            "How long each step of a job took: from one progress message to the next (its step timeline)",
+            ["tool"],
+            buckets=SECONDS,
+            registry=r,
         )
         self.progress_lag = Histogram(
             "mcp_jobs_progress_lag_seconds",

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from mcp_jobs import tracing
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text, decoded
 from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
 from mcp_jobs.asking import ANSWER_SCRIPT, answer_args, answer_keys, pending_after
@@ -163,5 +164,9 @@ class AsyncJobStore:
         pipe = self._client.pipeline(transaction=False)
         pipe.hgetall(self._keys.job(job_id))
         pipe.exists(self._keys.alive(job_id))
-        fields, alive = await pipe.execute()
-        return decoded(fields), bool(alive)
+        raw, alive = await pipe.execute()
+        fields = decoded(raw)
+        # Every request that reads a job (tasks/*, the handoff tools, a re-issued call answering
+        # a question, resources) comes here: its span links to the job's trace.
+        tracing.link_job(job_id, fields.get(tracing.TRACE_FIELD))
+        return fields, bool(alive)

@@ -57,7 +57,7 @@ def stack_env(redis_server: RedisProcess) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("MCP_JOBS_")  # the developer's own settings must not leak in
+        if not key.startswith(("MCP_JOBS_", "OTEL_"))  # the developer's own settings must not leak in
     }
     env |= {
         "MCP_JOBS_REDIS_URL": redis_server.url,

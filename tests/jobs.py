@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from typing import Annotated, Any
 
 from mcp.types import ResourceLink
@@ -293,3 +294,33 @@ def patient_steps(progress: Progress, steps: int = 10, delay: float = 0.2) -> in
         progress.sleep(delay)
         progress.report(step, f"step {step}/{steps}")
     return steps
+
+
+class Stage(BaseModel):
+    """One named step of `staged`: its message and how long it takes."""
+
+    message: str
+    seconds: float = Field(ge=0, le=30)
+    reports: int = Field(default=1, ge=1, le=50)
+    """Progress reports within the step (the first carries the message, the rest repeat it)."""
+
+
+@job
+def staged(progress: Progress, stages: list[Stage], fail: str | None = None) -> int:
+    """Runs `stages` one after another (each a step of the job's timeline); fails at the end with
+    `fail` when given. The timeline's and the traces' test job."""
+    progress.set_total(len(stages))
+    for index, stage in enumerate(stages):
+        for report in range(stage.reports):
+            progress.report(index + report / stage.reports, stage.message)
+            progress.sleep(stage.seconds / stage.reports)
+    if fail is not None:
+        raise JobError(fail)
+    return len(stages)
+
+
+@job
+def loaded_modules(prefixes: list[str]) -> list[str]:
+    """The modules loaded in the worker process that runs this, among `prefixes` (what tracing
+    left out when it is off)."""
+    return sorted(name for name in sys.modules if name.startswith(tuple(prefixes)))

@@ -721,19 +721,28 @@ def _test_wheel_pip_commands() -> list[list[str]]:
 def test_the_image_builds_and_installs_the_wheel_as_the_wheel_test_does() -> None:
     build, final = _dockerfile_stages()
     (wheel_step,) = _pip_commands(build)
-    (install_step,) = _pip_commands(final)
+    install_step, extra_step = _pip_commands(final)
     dist = wheel_step[wheel_step.index("-w") + 1]
     workdir = [rest for keyword, rest in build if keyword == "WORKDIR"][-1]
-    roles = {dist: "<dist>", ".": "<source>", workdir: "<source>", f"{dist}/mcp_jobs-*.whl": "<wheel>"}
-    in_image = [[roles.get(w, w) for w in step] for step in (wheel_step, install_step)]
+    wheel = f"{dist}/mcp_jobs-*.whl"
+    roles = {
+        dist: "<dist>",
+        ".": "<source>",
+        workdir: "<source>",
+        wheel: "<wheel>",
+        f"$(ls {wheel})[otel]": "<wheel>[otel]",
+    }
+    in_image = [[roles.get(w, w) for w in step] for step in (wheel_step, install_step, extra_step)]
     assert (
-        in_image
+        in_image[:2]
         == _test_wheel_pip_commands()
         == [
             ["wheel", "--no-deps", "-w", "<dist>", "<source>"],
             ["install", "<wheel>"],
         ]
     ), "deploy/Dockerfile and tests/test_wheel.py must build and install the wheel the same way (no extras)"
+    # Then the image adds the tracing extra, and only that (tests/test_tracing.py covers what it does).
+    assert in_image[2] == ["install", "<wheel>[otel]"]
     copied = " ".join(rest for keyword, rest in final if keyword == "COPY")
     assert "--from=build" in copied and "server" not in copied, "the final image holds the wheel, not the sources"
 

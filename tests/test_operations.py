@@ -86,6 +86,8 @@ async def test_metrics_are_scraped_and_parsed(stack: Stack) -> None:
     async with Client(stack.http_url) as client:
         await client.call_tool("sleep_steps", {"steps": 3, "delay": 0.05}, progress_callback=log)
         await client.call_tool("fail_politely", {"reason": "metrics"})
+        stages = [{"message": "warming up", "seconds": 0.3}, {"message": "done soon", "seconds": 0}]
+        await client.call_tool("staged", {"stages": stages})
     text = httpx.get(base(stack.http_url) + "/metrics", timeout=5).text
     samples = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -100,6 +102,10 @@ async def test_metrics_are_scraped_and_parsed(stack: Stack) -> None:
     assert value("mcp_jobs_calls_total", tool="fail_politely", outcome="failed") >= 1
     assert value("mcp_jobs_queue_wait_seconds_count", tool="sleep_steps") >= 1
     assert value("mcp_jobs_run_seconds_count", tool="sleep_steps") >= 1
+    # Three steps ("started", and the two stages), timed as the job's timeline times them.
+    assert value("mcp_jobs_step_seconds_count", tool="staged") >= 3
+    assert value("mcp_jobs_step_seconds_sum", tool="staged") >= 0.3
+    assert value("mcp_jobs_run_seconds_sum", tool="staged") >= 0.3
     assert value("mcp_jobs_progress_lag_seconds_count") >= 3
     assert value("mcp_jobs_notifications_total", result="sent") >= 4
     assert ("mcp_jobs_calls_in_flight", ()) in samples

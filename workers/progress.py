@@ -46,10 +46,14 @@ if TYPE_CHECKING:
 
     from mcp_jobs._store import JobStore
     from mcp_jobs.fanout import PartsContext
+    from mcp_jobs.tracing import JobTrace
 
 M = TypeVar("M", bound=BaseModel)
 
 logger = logging.getLogger(__name__)
+
+STARTED = "started"
+"""The message of a run's start write, which begins its first step (see `_timeline.py`)."""
 
 CANCEL_POLL_INTERVAL = 0.1
 """Seconds between cancellation checks while a job waits in `Progress.sleep`."""
@@ -92,6 +96,10 @@ class Progress:
         """Largest file `artifact` stores (`MCP_JOBS_MAX_ARTIFACT_BYTES`)."""
         self._round: int | None = None
         self._message: str | None = None
+        self._step: str | None = STARTED
+        """The message of the step the run is in (the run's start write began the first)."""
+        self.trace: JobTrace | None = None
+        """This run's spans, when tracing is on (`mcp_jobs.tracing`)."""
         self.input_timeout = input_timeout
         """Seconds `ask` and its kin wait for an answer (`MCP_JOBS_INPUT_TIMEOUT`)."""
         self._parts = parts
@@ -300,6 +308,10 @@ class Progress:
         round_number = self._upcoming_round()
         first = next((q.message for q in questions.values() if isinstance(q, Elicit)), None)
         message = _shortened(f"waiting for an answer: {first}" if first else "waiting for the caller", self)
+        step = self._begins_step(message)
+        if self.trace is not None:
+            self.trace.report(self.value, self.total, message, step)
+            self.trace.event("question", **{"mcp_jobs.round": round_number, "mcp_jobs.questions": sorted(requests)})
         outcome = store.write(
             self.job_id,
             JobState.INPUT_REQUIRED,
@@ -308,6 +320,7 @@ class Progress:
             total=self.total,
             message=message,
             round_number=round_number,
+            step=step,
             extra={"inputs": json.dumps(requests, separators=(",", ":")), "pending": " ".join(requests)},
         )
         if outcome.refused:
@@ -316,7 +329,10 @@ class Progress:
         if outcome.cancel_requested:
             raise JobCancelled(self.job_id)
         self._round = round_number
-        return wait_for_answers(store, self.job_id, round_number, questions, self.input_timeout)
+        answers = wait_for_answers(store, self.job_id, round_number, questions, self.input_timeout)
+        if self.trace is not None:
+            self.trace.event("answered", **{"mcp_jobs.round": round_number})
+        return answers
 
     def _send_log(self, line: dict[str, Any]) -> None:
         store = self._require_store()
@@ -363,8 +379,13 @@ class Progress:
     def _publish(self, value: float, total: float | None, message: str | None) -> None:
         """Send one checked update; raise if the job should stop (cancelled, or ended elsewhere)."""
         store = self._require_store()
+        step = self._begins_step(message)
+        if self.trace is not None:
+            self.trace.report(value, total, message, step)
         try:
-            outcome = store.write(self.job_id, JobState.RUNNING, progress=value, total=total, message=message)
+            outcome = store.write(
+                self.job_id, JobState.RUNNING, progress=value, total=total, message=message, step=step
+            )
             if outcome.refused:
                 state, error = store.ended_as(self.job_id)
         except redis.RedisError as exc:
@@ -374,6 +395,14 @@ class Progress:
             raise JobEnded(_ended_message(self.job_id, state, error))
         if outcome.cancel_requested:
             raise JobCancelled(self.job_id)
+
+    def _begins_step(self, message: str | None) -> bool:
+        """Whether a write with `message` begins a step: its message differs from the step's
+        (the rule `_timeline.StepClock` follows too); the step is then this one."""
+        if message is None or message == self._step:
+            return False
+        self._step = message
+        return True
 
     def _require_store(self) -> JobStore:
         if self._store is None:

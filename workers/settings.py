@@ -156,13 +156,17 @@ class Settings(BaseSettings):
     jobs_page: bool = False
     """Serve the live jobs page at /jobs (behind the bearer token when authentication is on)."""
     log_format: Literal["text", "json"] = "text"
-    """`json`: one JSON object per log line, with job id, tool and caller where known."""
+    """`json`: one JSON object per log line, with job id, tool and caller where known, and the
+    trace and span ids where a span is current (tracing: `OTEL_*`, see `tracing.py`)."""
+    trace_url: str | None = None
+    """Where a trace id links to on the jobs page and in `mcp-jobs jobs JOB_ID`: a URL with
+    `{trace_id}` in it (e.g. `http://jaeger:16686/trace/{trace_id}`); unset, ids are shown plain."""
     max_argument_bytes: int = Field(default=1_000_000, gt=0)
     """Largest tool arguments (as JSON) the server accepts."""
     max_result_bytes: int = Field(default=4_000_000, gt=0)
+    """Largest job result (as JSON) a worker returns; larger results fail with a clear error."""
     max_artifact_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     """Largest file one `progress.artifact` may store (it lives in Redis with the job's result)."""
-    """Largest job result (as JSON) a worker returns; larger results fail with a clear error."""
     max_message_chars: int = Field(default=1000, gt=0)
     """Longest progress message a job may report (longer ones raise in the job)."""
     max_progress_token_bytes: int = Field(default=256, gt=0)
@@ -187,6 +191,13 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trace_url")
+    @classmethod
+    def _trace_link(cls, value: str | None) -> str | None:
+        if value is not None and ("{trace_id}" not in value or not value.startswith(("http://", "https://"))):
+            raise ValueError("an http(s) URL with {trace_id} in it, e.g. http://jaeger:16686/trace/{trace_id}")
         return value
 
     @field_validator("auth_algorithms")

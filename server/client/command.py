@@ -64,7 +64,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mcp_jobs import __version__
+from mcp_jobs import __version__, tracing
 from mcp_jobs._contract import JOB_ID_META_KEY, parse_status_line
 from mcp_jobs._text import json_safe, printable
 from mcp_jobs.server.client.answers import SAMPLING_MODEL, Callbacks, Givens, Responder
@@ -788,7 +788,15 @@ def call(
     if progress == "bar" and not err.is_terminal:
         err = Console(stderr=True, highlight=False, force_terminal=True)
     out = Console(highlight=False)
-    _run(lambda interrupt: run_call(request, interrupt, err, out))
+    tracing.configure(tracing.CLI_SERVICE)
+
+    async def traced(interrupt: Interrupt) -> int:
+        # One trace for the whole call: the SDK's own spans of each request (and the server's and
+        # the worker's, through `_meta.traceparent`) sit under this one.
+        with tracing.span(f"mcp-jobs call {tool}", {"gen_ai.tool.name": tool}):
+            return await run_call(request, interrupt, err, out)
+
+    _run(traced)
 
 
 def _artifacts_directory(path: Path | None) -> Path | None:

@@ -25,8 +25,16 @@ REPO = Path(__file__).resolve().parents[2]
 FOLDERS = {"mcp_jobs": REPO / "workers", "mcp_jobs.server": REPO / "server"}
 
 RUNTIME = {"mcp_jobs.celery_app", "mcp_jobs._runner", "mcp_jobs.fanout"}
-CONTRACT = {"mcp_jobs", "mcp_jobs._contract", "mcp_jobs._events", "mcp_jobs._text", "mcp_jobs.server"}
-"""The shared contract, and the two package `__init__`s (which load nothing until asked: PEP 562)."""
+CONTRACT = {
+    "mcp_jobs",
+    "mcp_jobs._contract",
+    "mcp_jobs._events",
+    "mcp_jobs._text",
+    "mcp_jobs.tracing",
+    "mcp_jobs.server",
+}
+"""The shared contract (with `tracing`, which every side uses and which loads nothing of mcp-jobs), and
+the two package `__init__`s (which load nothing until asked: PEP 562)."""
 
 Graph = dict[str, set[str]]
 
