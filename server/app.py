@@ -48,10 +48,10 @@ from mcp_jobs.registry import JobSpec, load_jobs, load_prompts, load_resources
 from mcp_jobs.server.auth import ASGIApp, ScopeChallenges, auth_settings, token_verifier
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.core_tasks import CoreTasks
-from mcp_jobs.server.dispatch import Dispatcher, JobHandedOff, Listeners, progress_sender
+from mcp_jobs.server.dispatch import Dispatcher, JobFailed, JobHandedOff, Listeners, progress_sender
 from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.follow import Ask, InputRequired, SendProgress
-from mcp_jobs.server.handoff import handed_off, handoff_tools
+from mcp_jobs.server.handoff import error_result, handoff_tools
 from mcp_jobs.server.listener import JobListener
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.ops.page import jobs_routes
@@ -279,6 +279,7 @@ def build_mcp_server(runtime: Runtime, verifier: TokenVerifier | None = None) ->
         resource_url=settings.resource_url if verifier else None,
         security=transport_security(settings),
         queues=lambda: runtime.queues,
+        trace_url=settings.trace_url,
         queue_depths=settings.effective_broker_url == settings.redis_url,
         closing=lambda: runtime.closing,
         max_streams_per_caller=settings.max_streams_per_caller,
@@ -343,8 +344,8 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
             else:
                 record = {CALLER_FIELD: caller_of(ctx), CAN_ASK_FIELD: abilities(ctx.request_context)}
                 job_id, stored = await runtime.dispatcher.run(spec, arguments, listeners, handoff_after, record)
-        except JobHandedOff as exc:
-            return handed_off(exc, {JOB_ID_META_KEY: exc.job_id})
+        except (JobHandedOff, JobFailed) as exc:
+            return error_result(exc, {JOB_ID_META_KEY: exc.job_id})
         except InputRequired as exc:
             return input_required(exc)
         result = spec.tool_result(stored)

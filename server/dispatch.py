@@ -537,13 +537,22 @@ class Listeners:
     ask: Ask | None = None
 
 
+class JobFailed(ToolError):
+    """A job that ended failed or cancelled: the tool error the model reads, which names its job
+    (the result's `_meta`, as a successful one's does), so an operator can look the job up."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 def outcome(job_name: str, job_id: str, final: JobEvent) -> Any:
-    """The tool's return value for a finished job, or the `ToolError` the model should read
+    """The tool's return value for a finished job, or the `JobFailed` the model should read
     (`MCPError` for a job that ended with a protocol error)."""
     if final.state is JobState.SUCCEEDED:
         return final.result
     if final.error_code is not None:
         raise MCPError(final.error_code, final.error or f"Job {job_name} failed (job id {job_id}).")
     if final.state is JobState.CANCELLED:
-        raise ToolError(f"Job {job_name} was cancelled (job id {job_id}).")
-    raise ToolError(final.error or f"Job {job_name} failed (job id {job_id}).")
+        raise JobFailed(f"Job {job_name} was cancelled (job id {job_id}).", job_id)
+    raise JobFailed(final.error or f"Job {job_name} failed (job id {job_id}).", job_id)

@@ -56,8 +56,9 @@ class JobStatus(BaseModel):
     error: str | None = None
 
 
-def handed_off(exc: JobHandedOff, meta: dict[str, Any]) -> CallToolResult:
-    """The result of a call whose job goes on."""
+def error_result(exc: Exception, meta: dict[str, Any]) -> CallToolResult:
+    """A tool error with `meta`: the result of a call whose job goes on (`JobHandedOff`), or
+    ended failed or cancelled (`JobFailed`), naming the job."""
     return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True, _meta=meta)
 
 
@@ -102,7 +103,7 @@ def handoff_tools(runtime: RuntimeJobs) -> list[Tool]:
             else:
                 stored = await runtime.dispatcher.follow(job_id, Listeners(), spec, wait=wait, owned=False)
         except JobHandedOff as exc:
-            return handed_off(exc, {})
+            return error_result(exc, {})
         if spec is None:
             raise ToolError(f"Job {job_id} finished, but this server does not serve its tool.")
         return spec.tool_result(stored)

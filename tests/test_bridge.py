@@ -97,12 +97,14 @@ async def test_invalid_arguments_are_rejected_before_anything_is_queued(connect:
     assert redis.llen("celery") == queued_before
 
 
-async def test_job_error_reaches_the_model(connect: Connect) -> None:
+async def test_job_error_reaches_the_model(connect: Connect, stack: Stack) -> None:
     async with connect() as client:
         result = await client.call_tool("fail_politely", {"reason": "the folder /data/in is empty"})
         after = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
     assert result.is_error
     assert "the folder /data/in is empty" in result.content[0].text  # type: ignore[union-attr]
+    # A failed call names its job as a successful one does (for `mcp-jobs jobs JOB_ID`).
+    assert stack.redis().hget(stack.keys.job(job_id_of(result)), "state") == "failed"
     assert not after.is_error, "the server must keep serving after a failed job"
 
 

@@ -1,8 +1,9 @@
 """The live jobs page in a real headless Chromium (Debian's `chromium`, driven by Playwright): a job
-started through MCP appears and its bar moves, a failure is listed, and with authentication the
-page asks for a token and shows its caller only their own jobs. The routes are served by uvicorn
-in this process, against the stack's Redis. The stream's refusals and headers are checked over
-plain HTTP.
+started through MCP appears and its bar moves, a failure is listed, a finished job opens (by a
+click, by the keyboard, by its address) on its step timeline with the slowest step marked and
+its trace linked, and with authentication the page asks for a token and shows its caller only
+their own jobs. The routes are served by uvicorn in this process, against the stack's Redis. The
+stream's and the job route's refusals and headers are checked over plain HTTP.
 
 The browser test saves a screenshot in its tmp_path and a copy at /tmp/jobs-page.png.
 """
@@ -38,7 +39,13 @@ from mcp_jobs.server.auth import StaticTokenVerifier, hash_token
 from mcp_jobs.server.ops.page import jobs_routes
 from mcp_jobs.settings import Settings, StaticToken
 from tests.conftest import Stack
-from tests.support.helpers import ProgressLog, async_redis, job_id_of_key, job_keys, namespace_of_its_own
+from tests.support.helpers import (
+    ProgressLog,
+    async_redis,
+    job_id_of_key,
+    job_keys,
+    namespace_of_its_own,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -236,6 +243,82 @@ async def test_a_job_waiting_for_an_answer_shows_its_question_and_its_last_log_l
             assert not errors, errors
 
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACE_URL = "https://traces.example/trace/{trace_id}"
+
+
+async def test_a_finished_job_opens_on_its_timeline_with_the_slowest_step_and_its_trace(
+    stack: Stack, tmp_path: Path
+) -> None:
+    reason = f"the parser gave up ({uuid.uuid4().hex[:6]})"
+    stages = [
+        {"message": "fetching", "seconds": 0.2},
+        {"message": "parsing", "seconds": 1.2},
+        {"message": "writing", "seconds": 0.2},
+    ]
+    sync = stack.redis()
+    before = job_keys(sync, stack.keys)
+    async with Client(stack.http_url) as mcp:  # returns once the job ended (failed: it has a row)
+        result = await mcp.call_tool("staged", {"stages": stages, "fail": reason})
+    assert result.is_error
+    (key,) = [key for key in job_keys(sync, stack.keys) - before if sync.hget(key, "error") == reason]
+    job_id = job_id_of_key(key)
+    # Tracing is tested elsewhere: here the snapshot gets the field a traced enqueue writes.
+    sync.hset(key, "traceparent", f"00-{TRACE}-00f067aa0ba902b7-01")
+
+    async with async_redis(stack.redis_url) as client:
+        routes = jobs_routes(client, stack.keys, enabled=True, security=SECURITY, trace_url=TRACE_URL)
+        async with serving(Starlette(routes=routes)) as base, browser_page() as (page, errors):
+            await page.goto(f"{base}/jobs")
+            await expect(page.locator("#status")).to_have_text("live", timeout=WAIT_MS)
+            row = page.locator(f'#failures tr[data-job-id="{job_id}"]')
+            await expect(row).to_contain_text(reason, timeout=WAIT_MS)
+            detail, steps = page.locator("#detail"), page.locator("#steps tbody tr")
+            await expect(detail).to_be_hidden()
+
+            await row.locator(".error").click()  # anywhere on the row
+            await expect(detail).to_be_visible()
+            await expect_the_timeline(page, job_id, reason)
+            assert await page.evaluate("location.hash") == f"#job/{job_id}"
+            await page.screenshot(path=str(tmp_path / "jobs-page-timeline.png"), full_page=True)
+
+            # Escape closes it; the keyboard opens it again from the row's link.
+            await page.keyboard.press("Escape")
+            await expect(detail).to_be_hidden()
+            await expect(row.locator("a.tool")).to_be_focused()
+            await page.keyboard.press("Enter")
+            await expect(detail).to_be_visible()
+            await expect(steps).to_have_count(4, timeout=WAIT_MS)
+
+            # Its address opens it in a page loaded afresh.
+            await page.reload()
+            await expect(page.locator("#status")).to_have_text("live", timeout=WAIT_MS)
+            await expect_the_timeline(page, job_id, reason)
+            assert not errors, errors  # no script error, no Content-Security-Policy violation
+
+
+async def expect_the_timeline(page: Page, job_id: str, reason: str) -> None:
+    """The open panel shows the `staged` job's four steps in order, the middle stage marked the
+    slowest, its error, and its trace linked through the server's `trace_url`."""
+    steps = page.locator("#steps tbody tr")
+    await expect(page.locator("#detail-id")).to_have_text(job_id, timeout=WAIT_MS)
+    await expect(steps).to_have_count(4, timeout=WAIT_MS)
+    await expect(steps.locator("td.step")).to_have_text(["started", "fetching", "parsing", "writing"])
+    await expect(steps.locator("td.num").nth(0)).to_have_text("1")
+    slowest = page.locator("#steps tr.slowest")
+    await expect(slowest).to_have_count(1)
+    await expect(slowest.locator("td.step")).to_have_text("parsing")
+    await expect(slowest.locator("td.mark")).to_have_text("⚠ slowest")
+    await expect(steps.nth(3).locator("td.time").first).to_have_text(re.compile(r"^\+1\.\d s$|^\+\d+(\.\d)? s$"))
+    await expect(page.locator("#steps-note")).to_be_hidden()
+    facts = page.locator("#detail-facts")
+    await expect(facts).to_contain_text("failed")
+    await expect(facts).to_contain_text(reason)
+    link = facts.locator("a")
+    await expect(link).to_have_text(TRACE)
+    await expect(link).to_have_attribute("href", TRACE_URL.replace("{trace_id}", TRACE))
+
+
 @pytest.fixture
 def own_namespace(stack: Stack) -> Iterator[tuple[redis.Redis, Keys]]:
     client = stack.redis()
@@ -318,6 +401,44 @@ async def test_the_stream_shows_each_caller_only_their_own_jobs(
             job = data["in_flight"][0]
             assert job["progress"] == 2 and job["total"] == 8 and job["fraction"] == 0.25
             assert job["worker"] is None and data["workers"] == [], "host names stay out of the page"
+
+
+async def test_the_job_route_shows_a_caller_only_their_own_jobs(
+    stack: Stack, own_namespace: tuple[redis.Redis, Keys]
+) -> None:
+    sync, keys = own_namespace
+    alice = snapshot(sync, keys, "alice", "alice_report")
+    bob = snapshot(sync, keys, "bob", "bob_report")
+    now = time.time()
+    for at, message in ((now - 10, "started"), (now - 9, "reading"), (now - 2, "summing up")):
+        entry = {"attempt": 1, "at": at, "progress": None, "total": 8, "message": message}
+        sync.rpush(keys.steps(alice), json.dumps(entry))
+    sync.hset(keys.job(alice), mapping={"steps": "3", "started_at": repr(now - 10)})
+    alice_token, bob_token = ({"Authorization": f"Bearer {name}-secret"} for name in ("alice", "bob"))
+    async with (
+        async_redis(stack.redis_url) as client,
+        serving(auth_routes(client, keys)) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as http,
+    ):
+        mine = await http.get(f"/jobs/job/{alice}", headers=alice_token)
+        assert mine.status_code == 200, mine.text
+        assert mine.headers["content-type"] == "application/json"
+        assert mine.headers["cache-control"] == "no-store" and mine.headers["x-content-type-options"] == "nosniff"
+        data = mine.json()
+        assert data["job"]["job_id"] == alice and data["job"]["caller"] == "alice"
+        assert data["job"]["worker"] is None, "host names stay out of the page"
+        assert [step["message"] for step in data["steps"]] == ["started", "reading", "summing up"]
+        assert data["steps"][-1]["duration"] is None and data["steps"][1]["slowest"], data["steps"]
+        assert data["ended_at"] is None and data["trace_link"] is None
+
+        theirs = await http.get(f"/jobs/job/{bob}", headers=alice_token)
+        unknown = await http.get(f"/jobs/job/{uuid.uuid4()}", headers=alice_token)
+        malformed = await http.get("/jobs/job/not-a-job", headers=alice_token)
+        for refused in (theirs, unknown, malformed):
+            assert refused.status_code == 404 and refused.json() == theirs.json(), refused.text
+            assert refused.headers["cache-control"] == "no-store"
+        assert "bob_report" not in theirs.text
+        assert (await http.get(f"/jobs/job/{bob}", headers=bob_token)).json()["job"]["tool"] == "bob_report"
 
 
 async def test_streams_are_capped_end_when_the_server_closes_and_report_redis_trouble(stack: Stack) -> None:
@@ -410,6 +531,13 @@ def test_the_stream_refuses_a_request_without_a_valid_token() -> None:
         assert http.get("/jobs/stream", headers={"Host": "evil.example"}).status_code == 421
         assert http.get("/jobs", headers={"Origin": "http://evil.example"}).status_code == 403
 
+        # One job's route is guarded the same way.
+        job = f"/jobs/job/{uuid.uuid4()}"
+        assert http.get(job).status_code == 401
+        assert http.get(job, headers={"Authorization": "Bearer no-scope-secret"}).status_code == 403
+        assert http.get(job, headers={"Host": "evil.example"}).status_code == 421
+        assert http.get(job, headers={"Origin": "http://evil.example"}).status_code == 403
+
 
 def test_the_page_is_a_static_shell_with_strict_headers() -> None:
     client = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
@@ -423,6 +551,7 @@ def test_the_page_is_a_static_shell_with_strict_headers() -> None:
         assert page.headers["x-content-type-options"] == "nosniff"
         assert page.headers["cache-control"] == "no-store"
         assert 'src="/jobs/page.js"' in page.text and 'data-stream="/jobs/stream"' in page.text
+        assert 'data-job="/jobs/job/"' in page.text
         assert "<script>" not in page.text and not re.search(r"\son[a-z]+=", page.text), "no inline script"
         script = http.get("/jobs/page.js")
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
@@ -433,5 +562,5 @@ def test_every_route_is_404_unless_enabled() -> None:
     client = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
     app = Starlette(routes=jobs_routes(client, Keys("unused"), enabled=False))
     with TestClient(app) as http:
-        for path in ("/jobs", "/jobs/page.js", "/jobs/stream"):
+        for path in ("/jobs", "/jobs/page.js", "/jobs/stream", f"/jobs/job/{uuid.uuid4()}"):
             assert http.get(path).status_code == 404, path

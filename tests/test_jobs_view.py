@@ -1,6 +1,7 @@
 """What `mcp-jobs jobs` and the jobs page show: jobs in flight with their progress, recent
 failures, queues and workers, read from the real stack's Redis; the filtering by caller and the
-bounds on fake snapshots in a namespace of their own; the `jobs` command as a real process."""
+bounds on fake snapshots in a namespace of their own; the `jobs` command as a real process, and
+`mcp-jobs jobs JOB_ID` with the step timeline of a `staged` job a real worker ran."""
 
 from __future__ import annotations
 
@@ -23,9 +24,18 @@ import redis
 from mcp import Client
 
 from mcp_jobs._events import Keys
+from mcp_jobs._timeline import STEP_HISTORY
+from mcp_jobs.server.ops.command import SLOWEST, STILL_GOING
 from mcp_jobs.server.ops.view import JobRow, JobsView, list_jobs
 from tests.conftest import Stack
-from tests.support.helpers import ProgressLog, async_redis, job_id_of_key, job_keys, namespace_of_its_own
+from tests.support.helpers import (
+    ProgressLog,
+    async_redis,
+    job_id_of,
+    job_id_of_key,
+    job_keys,
+    namespace_of_its_own,
+)
 from tests.support.processes import REPO, ManagedProcess, sigint_ignored
 
 pytestmark = pytest.mark.anyio
@@ -292,3 +302,102 @@ def watch_in_a_terminal(env: dict[str, str]) -> str:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         os.close(main)
+
+
+STAGES = [
+    {"message": "fetching", "seconds": 0.2},
+    {"message": "parsing", "seconds": 1.2},
+    {"message": "writing", "seconds": 0.2},
+]
+"""Three steps (after the run's own "started"), the middle one clearly the slowest."""
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACE_URL = "http://jaeger.example:16686/trace/{trace_id}"
+
+
+async def staged_job(stack: Stack, stages: list[dict[str, object]], fail: str | None = None) -> str:
+    """Run a `staged` job through MCP to its end (the call returns once it ended); its id."""
+    async with Client(stack.http_url) as client:
+        result = await client.call_tool("staged", {"stages": stages, "fail": fail})
+    assert result.is_error == (fail is not None), result
+    job_id = job_id_of(result)
+    assert stack.redis().hget(stack.keys.job(job_id), "state") in ("succeeded", "failed")
+    return job_id
+
+
+async def jobs_command(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    done = await anyio.run_process([*JOBS_COMMAND, *args], env=env, cwd=REPO, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_the_jobs_command_shows_one_jobs_timeline_with_the_slowest_step(stack: Stack) -> None:
+    job_id = await staged_job(stack, STAGES)
+    stack.redis().hset(stack.keys.job(job_id), "traceparent", f"00-{TRACE}-00f067aa0ba902b7-01")
+    env = {**stack.env, "COLUMNS": "200", "MCP_JOBS_TRACE_URL": TRACE_URL}
+
+    code, out, err = await jobs_command(env, job_id)
+    assert code == 0, err
+    steps = [line.split("│") for line in out.splitlines() if re.match(r"│ +\d+ │", line)]  # the table's rows
+    assert [cells[2].strip() for cells in steps] == ["started", "fetching", "parsing", "writing"], out
+    assert [SLOWEST in cells[5] for cells in steps] == [False, False, True, False], out
+    assert all(re.fullmatch(r" *\+[0-9.hms]+ ", cells[3]) for cells in steps), out
+    assert "staged" in out and "succeeded" in out and "(anonymous)" in out, out
+    assert TRACE in out and TRACE_URL.replace("{trace_id}", TRACE) in out, out
+    assert "showing the last" not in out
+
+    code, out, err = await jobs_command(env, job_id, "--json-output")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["job"]["job_id"] == job_id and data["job"]["state"] == "succeeded" and data["job"]["worker"]
+    steps = data["steps"]
+    assert [step["message"] for step in steps] == ["started", "fetching", "parsing", "writing"], steps
+    assert [step["number"] for step in steps] == [1, 2, 3, 4] and data["steps_total"] == 4
+    fetching, parsing, writing = (step["duration"] for step in steps[1:])
+    assert parsing > fetching and parsing > writing and parsing >= 1.0, steps
+    assert [step["slowest"] for step in steps] == [False, False, True, False], steps
+    offsets = [step["offset"] for step in steps]
+    assert offsets == sorted(offsets) and offsets[0] == 0, offsets
+    assert data["ended_at"] is not None and data["queue_wait"] is not None and data["queue_wait"] >= 0
+    assert data["run_time"] >= fetching + parsing + writing - 0.05, data
+    assert data["trace_id"] == TRACE and data["trace_link"] == TRACE_URL.replace("{trace_id}", TRACE)
+
+    # Another caller's job is as unknown as one that never was; a malformed id is a usage error.
+    for args in ([job_id, "--caller", "mallory"], [str(uuid.uuid4())]):
+        code, out, err = await jobs_command(env, *args)
+        assert code == 1 and "no job" in err and not out, (args, out, err)
+    code, _, err = await jobs_command(env, "not-a-job-id")
+    assert code == 2 and "is not a job id" in err, err
+
+
+async def test_a_long_timeline_shows_its_last_steps_and_says_how_many_there_were(stack: Stack) -> None:
+    stages: list[dict[str, object]] = [{"message": f"item {i}", "seconds": 0} for i in range(STEP_HISTORY + 5)]
+    job_id = await staged_job(stack, stages)
+    total = len(stages) + 1  # and the run's "started"
+    env = {**stack.env, "COLUMNS": "200"}
+
+    code, out, err = await jobs_command(env, job_id, "--json-output")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["steps_shown"], data["steps_total"]) == (STEP_HISTORY, total), data
+    assert [step["number"] for step in data["steps"]] == list(range(total - STEP_HISTORY + 1, total + 1))
+    assert data["steps"][-1]["message"] == f"item {len(stages) - 1}"
+
+    code, out, err = await jobs_command(env, job_id)
+    assert code == 0, err
+    assert f"showing the last {STEP_HISTORY} of {total} steps" in out, out
+
+
+async def test_a_running_jobs_last_step_is_still_going(stack: Stack) -> None:
+    env = {**stack.env, "COLUMNS": "200"}
+    async with running_job(stack, steps=100, delay=0.2, at=2) as (job_id, _):
+        code, out, err = await jobs_command(env, job_id, "--json-output")
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["job"]["state"] == "running" and data["ended_at"] is None, data
+        assert data["steps"][-1]["duration"] is None and all(s["duration"] is not None for s in data["steps"][:-1])
+        assert data["run_time"] is not None and data["run_time"] > 0
+
+        code, out, err = await jobs_command(env, job_id)
+        assert code == 0, err
+        (last,) = [line for line in out.splitlines() if STILL_GOING in line]
+        assert "so far" in last, out

@@ -17,9 +17,11 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from tests.conftest import Stack
 from tests.support.helpers import job_id_of
@@ -259,3 +261,42 @@ def test_mcp_jobs_call_sends_its_trace_context_and_exports_its_own_span(
     )
     sent, call = named(spans, "MCP send tools/call staged"), named(spans, "tools/call staged")
     assert sent.parent_id == root.span_id and call.parent_id == sent.span_id and call.service == "mcp-jobs-server"
+
+
+async def test_a_two_way_jobs_questions_and_answering_calls_are_in_its_trace(traced: Traced) -> None:
+    """On 2026-07-28 a question ends the call with an `InputRequiredResult`, and the client calls
+    again with the answers: the questions and answers are events of the job's span, the wait for
+    each a step, and each answering call a request of its own that names the job."""
+
+    async def answer(_: Any, params: ElicitRequestParams) -> ElicitResult:
+        content = {"ok": True} if "Go ahead" in params.message else {"colour": "teal"}
+        return ElicitResult(action="accept", content=content)
+
+    trace_id, caller_span, meta = caller_context()
+    async with Client(traced.url, mode="auto", elicitation_callback=answer) as client:
+        result = await client.call_tool("interview", {"tag": uuid.uuid4().hex}, meta=meta)
+    assert not result.is_error, result.content
+    spans = wait_for_trace(traced.receiver, trace_id, {"job interview", "done"})
+    job = named(spans, "job interview")
+    assert [name for name, _ in job.events] == ["question", "answered", "question", "answered"]
+    assert [attributes["mcp_jobs.round"] for _, attributes in job.events] == [1, 1, 2, 2]
+    steps = [step.name for step in children(spans, job)]
+    assert steps == [
+        "started",
+        "gathered the data",
+        "waiting for an answer: Go ahead?",
+        "confirmed",
+        "waiting for an answer: Favourite colour?",
+        "done",
+    ]
+    # The SDK re-issues the call with the original `_meta`: all three calls are the caller's
+    # children in this trace, each naming the job (a call from another trace would link to it,
+    # as the handoff tools' do above).
+    traced.receiver.wait_for(
+        lambda received: sum(1 for s in received if s.trace_id == trace_id and s.name == "tools/call interview") == 3,
+        timeout=30,
+        what="the three calls",
+    )
+    calls = [span for span in traced.receiver.of_trace(trace_id) if span.name == "tools/call interview"]
+    assert len(calls) == 3 and {span.parent_id for span in calls} == {caller_span}
+    assert {span.attributes["mcp_jobs.job.id"] for span in calls} == {job.attributes["mcp_jobs.job.id"]}

@@ -6,9 +6,16 @@ Ctrl-C; `--json-output` prints the same data as JSON (with `--watch`, one object
 time it changes) for scripts. Settings (Redis URL, namespace) come from the environment, as for
 `serve` and `worker`; no job module is imported.
 
+`mcp-jobs jobs JOB_ID` shows one job, in flight or ended: its header (tool, state, caller,
+attempt, when it was created, queue wait, run time, trace id, linked through
+`MCP_JOBS_TRACE_URL` when set) and its step timeline (`view.read_job`), each step with when it
+began after the first, how long it took, the slowest marked; `--json-output` prints
+`JobDetail.as_json`.
+
 Exit codes: 0 (also after Ctrl-C or SIGTERM in `--watch`, even when started with SIGINT ignored,
 as a background job of a non-interactive shell is), 1 when Redis cannot be read (without
-`--watch`; with it the screen says so and keeps trying), 2 for a usage error.
+`--watch`; with it the screen says so and keeps trying) or the job is unknown (or another
+caller's, with `--caller`), 2 for a usage error (a malformed job id among them).
 
 What jobs wrote (messages, errors, names) is shown with its control characters escaped
 (`_text.printable`): a job cannot write escape sequences to the operator's terminal.
@@ -30,18 +37,40 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from mcp_jobs._contract import is_job_id
 from mcp_jobs._events import Keys
 from mcp_jobs._text import printable
-from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobRow, JobsView, list_jobs, without_clock
+from mcp_jobs._timeline import Step
+from mcp_jobs.server.ops.view import (
+    DEFAULT_LIMIT,
+    JobDetail,
+    JobRow,
+    JobsView,
+    list_jobs,
+    read_job,
+    trace_link,
+    without_clock,
+)
 from mcp_jobs.settings import Settings, get_settings, redact_url
 
-STATE_STYLES = {"queued": "yellow", "running": "cyan", "input_required": "magenta", "failed": "red"}
+STATE_STYLES = {
+    "queued": "yellow",
+    "running": "cyan",
+    "input_required": "magenta",
+    "succeeded": "green",
+    "failed": "red",
+}
+
+SLOWEST = "⚠ slowest"
+STILL_GOING = "still going"
 
 
 @click.command("jobs")
+@click.argument("job_id", required=False)
 @click.option("--watch", is_flag=True, help="Redraw live until Ctrl-C.")
 @click.option("--json-output", is_flag=True, help="Print JSON instead of tables (with --watch: one line per change).")
 @click.option("--caller", default=None, help="Only this caller's jobs (default: everyone's).")
@@ -60,6 +89,7 @@ STATE_STYLES = {"queued": "yellow", "running": "cyan", "input_required": "magent
     "--interval", type=click.FloatRange(min=0.1), default=0.5, show_default=True, help="Seconds between redraws."
 )
 def jobs(
+    job_id: str | None,
     watch: bool,
     json_output: bool,
     caller: str | None,
@@ -68,11 +98,21 @@ def jobs(
     limit: int,
     interval: float,
 ) -> None:
-    """Show jobs in flight, recent failures, queue depths and live workers (from Redis)."""
+    """Show jobs in flight, recent failures, queue depths and live workers (from Redis).
+
+    With JOB_ID: that job (in flight or ended) and the timeline of its steps (--caller and
+    --json-output apply; the list's options do not)."""
+    if job_id is not None:
+        if not is_job_id(job_id):
+            raise click.BadParameter(f"{printable(job_id)!r} is not a job id (a uuid4)", param_hint="JOB_ID")
+        if watch:
+            raise click.UsageError("--watch lists jobs; it does not follow one JOB_ID")
     settings = get_settings()
     options = _Options(settings, caller, failures_for, queues, limit)
     try:
-        if watch:
+        if job_id is not None:
+            asyncio.run(_one_job(options, job_id, json_output))
+        elif watch:
             asyncio.run(_until_stopped(_watch(options, json_output, interval)))
         else:
             asyncio.run(_once(options, json_output))
@@ -121,6 +161,21 @@ async def _once(options: _Options, json_output: bool) -> None:
         click.echo(json.dumps(view.to_json()))
     else:
         Console().print(render(view, options.settings.namespace))
+
+
+async def _one_job(options: _Options, job_id: str, json_output: bool) -> None:
+    async with options.client() as client:
+        try:
+            detail = await read_job(client, options.keys, job_id, time.time(), options.caller)
+        except (RedisError, OSError) as exc:
+            raise click.ClickException(options.unavailable(exc)) from exc
+    if detail is None:
+        whose = "" if options.caller is None else f" of caller {printable(options.caller)!r}"
+        raise click.ClickException(f"no job {job_id}{whose} in namespace {printable(options.settings.namespace)!r}")
+    if json_output:
+        click.echo(json.dumps(detail.as_json(trace_url=options.settings.trace_url)))
+    else:
+        Console().print(render_job(detail, options.settings.trace_url))
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None]) -> None:
@@ -285,6 +340,98 @@ def _notes(view: JobsView) -> str:
     if not view.complete:
         notes.append(f"stopped reading after {view.scanned} jobs: some may be missing")
     return "; ".join(notes)
+
+
+def render_job(detail: JobDetail, trace_url: str | None = None) -> RenderableType:
+    """One job, for a terminal: its header, then its step timeline."""
+    parts: list[RenderableType] = [_job_header(detail, trace_url)]
+    if not detail.steps:
+        parts.append(Text("No steps yet.", style="dim"))
+        return Group(*parts)
+    parts.append(_timeline(detail))
+    if detail.trimmed:
+        parts.append(Text(trimmed_note(detail), style="yellow"))
+    return Group(*parts)
+
+
+def trimmed_note(detail: JobDetail) -> str:
+    """What a trimmed timeline says of the steps it lost."""
+    return f"showing the last {len(detail.steps)} of {detail.steps_total} steps"
+
+
+def _job_header(detail: JobDetail, trace_url: str | None) -> RenderableType:
+    job = detail.job
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    state = Text(job.state, style=STATE_STYLES.get(job.state, ""))
+    if job.state == "running" and job.heartbeat is False:
+        state.append(" (no heartbeat)", style="red")
+    rows: list[tuple[str, RenderableType]] = [
+        ("job", job.job_id),
+        ("tool", _shown(job.tool)),
+        ("state", state),
+        ("caller", _shown(job.caller or "(anonymous)")),
+        ("attempt", str(job.attempt)),
+        ("created", created(job.created_at, detail.now)),
+        ("queue wait", duration(job.queue_wait)),
+        (
+            "run time",
+            duration(detail.run_time) + (" so far" if detail.ended_at is None and detail.run_time is not None else ""),
+        ),
+    ]
+    if job.error is not None:
+        error = f"{job.error_type}: {job.error}" if job.error_type else job.error
+        rows.append(("error", Text(printable(error), style="red")))
+    elif job.status:
+        rows.append(("status", _shown(job.status)))
+    if job.worker:
+        rows.append(("worker", _shown(job.worker)))
+    trace: RenderableType = detail.trace_id or "-"
+    link = trace_link(trace_url, detail.trace_id)
+    if link is not None:
+        trace = Text.assemble(detail.trace_id or "", "  ", (printable(link), Style(link=printable(link))))
+    rows.append(("trace", trace))
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
+def _timeline(detail: JobDetail) -> RenderableType:
+    table = Table(title=f"Steps ({detail.steps_total})", title_justify="left")
+    attempts = len({step.attempt for step in detail.steps}) > 1
+    columns = ["#", *(["attempt"] if attempts else []), "step", "when", "took", ""]
+    for column in columns:
+        right = column in ("#", "attempt", "when", "took")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column != "step", overflow="fold")
+    first = detail.steps[0].at
+    for index, step in enumerate(detail.steps):
+        took, mark = step_timing(step, detail.now)
+        table.add_row(
+            str(detail.first_number + index),
+            *([str(step.attempt)] if attempts else []),
+            _shown(step.message),
+            "+" + duration(step.at - first),
+            took,
+            Text(mark, style="bold yellow" if step.slowest else "cyan"),
+        )
+    return table
+
+
+def step_timing(step: Step, now: float) -> tuple[str, str]:
+    """How long a step took ("so far" for the running job's last) and its mark (slowest, still going)."""
+    marks = [SLOWEST] if step.slowest else []
+    if step.duration is None:
+        marks.append(STILL_GOING)
+        return duration(max(now - step.at, 0.0)) + " so far", ", ".join(marks)
+    return duration(step.duration), ", ".join(marks)
+
+
+def created(at: float | None, now: float) -> str:
+    """When a job was created: local time, and how long ago."""
+    if at is None:
+        return "-"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} ({duration(max(now - at, 0.0))} ago)"
 
 
 def _shown(text: str) -> str:

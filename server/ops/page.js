@@ -1,12 +1,16 @@
 // The live jobs page: reads the server-sent events of <base>/stream with fetch() (so it can send
-// the bearer token, which EventSource cannot) and draws each view. Everything shown is set as
-// text (textContent), never parsed as HTML.
+// the bearer token, which EventSource cannot) and draws each view. A job's row (or the address
+// #job/<id>) opens its panel: <base>/job/<id>, its step timeline, fetched again while the job is
+// in flight. Everything shown is set as text (textContent), never parsed as HTML.
 "use strict";
 
 (() => {
   const TOKEN_KEY = "mcp-jobs.jobs-page.token";
   const STALE_AFTER_MS = 40000; // the server sends something at least every 15 s
   const streamUrl = document.body.dataset.stream;
+  const jobUrl = document.body.dataset.job;
+  const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+  const DETAIL_EVERY_MS = 1000; // the most often an open job in flight is read again
   const $ = (id) => document.getElementById(id);
 
   let controller = null;
@@ -18,6 +22,11 @@
   let live = false;
   let view = null;
   let drawn = false; // whether the jobs in flight were drawn once (later arrivals are highlighted)
+  let openJob = null; // the id of the job whose panel is open
+  let detail = null; // what its panel shows (the last answer of <base>/job/<id>)
+  let detailTimer = null;
+  let detailLoading = false;
+  let detailLoadedAt = 0;
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -56,6 +65,13 @@
 
   const serverNow = () => Date.now() / 1000 + clockOffset;
 
+  function authHeaders(accept) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = { Accept: accept };
+    if (token) headers.Authorization = "Bearer " + token;
+    return headers;
+  }
+
   // ---- the stream ----
 
   async function connect() {
@@ -65,8 +81,7 @@
     controller = mine;
     live = false;
     const token = sessionStorage.getItem(TOKEN_KEY);
-    const headers = { Accept: "text/event-stream" };
-    if (token) headers.Authorization = "Bearer " + token;
+    const headers = authHeaders("text/event-stream");
     setStatus("connecting", view ? "reconnecting…" : "connecting…");
     let response;
     try {
@@ -90,6 +105,7 @@
     $("forget").hidden = !token;
     $("login").hidden = true;
     $("content").hidden = false;
+    if (openJob && !detail) loadDetail(); // asked for before the token was given
     try {
       await read(response.body, mine.signal);
     } catch (error) {
@@ -141,6 +157,7 @@
     setStatus("live", "live");
     view = data;
     draw(data);
+    refreshDetail();
   }
 
   // ---- the token ----
@@ -171,6 +188,7 @@
 
   $("forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
+    closeJob();
     drawn = false;
     for (const id of ["inflight", "failures", "queues"]) $(id).tBodies[0].replaceChildren();
     connect();
@@ -231,7 +249,7 @@
     const row = el("tr");
     row.dataset.jobId = job.job_id;
     const tool = el("td");
-    tool.append(el("span", "tool"), el("span", "id", job.job_id.slice(0, 8)));
+    tool.append(jobLink(job), el("span", "id", job.job_id.slice(0, 8)));
     tool.title = "job " + job.job_id;
     const bar = el("div", "bar");
     bar.setAttribute("role", "progressbar");
@@ -245,8 +263,17 @@
     return row;
   }
 
+  // The tool's name links to the job's panel: focusable, opened with Enter as with a click.
+  function jobLink(job) {
+    const link = el("a", "tool");
+    link.href = "#job/" + job.job_id;
+    link.setAttribute("aria-label", "show the steps of " + job.tool + " job " + job.job_id);
+    return link;
+  }
+
   function updateJobRow(row, job) {
     row.job = job;
+    row.classList.toggle("open", job.job_id === openJob);
     const [tool, state, progress] = row.cells;
     tool.firstChild.textContent = job.tool;
     const badges = [];
@@ -295,7 +322,9 @@
         row.dataset.jobId = job.job_id;
         row.job = job;
         const tool = el("td");
-        tool.append(el("span", "tool", job.tool), el("span", "id", job.job_id.slice(0, 8)));
+        const link = jobLink(job);
+        link.textContent = job.tool;
+        tool.append(link, el("span", "id", job.job_id.slice(0, 8)));
         tool.title = "job " + job.job_id;
         const error = el("td", "error");
         if (job.error_type) error.append(el("span", "type", job.error_type));
@@ -306,6 +335,7 @@
     );
     $("failures-empty").hidden = data.failures.length > 0;
     $("failures-empty").textContent = "No failures in the last " + span(data.recent_failures_for) + ".";
+    for (const row of body.rows) row.classList.toggle("open", row.dataset.jobId === openJob);
     $("failures").hidden = data.failures.length === 0;
     $("failures-count").textContent = data.failures_total ? String(data.failures_total) : "";
   }
@@ -323,8 +353,211 @@
     );
   }
 
+  // ---- one job's panel ----
+
+  function jobOfAddress() {
+    const match = /^#job\/(.*)$/.exec(location.hash);
+    return match && JOB_ID.test(match[1]) ? match[1] : null;
+  }
+
+  function openJobOf(row) {
+    const id = row && row.dataset.jobId;
+    if (!id || !JOB_ID.test(id)) return;
+    if (location.hash !== "#job/" + id) history.pushState(null, "", "#job/" + id);
+    showJob(id);
+    $("detail-title").focus();
+  }
+
+  for (const id of ["inflight", "failures"]) {
+    $(id).tBodies[0].addEventListener("click", (event) => {
+      if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return; // a new tab
+      event.preventDefault();
+      openJobOf(event.target.closest("tr"));
+    });
+  }
+
+  function syncWithAddress() {
+    const id = jobOfAddress();
+    if (id !== openJob) showJob(id);
+  }
+  window.addEventListener("hashchange", syncWithAddress);
+  window.addEventListener("popstate", syncWithAddress);
+
+  function closeJob() {
+    if (location.hash) history.pushState(null, "", location.pathname + location.search);
+    const row = openJob && document.querySelector('tr[data-job-id="' + openJob + '"] a.tool');
+    showJob(null);
+    if (row) row.focus();
+  }
+
+  $("detail-close").addEventListener("click", closeJob);
+  $("detail").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeJob();
+  });
+
+  function showJob(id) {
+    clearTimeout(detailTimer);
+    openJob = id;
+    detail = null;
+    for (const row of document.querySelectorAll("tr[data-job-id]")) {
+      row.classList.toggle("open", row.dataset.jobId === id);
+    }
+    $("detail").hidden = !id;
+    if (!id) return;
+    $("detail-tool").textContent = "Job";
+    $("detail-id").textContent = id;
+    $("detail-facts").replaceChildren();
+    $("steps").tBodies[0].replaceChildren();
+    $("steps").hidden = true;
+    $("steps-empty").hidden = true;
+    $("steps-note").hidden = true;
+    detailMessage("Loading…");
+    loadDetail();
+  }
+
+  function detailMessage(text) {
+    $("detail-error").hidden = !text;
+    $("detail-error").textContent = text || "";
+  }
+
+  async function loadDetail() {
+    const id = openJob;
+    if (!id || detailLoading) return;
+    detailLoading = true;
+    detailLoadedAt = Date.now();
+    let response = null;
+    let data = null;
+    try {
+      response = await fetch(jobUrl + encodeURIComponent(id), {
+        headers: authHeaders("application/json"),
+        cache: "no-store",
+        credentials: "omit",
+      });
+      if (response.ok) data = await response.json();
+    } catch (error) {
+      response = null;
+    } finally {
+      detailLoading = false;
+    }
+    if (id !== openJob) return loadDetail(); // another job was opened meanwhile
+    if (data) {
+      detail = data;
+      detailMessage("");
+      drawDetail(data);
+      return;
+    }
+    if (response && response.status === 404) {
+      detail = null;
+      $("detail-facts").replaceChildren();
+      $("steps").hidden = true;
+      $("steps-note").hidden = true;
+      return detailMessage("No such job: it is unknown, it has expired, or it is not yours.");
+    }
+    if (response && (response.status === 401 || response.status === 403)) {
+      return detailMessage("A token that may see this job is needed.");
+    }
+    detailMessage("Cannot read this job right now; retrying.");
+    clearTimeout(detailTimer);
+    detailTimer = setTimeout(loadDetail, 2000);
+  }
+
+  // A new view of the stream: an open job still in flight is read again (at most once a second).
+  function refreshDetail() {
+    if (!openJob || !detail || detail.ended_at !== null) return;
+    clearTimeout(detailTimer);
+    detailTimer = setTimeout(loadDetail, Math.max(0, DETAIL_EVERY_MS - (Date.now() - detailLoadedAt)));
+  }
+
+  function fact(name, value) {
+    const dd = el("dd");
+    dd.append(value);
+    return [el("dt", null, name), dd];
+  }
+
+  function traceLink(data) {
+    if (!data.trace_id) return "—";
+    const code = el("span", "mono", data.trace_id);
+    if (!data.trace_link || !/^https?:\/\//.test(data.trace_link)) return code;
+    const link = el("a");
+    link.href = data.trace_link;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.append(code);
+    return link;
+  }
+
+  function drawDetail(data) {
+    const job = data.job;
+    $("detail-tool").textContent = job.tool;
+    $("detail-id").textContent = job.job_id;
+    const state = el("span", "badge " + job.state, job.state);
+    const created = job.created_at ? new Date(job.created_at * 1000).toLocaleString() : "—";
+    const facts = [
+      fact("State", state),
+      fact("Caller", job.caller || "(anonymous)"),
+      fact("Attempt", String(job.attempt)),
+      fact("Created", el("span", "created", created)),
+      fact("Queue wait", duration(data.queue_wait)),
+      fact("Run time", el("span", "run-time")),
+      fact("Trace", traceLink(data)),
+    ];
+    if (job.error) facts.push(fact("Error", el("span", "error", (job.error_type ? job.error_type + ": " : "") + job.error)));
+    else if (job.status) facts.push(fact("Status", job.status));
+    $("detail-facts").replaceChildren(...facts.flat());
+
+    $("steps").tBodies[0].replaceChildren(
+      ...data.steps.map((step) => {
+        const row = el("tr");
+        row.dataset.step = String(step.number);
+        row.step = step;
+        if (step.slowest) row.classList.add("slowest");
+        const mark = el("td", "mark");
+        row.append(
+          el("td", "num", step.number),
+          el("td", "step", step.message),
+          el("td", "num time", "+" + duration(step.offset)),
+          el("td", "num time took"),
+          mark,
+        );
+        return row;
+      }),
+    );
+    $("steps").hidden = data.steps.length === 0;
+    $("steps-empty").hidden = data.steps.length > 0;
+    $("steps-note").hidden = data.steps_total <= data.steps_shown;
+    $("steps-note").textContent = "Showing the last " + data.steps_shown + " of " + data.steps_total + " steps.";
+    tickDetail();
+  }
+
+  // A job in flight: its run time and its last step's "so far" move with the clock.
+  function tickDetail() {
+    if (!detail) return;
+    const now = serverNow();
+    const running = detail.ended_at === null;
+    const runTime = $("detail-facts").querySelector(".run-time");
+    if (runTime) {
+      const seconds = running && detail.started_at ? now - detail.started_at : detail.run_time;
+      runTime.textContent = duration(seconds) + (running && detail.started_at ? " so far" : "");
+    }
+    const created = $("detail-facts").querySelector(".created");
+    if (created && detail.job.created_at) {
+      created.title = duration(now - detail.job.created_at) + " ago";
+    }
+    for (const row of $("steps").tBodies[0].rows) {
+      const step = row.step;
+      const going = step.duration === null;
+      row.cells[3].textContent = going ? duration(now - step.at) + " so far" : duration(step.duration);
+      const marks = [];
+      if (step.slowest) marks.push("⚠ slowest");
+      if (going) marks.push("still going");
+      row.cells[4].textContent = marks.join(", ");
+      row.cells[4].classList.toggle("going", going && !step.slowest);
+    }
+  }
+
   // Ages and "ago" move with the clock between events.
   function tick() {
+    tickDetail();
     const now = serverNow();
     for (const row of $("inflight").tBodies[0].rows) {
       const job = row.job;
@@ -346,5 +579,6 @@
   }
 
   setInterval(tick, 1000);
+  syncWithAddress();
   connect();
 })();

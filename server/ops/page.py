@@ -13,6 +13,11 @@ Routes (under `path`, `/jobs` by default), all 404 unless `enabled`:
   their own jobs; without authentication every caller is the same anonymous one, as for tasks
   and the handoff tools. The page reads it with `fetch()` (which, unlike `EventSource`, can send
   the header), the token entered once and kept in the tab's `sessionStorage`.
+- `GET /jobs/job/<job id>`: one job and its step timeline (`view.JobDetail.as_json`, worker
+  left out, the trace linked through `trace_url` when set), for the page's job panel: a job's
+  row opens it, and so does the page's address with `#job/<job id>` (an ended job too). The same
+  checks as the stream, and a caller sees only their own jobs: another caller's job is a 404,
+  as an unknown, expired or malformed one is.
 
 Worker host names are left out of the stream (workers are counted per queue); `mcp-jobs jobs` is
 the operator's view with everything. One scan of Redis per `interval` serves every open stream of
@@ -47,8 +52,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from mcp_jobs._contract import is_job_id
 from mcp_jobs._events import Keys
-from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobsScan, scan_jobs, select, without_clock
+from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobsScan, read_job, scan_jobs, select, without_clock
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +67,8 @@ MAX_STREAM_SECONDS = 600.0
 stops seeing jobs within that time; a token's own expiry ends it sooner."""
 
 UNAVAILABLE = "Redis is unavailable; retrying"
+
+NO_SUCH_JOB = "no such job (unknown, expired, or not yours)"
 
 _NO_STORE = {"Cache-Control": "no-store"}
 _COMMON_HEADERS = {
@@ -94,6 +102,7 @@ def jobs_routes(
     max_streams_per_caller: int = 4,
     path: str = "/jobs",
     closing: Callable[[], bool] = lambda: False,
+    trace_url: str | None = None,
 ) -> list[Route]:
     """The page's routes, to mount beside the MCP endpoint.
 
@@ -107,6 +116,8 @@ def jobs_routes(
       Celery broker is this Redis (else depths are unknown).
     - `closing`: True once the server is shutting down; open streams then end (within
       `interval`), so an open page does not hold up the shutdown.
+    - `trace_url`: where a job's trace id links to (`Settings.trace_url`, with `{trace_id}`);
+      None shows ids plain.
     """
     base = "/" + path.strip("/")
     page = _Page(base) if enabled else None  # read only when served (a broken install fails at start)
@@ -162,10 +173,34 @@ def jobs_routes(
             headers={**_NO_STORE, **_COMMON_HEADERS, "X-Accel-Buffering": "no"},
         )
 
+    async def show_job(request: Request) -> Response:
+        if not enabled:
+            return _not_found()
+        refused = await guard.check_host(request)
+        if refused is not None:
+            return refused
+        access = await guard.authorize(request)
+        if isinstance(access, Response):
+            return access
+        caller, _ = access
+        job_id = request.path_params["job_id"]
+        headers = {**_NO_STORE, **_COMMON_HEADERS}
+        if not is_job_id(job_id):
+            return JSONResponse({"error": NO_SUCH_JOB}, status_code=404, headers=headers)
+        try:
+            detail = await read_job(_resolved(client), keys, job_id, time.time(), caller)
+        except (RedisError, OSError, RuntimeError) as exc:
+            logger.debug("jobs page: cannot read job %s (%r)", job_id, exc)
+            return JSONResponse({"error": UNAVAILABLE}, status_code=503, headers={"Retry-After": "2", **headers})
+        if detail is None:
+            return JSONResponse({"error": NO_SUCH_JOB}, status_code=404, headers=headers)
+        return JSONResponse(detail.as_json(hosts=False, trace_url=trace_url), headers=headers)
+
     return [
         Route(base, show_page, methods=["GET"]),
         Route(f"{base}/page.js", show_script, methods=["GET"]),
         Route(f"{base}/stream", stream, methods=["GET"]),
+        Route(f"{base}/job/{{job_id}}", show_job, methods=["GET"]),
     ]
 
 
@@ -246,9 +281,14 @@ class _Feed:
             return self._scan
 
     async def _read(self) -> JobsScan:
-        client = self._client if isinstance(self._client, aioredis.Redis) else self._client()
+        client = _resolved(self._client)
         queues = self._queues() if callable(self._queues) else self._queues
         return await scan_jobs(client, self._keys, time.time(), queues=queues, queue_depths=self._queue_depths)
+
+
+def _resolved(client: RedisSource) -> aioredis.Redis:
+    """The client to use now (a server's is created when it starts serving)."""
+    return client if isinstance(client, aioredis.Redis) else client()
 
 
 class _Guard:

@@ -18,6 +18,10 @@ failure stays visible for at most that long whatever `recent_failures_for` asks.
 
 `scan_jobs` does the reading, `select` the filtering (by caller) and capping, so one scan can
 serve many viewers; `list_jobs` is both in one call.
+
+`read_job` reads one job, whatever its state (`mcp-jobs jobs JOB_ID`, the page's job panel): its
+snapshot (still never the `result`) and its step list `<ns>:job:<id>:steps` in one round trip,
+made into a `JobDetail` with the timeline of `_timeline.timeline`, the one the metrics use too.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from mcp_jobs._contract import status_line
+from mcp_jobs._contract import is_job_id, status_line
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text, strict_json
+from mcp_jobs._timeline import Step, parse_entries, timeline
+from mcp_jobs.tracing import TRACE_FIELD, trace_id
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +80,9 @@ FIELDS = (
 )
 """The snapshot fields a view reads (`started_at` is optional: with it, a running job's queue wait
 is known)."""
+
+DETAIL_FIELDS = (*FIELDS, "steps", TRACE_FIELD)
+"""The snapshot fields `read_job` reads: those of a row, the count of steps begun and the trace context."""
 
 COUNTED_ONLY = ("state", "caller", "updated_at")
 """What a view reads of an ended job other than a failure: it is only counted."""
@@ -229,6 +238,116 @@ class JobsView:
         for row, job in zip((*data["in_flight"], *data["failures"]), (*self.in_flight, *self.failures)):
             row["fraction"] = job.fraction
         return data
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """One job and its step timeline, as `mcp-jobs jobs JOB_ID` and the page's job panel show it."""
+
+    now: float
+    job: JobRow
+    started_at: float | None
+    """When its latest run started (a retried job's latest attempt); None before it started."""
+    ended_at: float | None
+    """When it ended (its last write); None while it is queued, running or waiting for an answer."""
+    run_time: float | None
+    """Seconds its latest run took (so far, while in flight); None before it started."""
+    trace_id: str | None
+    """The trace of the call that queued it (when tracing was on)."""
+    steps: list[Step]
+    """The steps kept (the last `STEP_HISTORY`), oldest first, with durations and the slowest marked."""
+    steps_total: int
+    """How many steps its runs began in all: more than `len(steps)` when the list was trimmed."""
+
+    @property
+    def first_number(self) -> int:
+        """The number (from 1) of the first step kept: a trimmed list has lost the earliest."""
+        return self.steps_total - len(self.steps) + 1
+
+    @property
+    def trimmed(self) -> bool:
+        """Whether earlier steps are no longer kept."""
+        return self.steps_total > len(self.steps)
+
+    def as_json(self, *, hosts: bool = True, trace_url: str | None = None) -> dict[str, Any]:
+        """A JSON-ready dict (`--json-output`, the page's `job/<id>` route). Without `hosts` the job
+        does not name its worker; with `trace_url` (a template with `{trace_id}`) the trace is linked.
+        Each step also has its `number` and its `offset`, seconds since the first step kept."""
+        row = asdict(self.job) | {"fraction": self.job.fraction}
+        if not hosts:
+            row["worker"] = None
+        first = self.steps[0].at if self.steps else 0.0
+        return {
+            "now": self.now,
+            "job": row,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "queue_wait": self.job.queue_wait,
+            "run_time": self.run_time,
+            "trace_id": self.trace_id,
+            "trace_link": trace_link(trace_url, self.trace_id),
+            "steps": [
+                step.as_json() | {"number": self.first_number + index, "offset": step.at - first}
+                for index, step in enumerate(self.steps)
+            ],
+            "steps_shown": len(self.steps),
+            "steps_total": self.steps_total,
+        }
+
+
+def trace_link(trace_url: str | None, trace: str | None) -> str | None:
+    """Where the trace `trace` is shown: `trace_url` with the id written in (None without either).
+    Replaced, not `str.format`ted: the URL may hold other braces."""
+    if trace_url is None or trace is None:
+        return None
+    return trace_url.replace("{trace_id}", trace)
+
+
+async def read_job(
+    client: aioredis.Redis, keys: Keys, job_id: str, now: float, caller: str | None = None
+) -> JobDetail | None:
+    """One job and its timeline, read in one round trip (a MULTI, so the snapshot and the step list
+    agree); None when it is unknown, expired or malformed, or is not `caller`'s (None: anyone's):
+    another caller's job is as unknown as one that never was. `ValueError` if `job_id` is not a
+    job id, checked before any key is built (no made-up id names another key)."""
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    pipe = client.pipeline(transaction=True)
+    pipe.hmget(keys.job(job_id), list(DETAIL_FIELDS))
+    pipe.exists(keys.alive(job_id))
+    pipe.lrange(keys.steps(job_id), 0, -1)
+    values, alive, entries = await pipe.execute()
+    fields = {name: as_text(value) for name, value in zip(DETAIL_FIELDS, values) if value is not None}
+    if "state" not in fields or (caller is not None and fields.get("caller", "") != caller):
+        return None
+    return detail_of(job_id, fields, bool(alive), entries, now)
+
+
+def detail_of(
+    job_id: str, fields: dict[str, str], alive: bool, entries: Sequence[bytes | str], now: float
+) -> JobDetail | None:
+    """The detail of a job from its snapshot `fields`, whether it beats (`alive`) and its stored
+    step list; None when the snapshot is malformed."""
+    row = _row(job_id, fields, alive, now)
+    if row is None:
+        return None
+    ended = row.updated_at if JobState(row.state).terminal else None
+    started = stamp(fields.get("started_at"))
+    steps = timeline(parse_entries(entries), ended, now)
+    try:
+        counted = int(fields.get("steps") or 0)
+    except ValueError:
+        counted = 0
+    return JobDetail(
+        now=now,
+        job=row,
+        started_at=started,
+        ended_at=ended,
+        run_time=None if started is None else max((now if ended is None else ended) - started, 0.0),
+        trace_id=trace_id(fields.get(TRACE_FIELD)),
+        steps=steps,
+        steps_total=max(counted, len(steps)),
+    )
 
 
 async def list_jobs(
