@@ -344,8 +344,10 @@ def job_tool(spec: JobSpec, runtime: Runtime) -> Tool:
             else:
                 record = {CALLER_FIELD: caller_of(ctx), CAN_ASK_FIELD: abilities(ctx.request_context)}
                 job_id, stored = await runtime.dispatcher.run(spec, arguments, listeners, handoff_after, record)
-        except (JobHandedOff, JobFailed) as exc:
-            return error_result(exc, {JOB_ID_META_KEY: exc.job_id})
+        except JobHandedOff as exc:
+            return error_result(str(exc), {JOB_ID_META_KEY: exc.job_id})
+        except JobFailed as exc:  # worded as the SDK words a tool's error, with the job named
+            return error_result(f"Error executing tool {spec.name}: {exc}", {JOB_ID_META_KEY: exc.job_id})
         except InputRequired as exc:
             return input_required(exc)
         result = spec.tool_result(stored)

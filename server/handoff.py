@@ -56,10 +56,10 @@ class JobStatus(BaseModel):
     error: str | None = None
 
 
-def error_result(exc: Exception, meta: dict[str, Any]) -> CallToolResult:
+def error_result(text: str, meta: dict[str, Any]) -> CallToolResult:
     """A tool error with `meta`: the result of a call whose job goes on (`JobHandedOff`), or
     ended failed or cancelled (`JobFailed`), naming the job."""
-    return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True, _meta=meta)
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True, _meta=meta)
 
 
 def handoff_tools(runtime: RuntimeJobs) -> list[Tool]:
@@ -103,7 +103,7 @@ def handoff_tools(runtime: RuntimeJobs) -> list[Tool]:
             else:
                 stored = await runtime.dispatcher.follow(job_id, Listeners(), spec, wait=wait, owned=False)
         except JobHandedOff as exc:
-            return error_result(exc, {})
+            return error_result(str(exc), {})
         if spec is None:
             raise ToolError(f"Job {job_id} finished, but this server does not serve its tool.")
         return spec.tool_result(stored)
