@@ -24,6 +24,7 @@ from bench.measure import Row, table, write_results
 from bench.scale import in_flight, scaling_out
 from bench.startup import call_startup
 from bench.throughput import overhead_and_job_throughput, server_throughput
+from bench.topologies import topologies
 from bench.tracing import tracing_cost
 
 HERE = Path(__file__).parent
@@ -34,6 +35,7 @@ SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
     "throughput": [server_throughput, overhead_and_job_throughput],
     "scale": [in_flight, scaling_out],
     "tracing": [tracing_cost],
+    "topologies": [topologies],
 }
 
 

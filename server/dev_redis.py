@@ -48,9 +48,13 @@ def server_binary(prefer_path: bool = False) -> str:
 class RedisProcess:
     """A Redis-compatible server on a free loopback port; `stop()` (or the context manager) ends it."""
 
-    def __init__(self, binary: str | None = None, port: int | None = None, prefer_path: bool = False) -> None:
+    def __init__(
+        self, binary: str | None = None, port: int | None = None, prefer_path: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         self.binary = binary or server_binary(prefer_path)
         self.port = port or free_port()
+        self.extra = extra
+        """More server options (`--replicaof host port`, for a test's replica)."""
         self._dir = tempfile.TemporaryDirectory(prefix="mcp-jobs-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -68,6 +72,7 @@ class RedisProcess:
             "--dir", self._dir.name,
             "--protected-mode", "yes",
             "--loglevel", "warning",
+            *self.extra,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_ready(timeout)

@@ -109,7 +109,7 @@ class Dispatcher:
         self._in_flight = 0
         self._closing = False
         # Queue depth is only readable when the broker is this very Redis.
-        self._broker_is_redis = settings.effective_broker_url == settings.redis_url
+        self._broker_is_redis = settings.broker_shares_redis
         self._default_queue = str(celery.conf.task_default_queue)
         # Jobs go on the broker with their first snapshot write when the broker is this very Redis.
         self._messages = TaskMessages(celery) if self._broker_is_redis else None

@@ -151,6 +151,12 @@ def script_args(
 INLINE_RESULT_BYTES = 2048
 """Largest result (as JSON) a terminal event carries; larger ones are read from the snapshot."""
 
+REPLICA_WAIT_MS = 2000
+"""Longest a job's final write waits for a replica to acknowledge it (with Sentinel)."""
+
+REPLICA_RECHECK = 30.0
+"""Seconds a worker process writes outcomes without waiting once no replica acknowledged one."""
+
 FINAL_WRITE_DEADLINE = 60.0
 """Seconds a worker keeps retrying the write of a job's outcome while Redis is unreachable."""
 
@@ -249,10 +255,12 @@ class WriteOutcome:
 class JobStore:
     """Synchronous access to job snapshots, as used inside worker processes."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, ttl: int, replicated: bool = False) -> None:
         self.client = client
         self._keys = keys
         self._ttl = ttl
+        self._replicated = replicated
+        self._alone_until = 0.0
         self._write = client.register_script(WRITE_SCRIPT)
 
     @property
@@ -271,12 +279,16 @@ class JobStore:
 
     def write_final(self, job_id: str, state: JobState, **values: Any) -> None:
         """Write a job's outcome (and drop its liveness key), retrying through a Redis outage for up
-        to `FINAL_WRITE_DEADLINE` seconds."""
+        to `FINAL_WRITE_DEADLINE` seconds. With replicas (Sentinel), the write then waits for one
+        to have it (`WAIT`, at most `REPLICA_WAIT_MS`): nothing follows an outcome that would make
+        good a write the master took but did not pass on before a failover."""
         deadline = time.monotonic() + FINAL_WRITE_DEADLINE
         delay = 0.1
         while True:
             try:
-                self.write(job_id, state, alive_for=0, **values)
+                written = self.write(job_id, state, alive_for=0, **values).written
+                if written:
+                    self._await_replica(job_id)
                 return
             except redis.RedisError as exc:
                 if time.monotonic() > deadline:
@@ -285,6 +297,21 @@ class JobStore:
                 logger.warning("Redis unavailable while writing the outcome of job %s (%r); retrying", job_id, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _await_replica(self, job_id: str) -> None:
+        """With replicas, wait (`WAIT 1`) until one has the write just made. When none answered,
+        the master has lost its replicas (a failover left it alone): writes then go on without
+        waiting for `REPLICA_RECHECK` seconds, instead of each paying the whole wait."""
+        if not self._replicated or time.monotonic() < self._alone_until:
+            return
+        if self.client.wait(1, REPLICA_WAIT_MS) < 1:
+            self._alone_until = time.monotonic() + REPLICA_RECHECK
+            logger.warning(
+                "job %s: no replica acknowledged its outcome within %d ms; not waiting for replicas for %g s",
+                job_id,
+                REPLICA_WAIT_MS,
+                REPLICA_RECHECK,
+            )
 
     def beat(self, job_ids: list[str], alive_for: float) -> None:
         """Keep the liveness keys of `job_ids` for another `alive_for` seconds, and their snapshots

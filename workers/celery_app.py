@@ -12,7 +12,10 @@ Delivery settings, chosen deliberately:
 - Other jobs are acknowledged when they start (at most once). If their process dies, the main
   worker process records the failure at once (`task_failure`); if the whole worker dies, the
   server notices the missing heartbeat.
-- `worker_prefetch_multiplier=1`: a long job never sits reserved behind another on a busy process.
+- `worker_disable_prefetch` (Redis brokers; `worker_prefetch_multiplier=1` for the others): a
+  worker takes a message only when a slot is free, so a long job never sits reserved behind
+  another on a busy worker, and a lost broker connection (a Redis failover) strands no reserved
+  message: kombu 5.7 cannot put reserved messages back while its Sentinel channel reconnects.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from mcp_jobs.fanout import PartsContext, run_part
 from mcp_jobs.logs import ControlSafe, JsonFormatter
 from mcp_jobs.presence import Presence
 from mcp_jobs.producer import create_producer_app
+from mcp_jobs.redis_connect import replicated, sync_client
 from mcp_jobs.registry import JobSpec, load_jobs
 from mcp_jobs.settings import Settings, get_settings
 
@@ -77,15 +81,17 @@ class _StoreHolder:
 
     def get(self) -> JobStore:
         if self._store is None or self._pid != os.getpid():
-            client = redis.Redis.from_url(
-                self._settings.redis_url,
+            client = sync_client(
+                self._settings,
                 socket_connect_timeout=2,
                 socket_timeout=10,
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),
                 retry_on_error=[redis.ConnectionError, redis.TimeoutError],
                 health_check_interval=30,
             )
-            self._store = JobStore(client, Keys(self._settings.namespace), self._settings.result_ttl)
+            self._store = JobStore(
+                client, Keys(self._settings.namespace), self._settings.result_ttl, replicated(self._settings)
+            )
             self._pid = os.getpid()
         return self._store
 

@@ -206,10 +206,10 @@ def test_trigger_prompt_change() -> str:
 
 
 def _announce(method: str) -> None:
-    import redis
+    from mcp_jobs.redis_connect import sync_client
 
     settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings)
     try:
         client.publish(Keys(settings.namespace).events(), json.dumps({"method": method, "params": {}}))
     finally:

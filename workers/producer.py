@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 
+from mcp_jobs.redis_connect import broker_transport_options
 from mcp_jobs.settings import Settings
 
 UNACKED_RESTORE_INTERVAL = 5
@@ -29,8 +30,13 @@ def create_producer_app(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=1,
+        # A worker takes a message only when a slot is free: no job waits reserved behind a busy
+        # one (while another worker idles), and no reserved message is left for a lost broker
+        # connection to strand (see celery_app's docstring). Celery does this for Redis only.
+        worker_disable_prefetch=urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss", "sentinel"),
         broker_connection_retry_on_startup=True,
         broker_transport_options={
+            **broker_transport_options(settings),
             "visibility_timeout": settings.visibility_timeout,
             # Kombu sweeps for expired unacknowledged messages every interval x throttle seconds
             # (100 s by default); every 5 s keeps a retry after a dead worker near the visibility timeout.

@@ -44,7 +44,18 @@ class Settings(BaseSettings):
     """Redis holding the job snapshots and carrying the progress events (pub/sub). `rediss://`
     for TLS, with certificate verification on unless the URL says `ssl_cert_reqs=none`."""
     broker_url: str | None = Field(default=None, repr=False)
-    """Celery broker; defaults to `redis_url`."""
+    """Celery broker; defaults to `redis_url` (to the Sentinel-managed master with `redis_sentinels`)."""
+    redis_sentinels: CommaList = Field(default_factory=list)
+    """Redis Sentinels (`host:port`, comma-separated) that find the master, instead of
+    `redis_url`'s host: after a failover every connection finds the new master by itself. The
+    database, password and TLS still come from `redis_url`; the broker too (kombu's `sentinel://`
+    transport) unless `broker_url` names another. See `redis_connect.py`."""
+    redis_sentinel_master: str = "mymaster"
+    """The master's name, as the sentinels monitor it (`sentinel monitor <name> ...`)."""
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: str | None = Field(default=None, repr=False)
+    """The sentinels' own credentials, where they differ from the master's (`requirepass` in
+    sentinel.conf); unset, sentinels are asked without any."""
     namespace: str = "mcp-jobs"
     """Prefix of every Redis key and channel, so several deployments can share one Redis."""
     job_modules: CommaList = Field(default_factory=list)
@@ -182,6 +193,7 @@ class Settings(BaseSettings):
         "auth_scopes",
         "auth_algorithms",
         "request_state_keys",
+        "redis_sentinels",
         mode="before",
     )
     @classmethod
@@ -191,6 +203,15 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for node in value:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{node!r}: sentinels are host:port, comma-separated")
         return value
 
     @field_validator("trace_url")
@@ -253,7 +274,22 @@ class Settings(BaseSettings):
 
     @property
     def effective_broker_url(self) -> str:
-        return self.broker_url or self.redis_url
+        """`broker_url`, else the Redis of the jobs: `redis_url`, or with sentinels kombu's
+        `sentinel://` URLs (one per sentinel, with `redis_url`'s credentials and database)."""
+        if self.broker_url:
+            return self.broker_url
+        if not self.redis_sentinels:
+            return self.redis_url
+        parts = urlsplit(self.redis_url)
+        auth = parts.netloc.rpartition("@")[0]
+        database = parts.path.strip("/") or "0"
+        return ";".join(f"sentinel://{auth + '@' if auth else ''}{node}/{database}" for node in self.redis_sentinels)
+
+    @property
+    def broker_shares_redis(self) -> bool:
+        """Whether the broker is the Redis that holds the jobs (no `broker_url` of its own): a job's
+        message is then queued in the script that writes its first snapshot, and queue depths are readable."""
+        return not self.broker_url or self.broker_url == self.redis_url
 
 
 def redact_url(url: str) -> str:

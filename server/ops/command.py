@@ -45,6 +45,7 @@ from mcp_jobs._contract import is_job_id
 from mcp_jobs._events import Keys
 from mcp_jobs._text import printable
 from mcp_jobs._timeline import Step
+from mcp_jobs.redis_connect import async_client
 from mcp_jobs.server.ops.view import (
     DEFAULT_LIMIT,
     JobDetail,
@@ -139,12 +140,12 @@ class _Options:
             time.time(),
             self.failures_for,
             queues=self.queues,
-            queue_depths=self.settings.effective_broker_url == self.settings.redis_url,
+            queue_depths=self.settings.broker_shares_redis,
             limit=self.limit,
         )
 
     def client(self) -> aioredis.Redis:
-        return aioredis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
+        return async_client(self.settings, socket_connect_timeout=5, socket_timeout=10)
 
     def unavailable(self, exc: Exception) -> str:
         """Why Redis cannot be read; the error may quote the server, so without control characters."""
