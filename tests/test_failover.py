@@ -7,6 +7,7 @@ call works right after, and the task is completed and readable.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import redis
 from mcp import Client
 
 from mcp_jobs.server.dev_redis import free_port
-from tests.support.helpers import ProgressLog, assert_strictly_increasing
+from tests.support.helpers import ProgressLog, assert_strictly_increasing, job_id_of
 from tests.support.processes import ManagedProcess, start_http_server, start_worker, wait_until
 from tests.support.sentinel import MASTER_NAME, SentinelSet, sentinel_set
 from tests.test_tasks import create, settle
@@ -151,3 +152,46 @@ async def test_with_no_master_left_calls_end_at_the_outage_limit(stack_env: dict
         for index in range(2):
             assert results[index].is_error and "Redis is unreachable" in str(results[index].content), results[index]
         assert ended < 30, ended
+
+
+async def test_a_retry_safe_job_across_a_failover_is_acknowledged_and_the_worker_takes_new_jobs(
+    failover: Failover,
+) -> None:
+    """A late-acknowledged job holds its message unacknowledged while the master dies: the
+    worker's consumer must survive closing that channel (kombu 5.7 did not: `broker.py`) and
+    take the next job, and the job's message, when the visibility timeout brings it back, must
+    not run the finished job again."""
+    sentinels = failover.sentinels
+    log = ProgressLog()
+    results: dict[str, types.CallToolResult] = {}
+    tag = uuid.uuid4().hex
+    async with Client(failover.url, mode="auto") as client:
+
+        async def call() -> None:
+            results["safe"] = await client.call_tool(
+                "safe_steps", {"tag": tag, "steps": STEPS, "delay": DELAY}, progress_callback=log
+            )
+
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(call)
+            await log.wait_for(2, timeout=60)
+            sentinels.kill_master()
+            await anyio.to_thread.run_sync(
+                lambda: wait_until(lambda: sentinels.master_port() == sentinels.replica.port, 30, "the promotion")
+            )
+        with anyio.fail_after(60):
+            after = await client.call_tool("sleep_steps", {"steps": 2, "delay": 0})
+    assert not results["safe"].is_error and f"{tag} done after attempt 1" in str(results["safe"].content)
+    assert not after.is_error, "the worker still consumes after the failover"
+    # Its acknowledgement went to the channel the failover closed, so its message waits in the
+    # unacknowledged set for the visibility timeout, as a lost worker's does. Put it back as
+    # kombu's sweep would: the redelivered job finds its outcome written and runs nothing.
+    master = redis.Redis(port=sentinels.replica.port, decode_responses=True)
+    try:
+        (raw,) = master.hvals("unacked")
+        payload, _, queue = json.loads(raw)
+        master.lpush(queue or "celery", json.dumps(payload))
+    finally:
+        master.close()
+    job_id = job_id_of(results["safe"])
+    failover.worker.wait_for_line(rf"job {job_id} \(safe_steps\) already finished; skipping", timeout=30)

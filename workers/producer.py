@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 
+from mcp_jobs.broker import TRANSPORTS
 from mcp_jobs.redis_connect import broker_transport_options
 from mcp_jobs.settings import Settings
 
@@ -45,6 +46,8 @@ def create_producer_app(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
     )
+    if (transport := TRANSPORTS.get(urlsplit(settings.effective_broker_url).scheme)) is not None:
+        app.conf.broker_transport = transport  # kombu's, mended (see broker.py)
     if (use_ssl := broker_tls(settings.effective_broker_url)) is not None:
         app.conf.broker_use_ssl = use_ssl
     return app
