@@ -14,6 +14,11 @@
 - `docker-compose.yml`: interpolated as compose does (REDIS_PASSWORD stays required), validated
   against the Compose Specification schema (vendored by the PyPI package `check-jsonschema`), its
   settings parsed, and the worker's health check run against a real worker.
+- Redis Sentinel (`deploy/k8s/components/sentinel`, and `deploy/compose.sentinel.yml` merged over
+  docker-compose.yml by compose's rules): rendered and validated as above, the mcp-jobs settings
+  against the sentinels' Service and names, what each node and sentinel starts read from the
+  script they run (with stand-ins for redis-server and redis-cli), and the set started for real
+  from that script on loopback and taken through a failover with a job queued.
 - `deploy/Dockerfile`: builds and installs the wheel exactly as tests/test_wheel.py does, and runs
   as the non-root user the manifests name.
 """
@@ -34,7 +39,7 @@ import sys
 import threading
 import uuid
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -49,7 +54,7 @@ try:
     import jsonschema
     import kubernetes_validate
     import yaml
-    from redis import Redis
+    from redis import Redis, RedisError
 except ImportError as exc:  # pragma: no cover - a clear message instead of a bare ImportError
     raise ImportError(
         f"tests/test_deploy.py needs {exc.name}: install the test extra (pip install -e '.[test]'), "
@@ -58,9 +63,11 @@ except ImportError as exc:  # pragma: no cover - a clear message instead of a ba
 
 from mcp_jobs._contract import task_name
 from mcp_jobs.celery_app import TIME_LIMIT_GRACE, create_celery_app, time_limit
+from mcp_jobs.redis_connect import broker_transport_options, sync_client
 from mcp_jobs.registry import load_jobs
-from mcp_jobs.server.dev_redis import RedisProcess
+from mcp_jobs.server.dev_redis import RedisProcess, free_port, server_binary
 from mcp_jobs.settings import Settings
+from tests.support.processes import ManagedProcess, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"
@@ -209,14 +216,12 @@ def example(kustomize: Kustomize) -> Rendered:
     return Rendered(kustomize.build(K8S / "overlays" / "example"))
 
 
-@pytest.fixture(scope="module")
-def cpu_fallback(kustomize: Kustomize, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
-    """The example overlay with the documented HPA-on-CPU fallback instead of KEDA."""
+def _example_variant(kustomize: Kustomize, root: Path, components: Callable[[list[str]], list[str]]) -> Rendered:
+    """The example overlay copied to `root` with its list of components rewritten by `components`,
+    as an operator's own overlay would choose them."""
     example_dir = K8S / "overlays" / "example"
-    root = tmp_path_factory.mktemp("cpu-fallback")
     shutil.copytree(example_dir, root, dirs_exist_ok=True)
     kustomization = yaml.safe_load((example_dir / "kustomization.yaml").read_text())
-    assert "../../components/keda" in kustomization["components"], kustomization["components"]
 
     def from_root(reference: str) -> str:
         """A directory the example names, as seen from the copy (files were copied along)."""
@@ -224,9 +229,44 @@ def cpu_fallback(kustomize: Kustomize, tmp_path_factory: pytest.TempPathFactory)
         return os.path.relpath(target, root) if target.is_dir() else reference
 
     kustomization["resources"] = [from_root(r) for r in kustomization["resources"]]
-    kustomization["components"] = [from_root(c.replace("/keda", "/hpa-cpu")) for c in kustomization["components"]]
+    kustomization["components"] = [from_root(c) for c in components(list(kustomization["components"]))]
     (root / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return Rendered(kustomize.build(root))
+
+
+def _hpa_instead_of_keda(components: list[str]) -> list[str]:
+    """`components/hpa-cpu` in the place of `components/keda` (deploy/k8s/README.md)."""
+    assert "../../components/keda" in components, components
+    return [c.replace("/keda", "/hpa-cpu") for c in components]
+
+
+def _sentinel_instead_of_redis(components: list[str]) -> list[str]:
+    """`components/sentinel` instead of `components/redis`, listed last: after `components/keda`,
+    whose trigger it patches (deploy/k8s/README.md)."""
+    assert "../../components/redis" in components, components
+    return [c for c in components if c != "../../components/redis"] + ["../../components/sentinel"]
+
+
+@pytest.fixture(scope="module")
+def cpu_fallback(kustomize: Kustomize, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """The example overlay with the documented HPA-on-CPU fallback instead of KEDA."""
+    return _example_variant(kustomize, tmp_path_factory.mktemp("cpu-fallback"), _hpa_instead_of_keda)
+
+
+@pytest.fixture(scope="module")
+def sentinel(kustomize: Kustomize, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """The example overlay with Redis Sentinel (components/sentinel) instead of the single Redis."""
+    return _example_variant(kustomize, tmp_path_factory.mktemp("sentinel"), _sentinel_instead_of_redis)
+
+
+@pytest.fixture(scope="module")
+def sentinel_cpu(kustomize: Kustomize, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """Redis Sentinel with the HPA fallback: the component's KEDA patches then match nothing."""
+    return _example_variant(
+        kustomize,
+        tmp_path_factory.mktemp("sentinel-cpu"),
+        lambda components: _hpa_instead_of_keda(_sentinel_instead_of_redis(components)),
+    )
 
 
 def _container(controller: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -250,8 +290,22 @@ def _decoded(secret: Mapping[str, Any]) -> dict[str, str]:
     return values | dict(secret.get("stringData") or {})
 
 
-def _environment(render: Rendered, controller: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, str]:
-    """The environment a container gets from its ConfigMaps, Secrets and literal values."""
+_DEPENDENT = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' `$(VAR)` in an env value: a variable defined before it, else left as written."""
+    return _DEPENDENT.sub(lambda m: "$" if m[1] is None else env.get(m[1], m[0]), value)
+
+
+def _environment(
+    render: Rendered,
+    controller: Mapping[str, Any],
+    container: Mapping[str, Any],
+    fields: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment a container gets from its ConfigMaps, Secrets and literal values, and from
+    `fields` (the pod's own fields, e.g. `metadata.name`, for the entries that read them)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
@@ -260,9 +314,14 @@ def _environment(render: Rendered, controller: Mapping[str, Any], container: Map
             env |= _decoded(render.named("Secret", source["secretRef"]["name"]))
     for entry in container.get("env", []):
         if "value" in entry:
-            env[entry["name"]] = entry["value"]
+            env[entry["name"]] = _expand(entry["value"], env)
             continue
         ref = entry["valueFrom"]
+        if "fieldRef" in ref:
+            path = ref["fieldRef"]["fieldPath"]
+            assert fields is not None and path in fields, f"{_name(controller)}: {entry['name']} reads the pod's {path}"
+            env[entry["name"]] = fields[path]
+            continue
         if "configMapKeyRef" in ref:
             data = render.named("ConfigMap", ref["configMapKeyRef"]["name"])["data"]
             key = ref["configMapKeyRef"]["key"]
@@ -349,10 +408,17 @@ def test_the_example_overlay_renders_the_whole_stack(base: Rendered, example: Re
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_rendered_object_validates_against_the_kubernetes_schemas(
-    version: str, base: Rendered, example: Rendered, cpu_fallback: Rendered
+    version: str, base: Rendered, example: Rendered, cpu_fallback: Rendered, sentinel: Rendered, sentinel_cpu: Rendered
 ) -> None:
     skipped: set[tuple[str, str]] = set()
-    for label, render in (("base", base), ("example", example), ("cpu fallback", cpu_fallback)):
+    renders = (
+        ("base", base),
+        ("example", example),
+        ("cpu fallback", cpu_fallback),
+        ("sentinel", sentinel),
+        ("sentinel with the cpu fallback", sentinel_cpu),
+    )
+    for label, render in renders:
         for doc in render.docs:
             key = (doc["apiVersion"], doc["kind"])
             if key in CRDS:
@@ -588,9 +654,11 @@ def test_grace_periods_cover_running_jobs_and_the_server_drain(example: Rendered
     assert grace >= float(pre_stop[1]) + drain + 5, "preStop, then the drain, then time to exit"
 
 
-def test_pods_run_as_the_images_user_non_root_with_a_read_only_root(base: Rendered, example: Rendered) -> None:
+def test_pods_run_as_the_images_user_non_root_with_a_read_only_root(
+    base: Rendered, example: Rendered, sentinel: Rendered
+) -> None:
     uid, gid = _dockerfile_user()
-    for render in (base, example):
+    for render in (base, example, sentinel):
         mcp_jobs = list(_mcp_jobs_containers(render))
         assert {c["name"] for _, c in mcp_jobs} == {"server", "worker"}
         for controller, container in mcp_jobs:
@@ -602,7 +670,7 @@ def test_pods_run_as_the_images_user_non_root_with_a_read_only_root(base: Render
             mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
             volumes = {v["name"]: v for v in pod.get("volumes", [])}
             assert "emptyDir" in volumes[mounts["/tmp"]], f"{where}: /tmp is writable"
-    for controller in example.pod_controllers():
+    for controller in example.pod_controllers() + sentinel.pod_controllers():
         pod = controller["spec"]["template"]["spec"]
         # The "restricted" Pod Security Standard, which the example namespace enforces.
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -616,8 +684,9 @@ def test_pods_run_as_the_images_user_non_root_with_a_read_only_root(base: Render
             assert context["capabilities"]["drop"] == ["ALL"], where
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= container["resources"][kind].keys(), f"{where} {kind}"
-    namespace = example.get("Namespace", "mcp-jobs")
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for render in (example, sentinel):
+        namespace = render.get("Namespace", "mcp-jobs")
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_selectors_and_references_hold_together(example: Rendered) -> None:
@@ -660,6 +729,294 @@ def test_the_cpu_fallback_scales_the_workers_and_is_nowhere_by_default(
     for render in (base, example):
         assert not render.all("HorizontalPodAutoscaler")
     assert not base.all("ScaledObject")
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes: Redis Sentinel (components/sentinel)
+# --------------------------------------------------------------------------------------------
+
+SENTINEL_COMPONENT = K8S / "components" / "sentinel"
+START_REDIS = SENTINEL_COMPONENT / "start-redis.sh"
+"""The script every node and sentinel runs, in the component's ConfigMap and mounted by compose."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """What start-redis.sh started: redis-server's arguments and, for a sentinel, the directives of
+    the config file it wrote (each split as Redis splits a line)."""
+
+    args: list[str]
+    config: list[list[str]]
+
+    def option(self, name: str) -> str:
+        assert self.args.count(name) == 1, f"{name} once in {self.args}"
+        return self.args[self.args.index(name) + 1]
+
+    def directive(self, *words: str) -> list[str]:
+        found = [line[len(words) :] for line in self.config if line[: len(words)] == list(words)]
+        assert len(found) == 1, f"one `{' '.join(words)}` line in {self.config}"
+        return found[0]
+
+
+def _start_redis(env: Mapping[str, str], role: str, scratch: Path) -> Started:
+    """start-redis.sh ROLE as a container runs it with `env`, on the set's first start (no sentinel
+    answers yet), with stand-ins for redis-server (which records what it was asked) and redis-cli
+    (no sentinel reachable): what the container would start, read without starting it."""
+    bin_dir = scratch / "bin"
+    bin_dir.mkdir(parents=True)
+    for command, body in (("redis-server", 'printf "%s\\0" "$@" > "$STARTED"'), ("redis-cli", "exit 1")):
+        (bin_dir / command).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / command).chmod(0o755)
+    (scratch / "tmp").mkdir()
+    run_env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "TMPDIR": str(scratch / "tmp"),
+        "STARTED": str(scratch / "started"),
+    } | dict(env)
+    done = subprocess.run(
+        ["sh", str(START_REDIS), role],
+        env=run_env,
+        cwd=scratch,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    args = (scratch / "started").read_text().split("\0")[:-1]
+    config: list[list[str]] = []
+    if role == "sentinel":
+        assert args[1:] == ["--sentinel"], args
+        lines = Path(args[0]).read_text().splitlines()
+        config = [shlex.split(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return Started(args, config)
+
+
+def _kinds(render: Rendered) -> set[tuple[str, str]]:
+    """(kind, name) of every object, generated names without their hash."""
+    return {
+        (d["kind"], _name(d).rsplit("-", 1)[0] if d["kind"] in ("ConfigMap", "Secret") else _name(d))
+        for d in render.docs
+    }
+
+
+def _pod_environment(render: Rendered, controller: Mapping[str, Any], container: str, ordinal: int) -> dict[str, str]:
+    """The environment of `container` in the StatefulSet pod `ordinal`."""
+    fields = {
+        "metadata.name": f"{_name(controller)}-{ordinal}",
+        "metadata.namespace": controller["metadata"]["namespace"],
+    }
+    return _environment(render, controller, _container(controller, container), fields)
+
+
+def _headless_service(render: Rendered, controller: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The Service that names a StatefulSet's pods (`pod.service`), and its one port."""
+    service = render.named("Service", controller["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None", "headless: a DNS name per pod"
+    assert service["spec"]["publishNotReadyAddresses"] is True, "members find each other before they are ready"
+    (port,) = service["spec"]["ports"]
+    (container,) = controller["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[port["targetPort"]] == port["port"], f"{_name(service)} reaches the port the container listens on"
+    return service, int(port["port"])
+
+
+def _runs_the_script(render: Rendered, controller: Mapping[str, Any], container: Mapping[str, Any], role: str) -> None:
+    """The container runs the component's start-redis.sh for `role`, from the scripts ConfigMap."""
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in controller["spec"]["template"]["spec"]["volumes"]}
+    (scripts,) = [name for name, volume in volumes.items() if "configMap" in volume]
+    assert container["command"] == ["sh", f"{mounts[scripts]}/start-redis.sh", role]
+    config_map = render.named("ConfigMap", volumes[scripts]["configMap"]["name"])
+    assert config_map["data"]["start-redis.sh"] == START_REDIS.read_text()
+
+
+def test_the_sentinel_variant_replaces_the_single_redis_with_a_sentinel_set(
+    example: Rendered, sentinel: Rendered
+) -> None:
+    added = {
+        ("StatefulSet", "mcp-jobs-redis"),
+        ("StatefulSet", "mcp-jobs-redis-sentinel"),
+        ("Service", "mcp-jobs-redis-sentinel"),
+        ("PodDisruptionBudget", "mcp-jobs-redis"),
+        ("PodDisruptionBudget", "mcp-jobs-redis-sentinel"),
+        ("NetworkPolicy", "mcp-jobs-redis-sentinel"),
+        ("ConfigMap", "mcp-jobs-redis-scripts"),
+    }
+    assert _kinds(sentinel) == (_kinds(example) - {("Deployment", "mcp-jobs-redis")}) | added
+    assert all(d["metadata"].get("namespace") == "mcp-jobs" for d in sentinel.docs if d["kind"] != "Namespace")
+
+
+def test_with_sentinel_the_servers_and_workers_find_the_master_through_the_sentinels(sentinel: Rendered) -> None:
+    server, server_env = _container_settings(sentinel, "server")
+    worker, worker_env = _container_settings(sentinel, "worker")
+    for key in ("redis_url", "redis_sentinels", "redis_sentinel_master", "redis_sentinel_password"):
+        assert getattr(server, key) == getattr(worker, key), key
+    # The sentinels: every pod of their StatefulSet, by its name under the headless Service.
+    sentinels = sentinel.get("StatefulSet", "mcp-jobs-redis-sentinel")
+    service, port = _headless_service(sentinel, sentinels)
+    assert server.redis_sentinels == [
+        f"{_name(sentinels)}-{i}.{_name(service)}:{port}" for i in range(sentinels["spec"]["replicas"])
+    ]
+    # One password: what the nodes and sentinels require, sent to both by the server and workers.
+    nodes = sentinel.get("StatefulSet", "mcp-jobs-redis")
+    password = _pod_environment(sentinel, nodes, "redis", 0)["REDIS_PASSWORD"]
+    assert _pod_environment(sentinel, sentinels, "sentinel", 0)["REDIS_PASSWORD"] == password
+    assert server.redis_sentinel_password == password
+    assert urlsplit(server.redis_url).password == password
+    # Celery's broker: kombu's sentinel transport on the same sentinels, told the master's name.
+    broker = [urlsplit(url) for url in server.effective_broker_url.split(";")]
+    assert server.effective_broker_url == worker.effective_broker_url
+    assert [url.scheme for url in broker] == ["sentinel"] * len(server.redis_sentinels)
+    assert [f"{url.hostname}:{url.port}" for url in broker] == server.redis_sentinels
+    assert {url.password for url in broker} == {password}
+    options = broker_transport_options(server)
+    assert options == {"master_name": server.redis_sentinel_master, "sentinel_kwargs": {"password": password}}
+    # The nodes and the sentinels read the same two settings, from the same ConfigMap.
+    for controller, container in ((nodes, "redis"), (sentinels, "sentinel")):
+        env = _pod_environment(sentinel, controller, container, 0)
+        for key in ("MCP_JOBS_REDIS_SENTINELS", "MCP_JOBS_REDIS_SENTINEL_MASTER"):
+            assert env[key] == server_env[key] == worker_env[key], f"{_name(controller)}: {key}"
+
+
+def test_with_sentinel_a_master_a_replica_and_three_sentinels_start_as_one_set(
+    sentinel: Rendered, tmp_path: Path
+) -> None:
+    """What each pod starts, read from the script it runs with its environment: the first node as
+    master, the second as its replica, and sentinels that watch the first node under the name the
+    settings give, with a quorum of 2 of 3."""
+    settings, _ = _container_settings(sentinel, "server")
+    password = settings.redis_sentinel_password
+    nodes = sentinel.get("StatefulSet", "mcp-jobs-redis")
+    node_service, node_port = _headless_service(sentinel, nodes)
+    namespace = nodes["metadata"]["namespace"]
+    assert nodes["spec"]["replicas"] == 2, "a master and its replica"
+    # Qualified with the namespace: the sentinels hand these names to KEDA, in another namespace.
+    addresses = [f"{_name(nodes)}-{i}.{_name(node_service)}.{namespace}.svc:{node_port}" for i in range(2)]
+    started = []
+    for i, address in enumerate(addresses):
+        _runs_the_script(sentinel, nodes, _container(nodes, "redis"), "node")
+        env = _pod_environment(sentinel, nodes, "redis", i)
+        assert env["REDIS_NODE"] == address
+        assert env["REDIS_FIRST_MASTER"] == addresses[0]
+        run = _start_redis(env, "node", tmp_path / f"node-{i}")
+        assert run.option("--port") == str(node_port)
+        assert run.option("--replica-announce-ip") == address.rsplit(":", 1)[0]
+        assert run.option("--requirepass") == run.option("--masterauth") == password
+        assert run.option("--maxmemory-policy") == "noeviction" and run.option("--maxmemory") == "400mb"
+        assert (run.option("--save"), run.option("--appendonly")) == ("", "no")
+        started.append(run)
+    assert "--replicaof" not in started[0].args, "the first node starts as the master"
+    at = started[1].args.index("--replicaof")
+    assert ":".join(started[1].args[at + 1 : at + 3]) == addresses[0], "the second one as its replica"
+
+    sentinels = sentinel.get("StatefulSet", "mcp-jobs-redis-sentinel")
+    sentinel_service, sentinel_port = _headless_service(sentinel, sentinels)
+    count = sentinels["spec"]["replicas"]
+    assert count == len(settings.redis_sentinels) == 3
+    for i in range(count):
+        _runs_the_script(sentinel, sentinels, _container(sentinels, "sentinel"), "sentinel")
+        env = _pod_environment(sentinel, sentinels, "sentinel", i)
+        run = _start_redis(env, "sentinel", tmp_path / f"sentinel-{i}")
+        name, host, port, quorum = run.directive("sentinel", "monitor")
+        assert name == settings.redis_sentinel_master, "the master's name as mcp-jobs asks for it"
+        assert f"{host}:{port}" == addresses[0]
+        assert int(quorum) == 2 and int(quorum) > count / 2, "a majority calls the master down"
+        assert run.directive("sentinel", "auth-pass") == [name, password]
+        assert run.directive("requirepass") == [password]
+        assert run.directive("port") == [str(sentinel_port)]
+        assert (
+            run.directive("sentinel", "resolve-hostnames") == run.directive("sentinel", "announce-hostnames") == ["yes"]
+        )
+        # It announces the name mcp-jobs knows it by, qualified with the namespace.
+        own = settings.redis_sentinels[i].rsplit(":", 1)[0]
+        assert run.directive("sentinel", "announce-ip") == [f"{own}.{namespace}.svc"]
+        assert run.directive("sentinel", "down-after-milliseconds")[1] == "5000"
+        assert f"{_name(sentinels)}-{i}.{_name(sentinel_service)}" == own
+    # Ready: a sentinel that sees a majority, so the budget never lets a drain take it away.
+    budget = sentinel.get("PodDisruptionBudget", "mcp-jobs-redis-sentinel")["spec"]
+    assert count - budget["maxUnavailable"] >= int(quorum)
+    probe = _container(sentinels, "sentinel")["readinessProbe"]["exec"]["command"]
+    assert "ckquorum" in probe[-1] and "$MCP_JOBS_REDIS_SENTINEL_MASTER" in probe[-1]
+
+
+def test_with_sentinel_keda_reads_the_queue_on_the_master_the_sentinels_name(
+    sentinel: Rendered, sentinel_cpu: Rendered
+) -> None:
+    settings, _ = _container_settings(sentinel, "worker")
+    password = settings.redis_sentinel_password
+    routed, default = _routed_queues(settings)
+    consumed = _worker_queues(_container(sentinel.get("Deployment", "mcp-jobs-worker"), "worker")["command"], default)
+    assert routed <= consumed
+    (scaled,) = sentinel.all("ScaledObject")
+    namespace = scaled["metadata"]["namespace"]
+    watched = set()
+    for trigger in scaled["spec"]["triggers"]:
+        assert trigger["type"] == "redis-sentinel", "list components/sentinel after components/keda"
+        metadata = trigger["metadata"]
+        assert all(isinstance(v, str) for v in metadata.values()), metadata
+        assert set(metadata) <= {
+            "addresses",
+            "sentinelMaster",
+            "databaseIndex",
+            "listName",
+            "listLength",
+            "activationListLength",
+            "enableTLS",
+            "unsafeSsl",
+        }, metadata.keys()
+        # KEDA's operator runs in its own namespace: the sentinels qualified with this one.
+        qualified = [
+            f"{host}.{namespace}.svc.cluster.local:{port}"
+            for host, port in (node.rsplit(":", 1) for node in settings.redis_sentinels)
+        ]
+        assert metadata["addresses"].split(",") == qualified
+        assert metadata["sentinelMaster"] == settings.redis_sentinel_master
+        assert metadata.get("databaseIndex", "0") == (urlsplit(settings.redis_url).path.strip("/") or "0")
+        assert int(metadata["listLength"]) >= 1
+        watched.add(metadata["listName"])
+        auth = sentinel.named("TriggerAuthentication", trigger["authenticationRef"]["name"])
+        given = {
+            ref["parameter"]: _decoded(sentinel.named("Secret", ref["name"]))[ref["key"]]
+            for ref in auth["spec"]["secretTargetRef"]
+        }
+        assert given == {"password": password, "sentinelPassword": password}
+    assert watched == consumed, f"KEDA watches {watched}, the workers consume {consumed}"
+    # Without KEDA the component's patches of its objects match nothing, and that is no error.
+    assert not sentinel_cpu.all("ScaledObject") and not sentinel_cpu.all("TriggerAuthentication")
+    assert len(sentinel_cpu.all("HorizontalPodAutoscaler")) == 1
+
+
+def test_with_sentinel_selectors_budgets_and_network_policies_hold_together(sentinel: Rendered) -> None:
+    pods: dict[str, dict[str, str]] = {}
+    for controller in sentinel.pod_controllers():
+        labels = controller["spec"]["template"]["metadata"]["labels"]
+        assert controller["spec"]["selector"]["matchLabels"].items() <= labels.items(), _name(controller)
+        pods[_name(controller)] = labels
+        for container in controller["spec"]["template"]["spec"]["containers"]:
+            fields = {"metadata.name": f"{_name(controller)}-0", "metadata.namespace": "mcp-jobs"}
+            _environment(sentinel, controller, container, fields)  # every ConfigMap, Secret and field it names
+
+    def selected(selector: Mapping[str, str]) -> set[str]:
+        return {name for name, labels in pods.items() if selector.items() <= labels.items()}
+
+    for service in sentinel.all("Service"):
+        assert selected(service["spec"]["selector"]) == {_name(service)}, f"Service {_name(service)}"
+    for budget in sentinel.all("PodDisruptionBudget"):
+        assert selected(budget["spec"]["selector"]["matchLabels"]) == {_name(budget)}, f"budget {_name(budget)}"
+    for name in ("mcp-jobs-redis", "mcp-jobs-redis-sentinel"):
+        assert sentinel.get("PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1, "one member at a time"
+        controller = sentinel.get("StatefulSet", name)
+        assert controller["spec"]["podManagementPolicy"] == "Parallel"
+        policy = sentinel.get("NetworkPolicy", name)["spec"]
+        assert selected(policy["podSelector"]["matchLabels"]) == {name}
+        (rule,) = policy["ingress"]
+        allowed = selected(rule["from"][0]["podSelector"]["matchLabels"])
+        assert {"mcp-jobs-server", "mcp-jobs-worker", "mcp-jobs-redis", "mcp-jobs-redis-sentinel"} <= allowed
+        (container,) = controller["spec"]["template"]["spec"]["containers"]
+        assert [p["port"] for p in rule["ports"]] == [p["containerPort"] for p in container["ports"]]
+    # The autoscaler still owns the worker count.
+    assert "replicas" not in sentinel.get("Deployment", "mcp-jobs-worker")["spec"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -827,14 +1184,20 @@ def test_compose_redis_refuses_writes_when_full_like_the_kubernetes_one(compose:
     assert "2gb" in sized, "REDIS_MAXMEMORY sizes it"
 
 
-def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+def _compose_spec_errors(document: Mapping[str, Any]) -> list[str]:
+    """Where `document` breaks the Compose Specification's schema (as vendored by check-jsonschema)."""
     schema = json.loads(
         resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
     )
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
-    errors = sorted(validator_class(schema).iter_errors(compose), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors)
+    errors = sorted(validator_class(schema).iter_errors(document), key=lambda e: list(e.path))
+    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors]
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    errors = _compose_spec_errors(compose)
+    assert not errors, "\n".join(errors)
 
 
 def test_compose_services_share_one_image_settings_and_health_checks(compose: dict[str, Any]) -> None:
@@ -931,3 +1294,286 @@ def test_the_compose_worker_health_check_answers_for_a_live_worker_only(compose:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# deploy/compose.sentinel.yml (over docker-compose.yml)
+# --------------------------------------------------------------------------------------------
+
+COMPOSE_SENTINEL = REPO / "deploy" / "compose.sentinel.yml"
+SENTINEL_MEMBERS = {
+    "redis": "node",
+    "redis-replica": "node",
+    "sentinel-1": "sentinel",
+    "sentinel-2": "sentinel",
+    "sentinel-3": "sentinel",
+}
+"""The Sentinel set's services and the role start-redis.sh starts each in."""
+
+_SHELL_COMMANDS = {("command",), ("entrypoint",), ("healthcheck", "test")}
+"""A service's sequences that a later file replaces instead of appending to."""
+
+
+def _merge(base: Any, override: Any, path: tuple[str, ...] = ()) -> Any:
+    """`override` merged over `base` by the Compose Specification's rules: mappings key by key,
+    sequences appended, except a service's shell commands, which are replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base[key], value, (*path, key)) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list) and path[2:] not in _SHELL_COMMANDS:
+        return base + override
+    return override
+
+
+def _compose_sentinel(env: Mapping[str, str]) -> dict[str, Any]:
+    """docker-compose.yml with deploy/compose.sentinel.yml over it, each interpolated as compose does."""
+    return dict(_merge(_compose(env), _interpolate(yaml.safe_load(COMPOSE_SENTINEL.read_text()), env)))
+
+
+@pytest.fixture(scope="module")
+def compose_sentinel() -> dict[str, Any]:
+    return _compose_sentinel({"REDIS_PASSWORD": "s3cret-for-the-test"})
+
+
+def test_the_compose_sentinel_override_requires_a_redis_password() -> None:
+    for env in ({}, {"REDIS_PASSWORD": ""}):
+        with pytest.raises(ComposeError, match="REDIS_PASSWORD"):
+            _compose_sentinel(env)
+    uses = re.findall(r"\$\{REDIS_PASSWORD([^}]*)\}", COMPOSE_SENTINEL.read_text())
+    assert uses and all(use.startswith(":?") for use in uses), f"every use requires it: {uses}"
+
+
+def test_the_compose_sentinel_override_merges_into_a_file_that_follows_the_compose_specification(
+    compose_sentinel: dict[str, Any],
+) -> None:
+    errors = _compose_spec_errors(compose_sentinel)
+    assert not errors, "\n".join(errors)
+    # The only sequences both files give a service are shell commands, which the override replaces:
+    # so the merge above needs none of compose's rules for unique resources (ports, volumes, ...).
+    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, service in yaml.safe_load(COMPOSE_SENTINEL.read_text())["services"].items():
+        for key, value in service.items():
+            if isinstance(value, list) and key in base.get(name, {}):
+                assert (key,) in _SHELL_COMMANDS, f"{name}.{key} is in both files"
+    # And what the base file's services had stays: the override adds to the server and workers.
+    plain = _compose({"REDIS_PASSWORD": "s3cret-for-the-test"})["services"]
+    for name in ("server", "worker", "flower"):
+        merged = compose_sentinel["services"][name]
+        for key, value in plain[name].items():
+            if key not in ("environment", "depends_on"):
+                assert merged[key] == value, f"{name}.{key}"
+        assert plain[name]["environment"].items() <= merged["environment"].items(), name
+        assert plain[name]["depends_on"].items() <= merged["depends_on"].items(), name
+
+
+def test_the_compose_sentinel_set_is_hardened_and_starts_a_master_a_replica_and_three_sentinels(
+    compose_sentinel: dict[str, Any], sentinel: Rendered, tmp_path: Path
+) -> None:
+    services = compose_sentinel["services"]
+    assert set(services) == {"server", "worker", "flower", *SENTINEL_MEMBERS}
+    password = "s3cret-for-the-test"
+    # The same user as the Kubernetes pods of the set (the official image's redis user).
+    pod = sentinel.get("StatefulSet", "mcp-jobs-redis")["spec"]["template"]["spec"]["securityContext"]
+    for name, role in SENTINEL_MEMBERS.items():
+        service = services[name]
+        assert service["image"] == "redis:7.4-alpine", name
+        assert service["user"] == f"{pod['runAsUser']}:{pod['runAsGroup']}", name
+        assert service["read_only"] is True and service["tmpfs"] == ["/tmp"], name
+        assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"], name
+        assert service["restart"] == "unless-stopped", name
+        assert "ports" not in service, f"{name}: nothing published"
+        assert service["healthcheck"]["test"][0] == "CMD", name
+        for key in ("interval", "timeout", "start_period"):
+            if key in service["healthcheck"]:
+                _seconds(service["healthcheck"][key])
+        # The component's script, bind-mounted (paths are relative to the first file's folder).
+        (volume,) = service["volumes"]
+        source, target, mode = volume.split(":")
+        assert (REPO / source).resolve() == START_REDIS and mode == "ro", volume
+        assert service["command"] == ["sh", target, role], name
+        assert service["environment"]["REDIS_PASSWORD"] == service["environment"]["REDISCLI_AUTH"] == password
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        assert services[name]["depends_on"] == {"redis": {"condition": "service_healthy"}}, name
+
+    # The server and the workers: the sentinels by their service names, the master's name the
+    # sentinels watch, the password they require; and they wait until the sentinels are healthy.
+    sentinel_nodes = [
+        services[name]["environment"]["SENTINEL_NODE"] for name in ("sentinel-1", "sentinel-2", "sentinel-3")
+    ]
+    assert [node.split(":")[0] for node in sentinel_nodes] == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    for name in ("server", "worker"):
+        service = services[name]
+        settings = _settings(service["environment"], f"compose {name}")
+        assert settings.redis_sentinels == sentinel_nodes
+        assert settings.redis_sentinel_password == urlsplit(settings.redis_url).password == password
+        assert settings.effective_broker_url.startswith("sentinel://")
+        assert broker_transport_options(settings)["master_name"] == settings.redis_sentinel_master
+        for member in SENTINEL_MEMBERS:
+            member_env = services[member]["environment"]
+            assert member_env["MCP_JOBS_REDIS_SENTINEL_MASTER"] == settings.redis_sentinel_master, member
+            assert member_env["MCP_JOBS_REDIS_SENTINELS"] == service["environment"]["MCP_JOBS_REDIS_SENTINELS"]
+        for member in ("sentinel-1", "sentinel-2", "sentinel-3"):
+            assert service["depends_on"][member] == {"condition": "service_healthy"}, name
+        assert service["read_only"] is True and service["tmpfs"] == ["/tmp"], "the base file's hardening stays"
+
+    # What each starts on the first `up`: `redis` as master, `redis-replica` as its replica, and
+    # sentinels watching `redis` under that name, with a quorum of 2 of 3.
+    started = {
+        name: _start_redis(services[name]["environment"], role, tmp_path / name)
+        for name, role in SENTINEL_MEMBERS.items()
+    }
+    for name in ("redis", "redis-replica"):
+        run = started[name]
+        assert run.option("--port") == "6379" and run.option("--replica-announce-ip") == name
+        assert run.option("--requirepass") == run.option("--masterauth") == password
+        assert run.option("--maxmemory-policy") == "noeviction" and run.option("--maxmemory") == "400mb"
+    assert "--replicaof" not in started["redis"].args
+    at = started["redis-replica"].args.index("--replicaof")
+    assert started["redis-replica"].args[at + 1 : at + 3] == ["redis", "6379"]
+    master = _settings(services["server"]["environment"], "compose server").redis_sentinel_master
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        run = started[name]
+        assert run.directive("sentinel", "monitor") == [master, "redis", "6379", "2"]
+        assert run.directive("sentinel", "auth-pass") == [master, password]
+        assert run.directive("requirepass") == [password]
+        assert run.directive("sentinel", "announce-ip") == [name]
+        assert run.directive("port") == ["26379"]
+        assert services[name]["healthcheck"]["test"][1:] == [
+            "redis-cli",
+            "-e",
+            "-p",
+            "26379",
+            "sentinel",
+            "ckquorum",
+            master,
+        ]
+    # REDIS_MAXMEMORY sizes both nodes, as it sizes the single Redis.
+    sized = _compose_sentinel({"REDIS_PASSWORD": password, "REDIS_MAXMEMORY": "2gb"})["services"]
+    assert {sized[name]["environment"]["REDIS_MAXMEMORY"] for name in ("redis", "redis-replica")} == {"2gb"}
+
+
+def _redis_tools(folder: Path) -> Path:
+    """A folder with this machine's redis-server and redis-cli (or Valkey's) under the names the
+    script calls, to put first on PATH."""
+    folder.mkdir()
+    server = server_binary(prefer_path=True)
+    cli = shutil.which("redis-cli") or shutil.which("valkey-cli") or str(Path(server).with_name("valkey-cli"))
+    assert Path(cli).exists(), "a redis-cli (or valkey-cli) to go with the server"
+    (folder / "redis-server").symlink_to(server)
+    (folder / "redis-cli").symlink_to(cli)
+    return folder
+
+
+@pytest.mark.timeout(300)
+def test_the_compose_sentinel_set_keeps_a_queued_job_when_its_master_dies_and_comes_back_empty(
+    compose_sentinel: dict[str, Any], tmp_path: Path
+) -> None:
+    """start-redis.sh for real, with the compose file's environment on loopback ports: the set
+    forms, a job queued by the workers' Celery app (through the sentinels) waits in the master's
+    list, the master is killed and restarted at once (as a container restarts, empty), waits for
+    the sentinels to promote the replica instead of wiping it, and comes back as its replica; the
+    job is still queued on the new master, which the same settings find."""
+    services = compose_sentinel["services"]
+    addresses = {
+        services[name]["environment"].get("REDIS_NODE") or services[name]["environment"]["SENTINEL_NODE"]
+        for name in SENTINEL_MEMBERS
+    }
+    loopback = {address: f"127.0.0.1:{free_port()}" for address in addresses}
+
+    def local(env: Mapping[str, str]) -> dict[str, str]:
+        """`env` with every member's address (`name:port`) replaced by its loopback one."""
+        out = {}
+        for key, value in env.items():
+            for address, replacement in loopback.items():
+                value = re.sub(rf"(?<![\w-]){re.escape(address)}(?!\d)", replacement, value)
+            out[key] = value
+        return out
+
+    path = f"{_redis_tools(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MCP_JOBS_")} | {"PATH": path}
+    started: list[ManagedProcess] = []
+
+    def start(name: str) -> ManagedProcess:
+        folder = tmp_path / name  # the node's working directory (the image's /data), the sentinel's TMPDIR
+        folder.mkdir(exist_ok=True)
+        env = clean | local(services[name]["environment"]) | {"TMPDIR": str(folder)}
+        process = ManagedProcess(name, ["sh", str(START_REDIS), SENTINEL_MEMBERS[name]], env, cwd=folder)
+        started.append(process)
+        return process
+
+    settings = _settings(local(services["worker"]["environment"]), "compose worker")
+    password = settings.redis_sentinel_password
+    master_name = settings.redis_sentinel_master
+    first, replica = loopback["redis:6379"], loopback["redis-replica:6379"]
+
+    def client(address: str) -> Redis:
+        host, port = address.rsplit(":", 1)
+        return Redis(host=host, port=int(port), password=password, socket_timeout=2, decode_responses=True)
+
+    def answers(address: str, check: Callable[[Redis], bool]) -> bool:
+        try:
+            with client(address) as connection:
+                return check(connection)
+        except RedisError:
+            return False
+
+    def in_sync(address: str) -> bool:
+        return answers(address, lambda c: c.info("replication").get("master_link_status") == "up")
+
+    def watching(master: str) -> bool:
+        """Every sentinel names `master`, knows its replica and the other two sentinels."""
+
+        def agrees(c: Redis) -> bool:
+            state = c.sentinel_master(master_name)
+            assert isinstance(state, dict), state
+            return bool(
+                f"{state['ip']}:{state['port']}" == master
+                and state["num-slaves"] == 1
+                and state["num-other-sentinels"] == len(settings.redis_sentinels) - 1
+            )
+
+        return all(answers(node, agrees) for node in settings.redis_sentinels)
+
+    try:
+        processes = {name: start(name) for name in SENTINEL_MEMBERS}
+        wait_until(lambda: in_sync(replica), 60, "the replica to sync", processes["redis-replica"])
+        wait_until(lambda: watching(first), 90, "the sentinels to find the replica and each other")
+        for node in settings.redis_sentinels:
+            with client(node) as connection:
+                state = connection.sentinel_master(master_name)
+                assert isinstance(state, dict) and state["quorum"] == 2, state
+
+        jobs = load_jobs(settings.job_modules)
+        app = create_celery_app(settings, jobs)
+        spec = next(iter(jobs.values()))
+        queue = spec.queue or str(app.conf.task_default_queue)
+        job_id = str(uuid.uuid4())
+        routing: dict[str, Any] = {"queue": spec.queue} if spec.queue else {}
+        app.tasks[task_name(spec.name)].apply_async(args=(job_id, {}), task_id=job_id, **routing)
+        app.close()
+        wait_until(lambda: answers(replica, lambda c: c.llen(queue) == 1), 30, "the queued job to reach the replica")
+
+        processes["redis"].process.kill()  # SIGKILL, as when its machine dies
+        processes["redis"].process.wait()
+        restarted = start("redis")  # and back at once, empty
+        restarted.wait_for_line("waiting for them to promote it", 30)
+        restarted.wait_for_line(rf"Starting as a replica of {re.escape(replica)}\.", 120)
+        wait_until(lambda: watching(replica), 90, "the sentinels to agree on the new master")
+        wait_until(lambda: in_sync(first), 60, "the restarted node to sync from the new master", restarted)
+
+        jobs_redis = sync_client(settings, decode_responses=True)
+        try:
+            assert jobs_redis.llen(queue) == 1, "the queued job kept its place"
+            assert json.loads(str(jobs_redis.lindex(queue, 0)))["headers"]["id"] == job_id
+        finally:
+            jobs_redis.close()
+        assert answers(first, lambda c: c.llen(queue) == 1), "and the restarted node has it again"
+    except BaseException:
+        for process in started:  # what each member said, shown with the failure
+            print(f"--- {process.name} (pid {process.pid}):\n{process.output(200)}")
+        raise
+    finally:
+        for process in reversed(started):
+            process.stop()
