@@ -141,13 +141,18 @@ def jobs_routes(
     async def show_script(request: Request) -> Response:
         return await static(request, lambda p: (p.script, "text/javascript; charset=utf-8", p.script_headers))
 
-    async def stream(request: Request) -> Response:
+    async def admitted(request: Request) -> tuple[str, float | None] | Response:
+        """The caller and their token's expiry, or the refusal: the page is off (404), the
+        Host/Origin is not allowed, or there is no valid token."""
         if not enabled:
             return _not_found()
         refused = await guard.check_host(request)
         if refused is not None:
             return refused
-        access = await guard.authorize(request)
+        return await guard.authorize(request)
+
+    async def stream(request: Request) -> Response:
+        access = await admitted(request)
         if isinstance(access, Response):
             return access
         caller, expires_at = access
@@ -174,12 +179,7 @@ def jobs_routes(
         )
 
     async def show_job(request: Request) -> Response:
-        if not enabled:
-            return _not_found()
-        refused = await guard.check_host(request)
-        if refused is not None:
-            return refused
-        access = await guard.authorize(request)
+        access = await admitted(request)
         if isinstance(access, Response):
             return access
         caller, _ = access
