@@ -119,11 +119,11 @@ def _start_trace(spec: JobSpec, store: JobStore, job_id: str, attempt: int, star
     the enqueue's trace context); None when it is off or Redis did not answer."""
     if not tracing.enabled():
         return None
+    names = ["created_at", "caller", tracing.TRACE_FIELD]
     try:
-        values = store.client.hmget(store.keys.job(job_id), ["created_at", "caller", tracing.TRACE_FIELD])
+        values = store.client.hmget(store.keys.job(job_id), names)
     except redis.RedisError:
         return None
-    names = ("created_at", "caller", tracing.TRACE_FIELD)
     fields = {name: as_text(value) for name, value in zip(names, values) if value is not None}
     return tracing.start_job(spec.name, job_id, attempt, fields, started, STARTED)
 
