@@ -59,7 +59,7 @@ def format_status_line(progress: float | None, total: float | None, message: str
         if total:
             parts.append(f"[{_number(progress)}/{_number(total)}]")
             share = progress / total
-            if math.isfinite(share):
+            if math.isfinite(share * 100):  # the percentage itself may overflow (1e306 -> inf%)
                 parts.append(f"{share:.0%}")
         else:
             parts.append(f"[{_number(progress)}]")
