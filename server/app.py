@@ -35,6 +35,7 @@ from mcp.types import (
 )
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic_core import to_jsonable_python
+from redis.asyncio.cluster import RedisCluster
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,7 +54,7 @@ from mcp_jobs.server.dispatch import Dispatcher, JobFailed, JobHandedOff, Listen
 from mcp_jobs.server.events import RedisSubscriptionBus
 from mcp_jobs.server.follow import Ask, InputRequired, SendProgress
 from mcp_jobs.server.handoff import error_result, handoff_tools
-from mcp_jobs.server.listener import JobListener
+from mcp_jobs.server.listener import JobListener, Listener
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.ops.page import jobs_routes
 from mcp_jobs.server.ops.view import queue_rows
@@ -71,6 +72,7 @@ from mcp_jobs.server.questions import (
     resume,
 )
 from mcp_jobs.server.resources import JobResources
+from mcp_jobs.server.sharded_listener import ShardedJobListener
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.server.task_listen import TaskSubscriptions
 from mcp_jobs.server.task_records import TaskRecords
@@ -109,7 +111,7 @@ class Runtime:
         )
         """Whether the handoff tools are served (a job or the settings configure a handoff)."""
         self._dispatcher: Dispatcher | None = None
-        self._listener: JobListener | None = None
+        self._listener: Listener | None = None
         self._background: anyio.abc.TaskGroup | None = None
         self._client: aioredis.Redis | None = None
         self._readiness: tuple[float, dict[str, Any]] | None = None
@@ -133,7 +135,11 @@ class Runtime:
             # reader every call depends on (measured: 53 -> 43 us per message read and parsed).
             protocol=2,
         )
-        listener = JobListener(client, Keys(self.settings.namespace))
+        listener: Listener = (
+            ShardedJobListener(client, Keys(self.settings.namespace))
+            if isinstance(client, RedisCluster)
+            else JobListener(client, Keys(self.settings.namespace))
+        )
         await listener.start()
         self._client = client
         store = AsyncJobStore(client, Keys(self.settings.namespace), self.settings.result_ttl)
@@ -152,7 +158,7 @@ class Runtime:
             await client.aclose()  # and its pool
 
     @property
-    def listener(self) -> JobListener:
+    def listener(self) -> Listener:
         if self._listener is None:
             raise RuntimeError("the mcp-jobs runtime is not started")
         return self._listener

@@ -149,7 +149,7 @@ def dev(port: int | None, concurrency: int, job_modules: str | None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     tracing.configure(tracing.SERVER_SERVICE)
     embedded: RedisProcess | None = None
-    if not settings.redis_sentinels and not reachable(settings.redis_url):
+    if not settings.redis_sentinels and not settings.redis_cluster and not reachable(settings.redis_url):
         try:
             embedded = RedisProcess().start()
         except RuntimeError as exc:

@@ -38,12 +38,12 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
-from redis.exceptions import RedisError
 
 from mcp_jobs import tracing
 from mcp_jobs._contract import task_name
 from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs._store import WriteOutcome
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD
 from mcp_jobs.server.enqueue import TaskMessages, arguments_repr
@@ -57,7 +57,7 @@ from mcp_jobs.server.follow import (
     SendProgress,
 )
 from mcp_jobs.server.gate import ProgressUpdate
-from mcp_jobs.server.listener import JobListener, JobWatch
+from mcp_jobs.server.listener import JobWatch, Listener
 from mcp_jobs.server.metrics import Metrics
 from mcp_jobs.server.snapshots import AsyncJobStore
 from mcp_jobs.settings import Settings
@@ -92,7 +92,7 @@ class Dispatcher:
         self,
         settings: Settings,
         store: AsyncJobStore,
-        listener: JobListener,
+        listener: Listener,
         celery: Celery,
         metrics: Metrics | None = None,
         can_hand_off: bool = False,
@@ -213,7 +213,7 @@ class Dispatcher:
         queue = job.queue
         try:
             depth = await self._store.queue_depth(queue)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise ToolError(REDIS_DOWN) from exc
         if depth >= limit:
             raise CallRefused(
@@ -299,7 +299,7 @@ class Dispatcher:
         """The snapshot of a job being attached to (after subscribing: nothing is missed)."""
         try:
             first, _ = await self._store.read(job_id)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise ToolError(REDIS_UNREADABLE) from exc
         if first is None:
             raise ToolError(f"No job with id {job_id} (unknown, or its result expired).")
@@ -310,7 +310,7 @@ class Dispatcher:
         logger.info("cancelling job %s", job_id, extra={"job_id": job_id})
         try:
             await self._store.flag_cancel(job_id)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("could not flag job %s as cancelled: %r", job_id, exc)
         try:
             async with self._broker_threads:
@@ -379,7 +379,7 @@ class Dispatcher:
         waiting on that round, else the keys still unanswered (empty: the job goes on)."""
         try:
             return await self._store.answer(job_id, round_number, answers, can_ask=can_ask)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise ToolError("Redis is unavailable, so the answers could not be delivered; try again shortly.") from exc
 
     @asynccontextmanager
@@ -392,7 +392,7 @@ class Dispatcher:
             async with listening as watch:
                 subscribed = True
                 yield watch
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (*REDIS_ERRORS, OSError, TimeoutError) as exc:
             if not subscribed:
                 logger.warning("job %s: could not subscribe (%r)", job_id, exc, extra={"job_id": job_id})
                 raise ToolError(REDIS_DOWN) from exc
@@ -461,7 +461,7 @@ class Dispatcher:
                 )
                 if message is None and not created.over_limit:
                     await self._send_task(name, job_id, arguments, queue, headers)
-        except (RedisError, OperationalError, OSError) as exc:
+        except (*REDIS_ERRORS, OperationalError, OSError) as exc:
             if self._messages is not None:
                 # The reply may be what was lost: a job that was queued after all must not run unowned.
                 with anyio.CancelScope(shield=True):
@@ -497,7 +497,7 @@ class Dispatcher:
                 await self._store.write(
                     job_id, JobState.FAILED, expect=JobState.QUEUED, error=error, error_type=FailureKind.BROKER_DOWN
                 )
-            except RedisError:
+            except REDIS_ERRORS:
                 pass  # the snapshot expires by itself
             raise ToolError(error) from exc
 

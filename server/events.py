@@ -19,9 +19,9 @@ import anyio
 import redis.asyncio as aioredis
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.subscriptions import event_from_wire, event_to_notification
-from redis.exceptions import RedisError
 
-from mcp_jobs.server.listener import JobListener
+from mcp_jobs.redis_connect import REDIS_ERRORS, publish
+from mcp_jobs.server.listener import Listener
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ class RedisSubscriptionBus:
             await self._local.publish(event)
             return
         try:
-            await self._client.publish(self._channel, encode(event))
-        except RedisError as exc:
+            await publish(self._client, self._channel, encode(event))
+        except REDIS_ERRORS as exc:
             logger.warning("could not publish %r to the other replicas (%r); publishing here", event, exc)
             await self._local.publish(event)
 
@@ -71,7 +71,7 @@ class RedisSubscriptionBus:
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
         return self._local.subscribe(listener)
 
-    async def relay(self, listener: JobListener, client: aioredis.Redis) -> None:
+    async def relay(self, listener: Listener, client: aioredis.Redis) -> None:
         """Deliver the events channel to this process's streams, for as long as the server runs,
         on the process's one pub/sub connection (events published while Redis is away are lost,
         as the spec allows: clients refetch). Redis away at the start is waited out."""
@@ -83,6 +83,6 @@ class RedisSubscriptionBus:
                         item = await watch.next_raw()
                         if isinstance(item, bytes | str) and (event := decode(item)) is not None:
                             await self._local.publish(event)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (*REDIS_ERRORS, OSError, TimeoutError) as exc:
                 logger.warning("could not subscribe to the events channel (%r); trying again", exc)
                 await anyio.sleep(RELAY_RETRY)

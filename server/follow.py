@@ -24,11 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from mcp_jobs._events import FailureKind, JobEvent, JobState
 from mcp_jobs._timeline import StepClock
 from mcp_jobs.producer import UNACKED_RESTORE_INTERVAL
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.server.deadlines import JobDeadlines, Verdict, WatchedJob, judge, judge_outage
 from mcp_jobs.server.gate import ProgressGate, ProgressUpdate
 from mcp_jobs.server.listener import RESYNC, JobWatch
@@ -279,7 +278,7 @@ class JobFollower:
         self._next_poll = now + self._policy.poll_interval
         try:
             snapshot, alive = await self._store.read(self._job.job_id)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._unreachable(now, exc)
             return
         self._unreachable_since = None
@@ -295,7 +294,7 @@ class JobFollower:
         if self._final is None:
             await self._enforce_deadlines(now, alive)
 
-    def _unreachable(self, now: float, exc: RedisError) -> None:
+    def _unreachable(self, now: float, exc: Exception) -> None:
         """A read failed: retry at the poll interval, and end the call once the outage is too long
         (nothing can be written either, so the call ends without touching the snapshot)."""
         if self._unreachable_since is None:
@@ -358,7 +357,7 @@ class JobFollower:
                     depth = await self._store.queue_depth(self._job.queue)
                     if depth:
                         return f"queued: {depth} job{'s' if depth != 1 else ''} waiting in the queue"
-                except RedisError:
+                except REDIS_ERRORS:
                     pass
             return "queued, waiting for a free worker"
         if self._lost_since is not None:

@@ -24,10 +24,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
 from mcp_jobs._contract import JOB_ID_PATTERN, status_line
 from mcp_jobs._events import JobEvent
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.dispatch import REDIS_UNREADABLE, Dispatcher, JobHandedOff, Listeners, outcome
@@ -68,7 +68,7 @@ def handoff_tools(runtime: RuntimeJobs) -> list[Tool]:
     async def owned(job_id: str, ctx: Context) -> tuple[dict[str, str], JobEvent]:
         try:
             fields, _ = await runtime.dispatcher.store.read_record(job_id)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise ToolError(REDIS_UNREADABLE) from exc
         event = JobEvent.from_snapshot(fields) if fields.get(CALLER_FIELD, "") == caller_of(ctx) else None
         if event is None:

@@ -22,12 +22,12 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from typing import Final
+from typing import Final, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from mcp_jobs._events import JobEvent, Keys
+from mcp_jobs.redis_connect import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,32 @@ class JobWatch:
             self._queue.put_nowait(RESYNC)
 
 
+class Listener(Protocol):
+    """What a call follows its job's events through: `JobListener` on one Redis (and with
+    Sentinel), `ShardedJobListener` on a cluster (`sharded_listener.py`)."""
+
+    @property
+    def reply_channel(self) -> str | None:
+        """Where the jobs this process creates publish their events too (None: nowhere but their own channel)."""
+
+    @property
+    def watching(self) -> int:
+        """How many jobs (and channels) are being watched right now."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def replies(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
+        """Watch a job this process is about to create (with `reply_to=reply_channel`)."""
+
+    def watch(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
+        """Watch any job, once Redis confirmed the subscription."""
+
+    def watch_channel(self, channel: str) -> AbstractAsyncContextManager[JobWatch]:
+        """Watch a channel of raw messages (the events channel)."""
+
+
 class JobListener:
     """Owns the process's pub/sub connection and routes messages to `JobWatch`es."""
 
@@ -125,7 +151,7 @@ class JobListener:
         try:
             await self._pubsub.connect()  # now, so calls never race the reader to create the connection
             await self._pubsub.subscribe(self.reply_channel)
-        except (RedisError, OSError) as exc:
+        except (*REDIS_ERRORS, OSError) as exc:
             logger.warning("Redis is unavailable at start-up (%r); the listener keeps trying", exc)
         self._reader = asyncio.create_task(self._read_forever(), name="mcp-jobs-listener")
 
@@ -175,7 +201,7 @@ class JobListener:
                 del self._watches[channel]
                 try:
                     await self._pubsub.unsubscribe(channel)
-                except (RedisError, OSError) as exc:
+                except (*REDIS_ERRORS, OSError) as exc:
                     # Redis is away; the reconnect re-subscribes only channels still watched.
                     logger.debug("unsubscribe of %s failed: %r", channel, exc)
 
@@ -200,7 +226,7 @@ class JobListener:
                         self._route(message)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (*REDIS_ERRORS, OSError) as exc:
                 if failures == 0:
                     # Events may be lost from here on, and Redis may be gone: every follower reads
                     # its job now, which tells it whether Redis answers (see `deadlines.py`).

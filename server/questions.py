@@ -52,10 +52,10 @@ from mcp.types import (
     SetLevelRequestParams,
 )
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
 from mcp_jobs._events import LOG_LEVELS, JobEvent, JobState, strict_json
 from mcp_jobs.asking import refusal, valid_answer
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.dispatch import Dispatcher, Listeners
@@ -319,7 +319,7 @@ async def open_round(
     job_id, round_number = parse_round_state(state)
     try:
         fields, _ = await store_fields(job_id)
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise MCPError(INVALID_PARAMS, "Redis is unavailable, so the answers cannot be delivered; retry.") from exc
     if fields.get("job") != spec.name or fields.get(CALLER_FIELD, "") != caller_of(ctx):
         logger.warning("requestState refused: job %s is not this tool's or this caller's", job_id)

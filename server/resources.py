@@ -52,15 +52,15 @@ from mcp.types import (
     TextResourceContents,
     UnsubscribeRequestParams,
 )
-from redis.exceptions import RedisError
 
 from mcp_jobs._contract import is_job_id, status_line
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text
 from mcp_jobs.artifacts import ARTIFACT_URI, JOB_URI, SCHEME, ArtifactInfo, job_uri, parse_listing
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.server.beside import beside
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.events import RedisSubscriptionBus
-from mcp_jobs.server.listener import RESYNC, JobListener
+from mcp_jobs.server.listener import RESYNC, Listener
 from mcp_jobs.server.ops.view import READ_BATCH, job_ids, stamp
 from mcp_jobs.server.questions import LEGACY, session_key
 from mcp_jobs.server.snapshots import AsyncJobStore
@@ -98,7 +98,7 @@ class JobResources:
         client: Callable[[], Any],
         keys: Keys,
         store: Callable[[], AsyncJobStore],
-        listener: Callable[[], JobListener],
+        listener: Callable[[], Listener],
         background: Callable[[], anyio.abc.TaskGroup],
         bus: RedisSubscriptionBus,
         progress_rate: float,
@@ -143,7 +143,7 @@ class JobResources:
         job_id = match["job"]
         try:
             owner = await self._client().hget(self._keys.job(job_id), CALLER_FIELD)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise MCPError(INVALID_PARAMS, "Redis is unavailable; try again shortly.", {"uri": uri}) from exc
         if owner is None or as_text(owner) != caller_of(ctx):
             raise not_found(ctx, uri)  # unknown, expired, or someone else's: the same answer

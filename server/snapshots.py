@@ -10,8 +10,10 @@ import redis.asyncio as aioredis
 
 from mcp_jobs import tracing
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text, decoded
-from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, script_args
+from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, job_script, script_args
 from mcp_jobs.asking import ANSWER_SCRIPT, answer_args, answer_keys, pending_after
+from mcp_jobs.redis_connect import is_cluster
+from mcp_jobs.server.admission import CallerJobs
 from mcp_jobs.server.enqueue import QueueMessage
 
 logger = logging.getLogger(__name__)
@@ -51,10 +53,12 @@ class AsyncJobStore:
         self._client = client
         self._keys = keys
         self._ttl = ttl
-        self._write = client.register_script(WRITE_SCRIPT)
+        self._write = job_script(client, WRITE_SCRIPT)
         self._flag = client.register_script(FLAG_CANCEL_SCRIPT)
         self._missing = client.register_script(WORKER_MISSING_SCRIPT)
-        self._answer = client.register_script(ANSWER_SCRIPT)
+        self._answer = job_script(client, ANSWER_SCRIPT)
+        self._callers = CallerJobs(client, keys, ttl) if is_cluster(client) else None
+        """On a cluster, admission is a step of its own (`admission.py`); else the write script's."""
 
     async def write(
         self,
@@ -74,11 +78,25 @@ class AsyncJobStore:
         if enqueue is not None:
             keys[2] = enqueue.key
             options["queue_message"] = enqueue.payload
+        if admit is not None and self._callers is not None:
+            return await self._write_admitted(job_id, state, admit, keys, options)
         if admit is not None:
             caller, options["admit"] = admit
             keys.append(self._keys.caller_jobs(caller))
         args = script_args(self._ttl, state, **options)
         return WriteOutcome.parse(await self._write(keys=keys, args=args))
+
+    async def _write_admitted(
+        self, job_id: str, state: JobState, admit: tuple[str, int], keys: list[str], options: dict[str, Any]
+    ) -> WriteOutcome:
+        """On a cluster: the job's first write, then its admission on the caller's key (see
+        `admission.py`); at the limit nothing stays of the job (`seq` -1)."""
+        assert self._callers is not None
+        written = WriteOutcome.parse(await self._write(keys=keys, args=script_args(self._ttl, state, **options)))
+        if not written.written:
+            return written
+        live = await self._callers.admit(*admit, job_id)
+        return written if live is None else WriteOutcome(seq=-1, cancel_requested=False, caller_jobs=live)
 
     async def answer(
         self, job_id: str, round_number: int, answers: Mapping[str, Any], **context: str

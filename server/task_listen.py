@@ -33,10 +33,10 @@ from mcp.server.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp.shared.exceptions import MCPError
 from mcp.types import SubscriptionFilter, SubscriptionsAcknowledgedNotification
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.server.beside import beside
-from mcp_jobs.server.listener import JobListener
+from mcp_jobs.server.listener import Listener
 from mcp_jobs.server.tasks import TASKS, missing_extension, opted_in
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class TasksNotification(BaseModel):
 class TaskSubscriptions:
     """A server middleware for listen streams that name `taskIds` (see the module doc)."""
 
-    def __init__(self, describe: Describe, listener: Callable[[], JobListener], interval: float) -> None:
+    def __init__(self, describe: Describe, listener: Callable[[], Listener], interval: float) -> None:
         self._describe = describe
         self._listener = listener
         self._interval = interval
@@ -103,7 +103,7 @@ class TaskSubscriptions:
                     await watch.next(RECHECK)
                     # Changes within `interval` of the last one sent are read together, newest.
                     await anyio.sleep(max(0.0, last_sent + self._interval - anyio.current_time()))
-        except (MCPError, RedisError, OSError) as exc:  # expired meanwhile, or Redis went away
+        except (MCPError, *REDIS_ERRORS, OSError) as exc:  # expired meanwhile, or Redis went away
             logger.info("notifications/tasks for %s ended: %r", task_id, exc)
 
 

@@ -34,10 +34,10 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic_core import to_jsonable_python
-from redis.exceptions import RedisError
 
 from mcp_jobs._contract import is_job_id
 from mcp_jobs._events import JobEvent, JobState
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.server.callers import CALLER_FIELD, caller_of
 from mcp_jobs.server.deadlines import judge
@@ -135,7 +135,7 @@ class TaskRecords:
             if fields.get("task") != "1" or fields.get(CALLER_FIELD, "") != caller_of(ctx):
                 raise MCPError(INVALID_PARAMS, f"Failed to retrieve task: Task not found ({task_id})")
             return await self._record(task_id, fields, alive)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise MCPError(INTERNAL_ERROR, REDIS_UNREADABLE) from exc
 
     async def _record(self, task_id: str, fields: dict[str, str], alive: bool) -> TaskRecord:
@@ -207,7 +207,7 @@ class TaskRecords:
         while not event.state.terminal:
             try:
                 outcome = await store.write(record.task_id, JobState.CANCELLED, expect=event.state)
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise MCPError(INTERNAL_ERROR, REDIS_UNREADABLE) from exc
             if outcome.written:
                 await self._dispatcher.cancel(record.task_id)
@@ -236,7 +236,7 @@ class TaskRecords:
                         if exc.error.code != INVALID_PARAMS:
                             raise
                         await store.unlist_task(caller, task_id)  # expired (or never created)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise MCPError(INTERNAL_ERROR, REDIS_UNREADABLE) from exc
         if len(found) <= LIST_PAGE:
             return found, None

@@ -96,32 +96,45 @@ class Keys:
     namespace: str
 
     def job(self, job_id: str) -> str:
-        """The snapshot hash of a job; also the name of its event channel."""
-        return f"{self.namespace}:job:{job_id}"
+        """The snapshot hash of a job; also the name of its event channel.
+
+        The job id is a hash tag (`<ns>:job:{<id>}`), and every other key of the job begins with
+        this one: on a Redis Cluster a job's snapshot, liveness key, step list, answers, files and
+        channel share a slot, so the scripts that touch several of them run there as they do on
+        one Redis (see `redis_connect.py`)."""
+        return f"{self.namespace}:job:{{{job_id}}}"
+
+    def job_id_of(self, key: str) -> str | None:
+        """The job id of a snapshot key (`job`), None for any other key (`<id>}:alive`, ...)."""
+        prefix = f"{self.namespace}:job:{{"
+        if not key.startswith(prefix) or not key.endswith("}"):
+            return None
+        job_id = key[len(prefix) : -1]
+        return job_id if job_id and "}" not in job_id and "{" not in job_id else None
 
     def alive(self, job_id: str) -> str:
         """The liveness key of a running job (the write script's admission derives it from `job`)."""
-        return f"{self.namespace}:job:{job_id}:alive"
+        return f"{self.job(job_id)}:alive"
 
     def steps(self, job_id: str) -> str:
         """A job's step timeline, oldest first (the write script derives it from `job`; see `_timeline.py`)."""
-        return f"{self.namespace}:job:{job_id}:steps"
+        return f"{self.job(job_id)}:steps"
 
     def answers(self, job_id: str) -> str:
         """The answers to a job's current round of questions, by key (see `asking.py`)."""
-        return f"{self.namespace}:job:{job_id}:answers"
+        return f"{self.job(job_id)}:answers"
 
     def inbox(self, job_id: str) -> str:
         """Where a job waiting for answers is woken: the round number, once all are in."""
-        return f"{self.namespace}:job:{job_id}:inbox"
+        return f"{self.job(job_id)}:inbox"
 
     def artifacts(self, job_id: str) -> str:
         """The names (and types and sizes) of the files a job stored."""
-        return f"{self.namespace}:job:{job_id}:artifacts"
+        return f"{self.job(job_id)}:artifacts"
 
     def artifact(self, job_id: str, name: str) -> str:
         """The bytes of one file a job stored."""
-        return f"{self.namespace}:job:{job_id}:artifact:{name}"
+        return f"{self.job(job_id)}:artifact:{name}"
 
     def events(self) -> str:
         """The channel of server-wide events for `subscriptions/listen` streams (see `server/events.py`):
@@ -139,11 +152,11 @@ class Keys:
 
     def parts(self, job_id: str, map_index: int = 0) -> str:
         """The parts of a job's `map_index`-th fan-out: claims and outcomes (see `fanout.py`)."""
-        return f"{self.namespace}:job:{job_id}:parts:{map_index}"
+        return f"{self.job(job_id)}:parts:{map_index}"
 
     def parts_done(self, job_id: str, map_index: int = 0) -> str:
         """The indices of those parts that finished, in the order they finished."""
-        return f"{self.namespace}:job:{job_id}:parts:{map_index}:done"
+        return f"{self.job(job_id)}:parts:{map_index}:done"
 
     def queued_parts(self, queue: str) -> str:
         """How many fan-out parts wait on `queue` (see `fanout.py`)."""

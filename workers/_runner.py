@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
@@ -45,6 +44,7 @@ from mcp_jobs.asking import DEFAULT_INPUT_TIMEOUT, NoAnswer
 from mcp_jobs.errors import JobCancelled, JobEnded, JobError
 from mcp_jobs.fanout import PartsContext
 from mcp_jobs.progress import DEFAULT_MAX_ARTIFACT_BYTES, STARTED, Progress
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.registry import JobSpec
 from mcp_jobs.tracing import JobTrace
 
@@ -110,7 +110,7 @@ def run_job(
     if progress.artifacts:  # they live as long as the result that links them
         try:
             keep_artifacts(store.client, store.keys, job_id, progress.artifacts, store.ttl)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("job %s: could not extend its artifacts' lifetime (%r)", job_id, exc)
 
 
@@ -122,7 +122,7 @@ def _start_trace(spec: JobSpec, store: JobStore, job_id: str, attempt: int, star
     names = ["created_at", "caller", tracing.TRACE_FIELD]
     try:
         values = store.client.hmget(store.keys.job(job_id), names)
-    except redis.RedisError:
+    except REDIS_ERRORS:
         return None
     fields = {name: as_text(value) for name, value in zip(names, values) if value is not None}
     return tracing.start_job(spec.name, job_id, attempt, fields, started, STARTED)
@@ -303,5 +303,5 @@ class Heartbeats:
                 continue
             try:
                 self._store().beat(jobs, self._alive_for)
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("heartbeat of %d jobs failed (%r)", len(jobs), exc)

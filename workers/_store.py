@@ -24,6 +24,7 @@ import redis
 
 from mcp_jobs._events import TERMINAL_STATES, JobState, Keys, as_text
 from mcp_jobs._timeline import STEP_HISTORY, step_entry
+from mcp_jobs.redis_connect import REDIS_ERRORS, is_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,23 @@ def _is_terminal(variable: str) -> str:
 WRITE_SCRIPT = _WRITE_LUA.replace("TERMINAL(other)", _is_terminal("other")).replace(
     "TERMINAL(state)", _is_terminal("state")
 )
+
+_PUBLISH = "redis.call('PUBLISH', key, event)"
+
+
+def sharded(script: str) -> str:
+    """A job script as a Redis Cluster runs it: the job's event goes on sharded pub/sub
+    (`SPUBLISH` on the job's own channel, served by the job's own slot). There no job names a
+    reply channel (another slot) and no write admits or enqueues: those steps run apart (see
+    `redis_connect.py`)."""
+    if _PUBLISH not in script:
+        raise ValueError("not a job script: it publishes no event on the job's channel")
+    return script.replace(_PUBLISH, "redis.call('SPUBLISH', key, event)")
+
+
+def job_script(client: Any, script: str) -> Any:
+    """`script` registered on `client`, as the topology it talks to runs it (`sharded` on a cluster)."""
+    return client.register_script(sharded(script) if is_cluster(client) else script)
 
 
 def script_args(
@@ -261,7 +279,7 @@ class JobStore:
         self._ttl = ttl
         self._replicated = replicated
         self._alone_until = 0.0
-        self._write = client.register_script(WRITE_SCRIPT)
+        self._write = job_script(client, WRITE_SCRIPT)
 
     @property
     def keys(self) -> Keys:
@@ -290,7 +308,7 @@ class JobStore:
                 if written:
                     self._await_replica(job_id)
                 return
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if time.monotonic() > deadline:
                     logger.error("giving up writing the outcome of job %s: %r", job_id, exc)
                     return

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 import jsonschema
-import redis
 from mcp.types import CreateMessageResult, ElicitResult, ListRootsResult, Root, SamplingMessage, TextContent
 from pydantic import BaseModel, ValidationError
 
 from mcp_jobs._events import JobState, Keys, as_text
 from mcp_jobs.errors import JobCancelled, JobEnded, JobError
+from mcp_jobs.redis_connect import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from mcp_jobs._store import JobStore
@@ -233,7 +233,7 @@ def wait_for_answers(
                 stored, _ = pipe.execute()
                 break
             state, cancel = client.hmget(keys.job(job_id), ["state", "cancel"])
-        except redis.RedisError:
+        except REDIS_ERRORS:
             time.sleep(ANSWER_POLL)  # an outage: the answers wait in Redis, if they come at all
             continue
         if cancel in (b"1", "1"):

@@ -206,12 +206,12 @@ def test_trigger_prompt_change() -> str:
 
 
 def _announce(method: str) -> None:
-    from mcp_jobs.redis_connect import sync_client
+    from mcp_jobs.redis_connect import publish, sync_client
 
     settings = get_settings()
     client = sync_client(settings)
     try:
-        client.publish(Keys(settings.namespace).events(), json.dumps({"method": method, "params": {}}))
+        publish(client, Keys(settings.namespace).events(), json.dumps({"method": method, "params": {}}))
     finally:
         client.close()
 

@@ -209,11 +209,12 @@ class _Fan:
 
     def record(self, outcomes: dict[int, dict[str, Any]]) -> None:
         """Write what the parts to be queued need (the function, each item) before queueing them,
-        and count them as queued on the job's queue; one round trip."""
+        and count them as queued on the job's queue; one round trip (not a MULTI: the counter of
+        the queue lives on another slot of a cluster, and no part is queued before this returns)."""
         keys = self.context.keys
         fields: dict[Any, Any] = {"fn": self.ref}
         fields |= {f"item:{i}": json.dumps(item, separators=(",", ":")) for i, item in enumerate(self.items)}
-        pipe = self.context.store.client.pipeline(transaction=True)
+        pipe = self.context.store.client.pipeline(transaction=False)
         pipe.hdel(self.parts_key, "cancel")
         pipe.hset(self.parts_key, mapping=fields)
         pipe.expire(self.parts_key, self.context.ttl)
@@ -290,7 +291,9 @@ def _execute(
     finally:
         context.heartbeats.discard(part_id)
     keys = context.keys
-    pipe = context.store.client.pipeline(transaction=True)
+    # In this order on the job's slot (one node, one connection): the outcome is stored before
+    # its index wakes the job. Not a MULTI: the part's liveness key lives on a slot of its own.
+    pipe = context.store.client.pipeline(transaction=False)
     pipe.hset(keys.parts(job_id, map_index), f"done:{index}", json.dumps(outcome, separators=(",", ":")))
     pipe.rpush(keys.parts_done(job_id, map_index), index)
     pipe.expire(keys.parts(job_id, map_index), context.ttl)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import redis
 
 from mcp_jobs._events import Keys
+from mcp_jobs.redis_connect import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,14 @@ class Presence:
         if self._key:
             try:
                 self._client().delete(self._key)
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("could not withdraw the worker's presence (%r)", exc)
 
     def _run(self) -> None:
         while True:
             try:
                 self._client().set(self._key, self._value, px=int(self._ttl * 1000))
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("could not announce the worker's presence (%r)", exc)
             if self._stop.wait(self._interval):
                 return

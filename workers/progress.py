@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
 from pydantic import BaseModel
 
 from mcp_jobs._events import LOG_LEVELS, JobState
@@ -40,6 +39,7 @@ from mcp_jobs.asking import (
     wait_for_answers,
 )
 from mcp_jobs.errors import JobCancelled, JobEnded
+from mcp_jobs.redis_connect import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from mcp.types import CreateMessageResult, ResourceLink, Root, SamplingMessage
@@ -143,7 +143,7 @@ class Progress:
         """Whether the caller cancelled this job (one Redis read; False while Redis is unreachable)."""
         try:
             return self._require_store().cancel_requested(self.job_id)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             return False
 
     def check_cancelled(self) -> None:
@@ -346,7 +346,7 @@ class Progress:
                 message=self._message,
                 log=line,
             )
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("job %s: log line skipped, Redis unavailable (%r)", self.job_id, exc)
 
     def map(
@@ -388,7 +388,7 @@ class Progress:
             )
             if outcome.refused:
                 state, error = store.ended_as(self.job_id)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("job %s: progress report skipped, Redis unavailable (%r)", self.job_id, exc)
             return
         if outcome.refused:

@@ -11,17 +11,26 @@ Redis restart. The database, password and TLS still come from `redis_url` (its h
 are then unused); the sentinels' own credentials are `redis_sentinel_username`/`_password`.
 Celery's broker connections go through kombu's own `sentinel://` transport
 (`Settings.effective_broker_url`, `broker_transport_options`).
+
+With `redis_cluster`, the clients are redis-py's `RedisCluster`, started from `redis_url`'s node.
+Every key of a job carries the job id as a hash tag (`Keys.job`), so each script runs on the
+job's own slot; what would cross slots is done otherwise there: events go on sharded pub/sub
+(`SPUBLISH` to the job's own channel, `sharded`), the per-caller admission is a step of its own on
+the caller's key (`server/admission.py`), and the broker is another server (`broker_url`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
+from redis.cluster import RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
 from mcp_jobs.settings import Settings
@@ -54,8 +63,21 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+REDIS_ERRORS: Final = (redis.RedisError, RedisClusterException)
+"""What a Redis command of ours can raise when Redis fails: redis-py's errors and, from a cluster
+client, its `RedisClusterException`s (`RedisClusterUnreachableError`: no node answers), which
+are not `RedisError`s. Every `except` that outlives an outage catches these."""
+
+CLUSTER_CONNECTIONS_PER_POOL = 10
+"""A cluster client's connections per node, as a multiple of the bound asked for: redis-py's
+cluster pools refuse a connection past their bound instead of waiting for one."""
+
+
 def sync_client(settings: Settings, **options: Any) -> redis.Redis:
-    """A blocking client (worker processes): of `redis_url`, or of the Sentinel-managed master."""
+    """A blocking client (worker processes): of `redis_url`, of the Sentinel-managed master, or
+    of the cluster `redis_url` belongs to."""
+    if settings.redis_cluster:
+        return cast("redis.Redis", RedisCluster.from_url(settings.redis_url, **options))
     if not settings.redis_sentinels:
         return redis.Redis.from_url(settings.redis_url, **options)
     sentinel = Sentinel(sentinel_nodes(settings), sentinel_kwargs=_sentinel_options(settings))
@@ -72,7 +94,12 @@ class _BlockingSentinelPool(AsyncSentinelPool, aioredis.BlockingConnectionPool):
 
 def async_client(settings: Settings, *, max_connections: int | None = None, **options: Any) -> aioredis.Redis:
     """An asyncio client (the server, `mcp-jobs jobs`): of `redis_url`, or of the Sentinel-managed
-    master. With `max_connections`, callers past it wait for a connection (`timeout=None`)."""
+    master, or of the cluster. With `max_connections`, callers past it wait for a connection
+    (`timeout=None`); a cluster's pools hold `CLUSTER_CONNECTIONS_PER_POOL` times as many per node."""
+    if settings.redis_cluster:
+        if max_connections is not None:
+            options["max_connections"] = max_connections * CLUSTER_CONNECTIONS_PER_POOL
+        return cast("aioredis.Redis", AsyncRedisCluster.from_url(settings.redis_url, **options))
     if not settings.redis_sentinels:
         if max_connections is None:
             return aioredis.Redis.from_url(settings.redis_url, **options)
@@ -88,6 +115,18 @@ def async_client(settings: Settings, *, max_connections: int | None = None, **op
         settings.redis_sentinel_master, redis_class=aioredis.Redis, **pooled, **(_master_options(settings) | options)
     )
     return client
+
+
+def is_cluster(client: object) -> bool:
+    """Whether `client` talks to a Redis Cluster (events then go on sharded pub/sub)."""
+    return isinstance(client, RedisCluster | AsyncRedisCluster)
+
+
+def publish(client: Any, channel: str, message: str) -> Any:
+    """Publish a server-wide message (the events channel): sharded on a cluster, where the
+    listeners subscribe to every channel so (`server/sharded_listener.py`). Returns the
+    client's awaitable for an asyncio client, the receivers' count for a blocking one."""
+    return client.spublish(channel, message) if is_cluster(client) else client.publish(channel, message)
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     redis_sentinel_password: str | None = Field(default=None, repr=False)
     """The sentinels' own credentials, where they differ from the master's (`requirepass` in
     sentinel.conf); unset, sentinels are asked without any."""
+    redis_cluster: bool = False
+    """`redis_url` names a node of a Redis Cluster (any node: the others are found from it), which
+    then holds the snapshots and carries the events (sharded pub/sub, one slot per job). Celery
+    has no Redis Cluster transport, so `broker_url` must name the broker (a standalone Redis,
+    `sentinel://` or RabbitMQ). See `redis_connect.py`."""
     namespace: str = "mcp-jobs"
     """Prefix of every Redis key and channel, so several deployments can share one Redis."""
     job_modules: CommaList = Field(default_factory=list)
@@ -230,6 +235,19 @@ class Settings(BaseSettings):
                 f"{', '.join(refused)}: only asymmetric JWT algorithms ({', '.join(sorted(ASYMMETRIC_ALGORITHMS))})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_broker(self) -> Settings:
+        if self.redis_cluster and self.redis_sentinels:
+            raise ValueError(
+                "MCP_JOBS_REDIS_CLUSTER and MCP_JOBS_REDIS_SENTINELS exclude each other: pick one topology"
+            )
+        if self.redis_cluster and (not self.broker_url or self.broker_url == self.redis_url):
+            raise ValueError(
+                "MCP_JOBS_REDIS_CLUSTER needs MCP_JOBS_BROKER_URL: Celery cannot queue jobs on a Redis Cluster, so "
+                "name a standalone Redis, sentinel:// or RabbitMQ broker"
+            )
+        return self
 
     @model_validator(mode="after")
     def _issuer_with_jwks(self) -> Settings:

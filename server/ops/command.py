@@ -32,7 +32,6 @@ from typing import Any
 
 import click
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
@@ -45,7 +44,7 @@ from mcp_jobs._contract import is_job_id
 from mcp_jobs._events import Keys
 from mcp_jobs._text import printable
 from mcp_jobs._timeline import Step
-from mcp_jobs.redis_connect import async_client
+from mcp_jobs.redis_connect import REDIS_ERRORS, async_client
 from mcp_jobs.server.ops.view import (
     DEFAULT_LIMIT,
     JobDetail,
@@ -156,7 +155,7 @@ async def _once(options: _Options, json_output: bool) -> None:
     async with options.client() as client:
         try:
             view = await options.read(client)
-        except (RedisError, OSError) as exc:
+        except (*REDIS_ERRORS, OSError) as exc:
             raise click.ClickException(options.unavailable(exc)) from exc
     if json_output:
         click.echo(json.dumps(view.to_json()))
@@ -168,7 +167,7 @@ async def _one_job(options: _Options, job_id: str, json_output: bool) -> None:
     async with options.client() as client:
         try:
             detail = await read_job(client, options.keys, job_id, time.time(), options.caller)
-        except (RedisError, OSError) as exc:
+        except (*REDIS_ERRORS, OSError) as exc:
             raise click.ClickException(options.unavailable(exc)) from exc
     if detail is None:
         whose = "" if options.caller is None else f" of caller {printable(options.caller)!r}"
@@ -217,7 +216,7 @@ async def _watch_json(options: _Options, client: aioredis.Redis, interval: float
     while True:
         try:
             data = (await options.read(client)).to_json()
-        except (RedisError, OSError) as exc:
+        except (*REDIS_ERRORS, OSError) as exc:
             data = {"error": options.unavailable(exc)}
         if without_clock(data) != last:
             click.echo(json.dumps(data))
@@ -230,7 +229,7 @@ async def _watch_tables(options: _Options, client: aioredis.Redis, interval: flo
         while True:
             try:
                 screen: RenderableType = render(await options.read(client), options.settings.namespace)
-            except (RedisError, OSError) as exc:
+            except (*REDIS_ERRORS, OSError) as exc:
                 screen = Text(options.unavailable(exc) + " (retrying)", style="red")
             live.update(screen, refresh=True)
             await asyncio.sleep(interval)

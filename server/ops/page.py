@@ -46,7 +46,6 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from pydantic import AnyHttpUrl, ValidationError
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -54,6 +53,7 @@ from starlette.types import Receive, Scope, Send
 
 from mcp_jobs._contract import is_job_id
 from mcp_jobs._events import Keys
+from mcp_jobs.redis_connect import REDIS_ERRORS
 from mcp_jobs.server.ops.view import DEFAULT_LIMIT, JobsScan, read_job, scan_jobs, select, without_clock
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def jobs_routes(
             return JSONResponse({"error": NO_SUCH_JOB}, status_code=404, headers=headers)
         try:
             detail = await read_job(_resolved(client), keys, job_id, time.time(), caller)
-        except (RedisError, OSError, RuntimeError) as exc:
+        except (*REDIS_ERRORS, OSError, RuntimeError) as exc:
             logger.debug("jobs page: cannot read job %s (%r)", job_id, exc)
             return JSONResponse({"error": UNAVAILABLE}, status_code=503, headers={"Retry-After": "2", **headers})
         if detail is None:
@@ -221,7 +221,7 @@ async def _events(
     while time.monotonic() < until and not closing():
         try:
             data = select(await feed.latest(), caller, recent_failures_for, limit).to_json(hosts=False)
-        except (RedisError, OSError, RuntimeError) as exc:
+        except (*REDIS_ERRORS, OSError, RuntimeError) as exc:
             logger.debug("jobs page: cannot read Redis (%r)", exc)
             data = {"error": UNAVAILABLE, "now": time.time()}
         if without_clock(data) != last:
@@ -273,7 +273,7 @@ class _Feed:
             if self._scan is None or time.monotonic() - self._at >= self._max_age:
                 try:
                     self._scan = await self._read()
-                except (RedisError, OSError, RuntimeError) as exc:
+                except (*REDIS_ERRORS, OSError, RuntimeError) as exc:
                     self._scan = exc  # every stream waiting on this one learns it without retrying
                 self._at = time.monotonic()
             if isinstance(self._scan, Exception):

@@ -3,11 +3,11 @@
 The data behind `mcp-jobs jobs` and the live jobs page. It reads only what workers and servers
 already write (no index of its own, nothing to keep consistent):
 
-- job snapshots `<ns>:job:<id>`, found with SCAN (liveness keys `<ns>:job:<id>:alive` skipped),
+- job snapshots `<ns>:job:{<id>}`, found with SCAN (liveness keys `<ns>:job:{<id>}:alive` skipped),
   read by a Lua script (`READ_SCRIPT`) in batches: the fields shown here for a job in flight or
   failed (never the `result`, which can be megabytes), and only state, caller and time for any
   other ended job, which is only counted;
-- whether a running job's worker still beats (`<ns>:job:<id>:alive`);
+- whether a running job's worker still beats (`<ns>:job:{<id>}:alive`);
 - the workers' presence records `<ns>:worker:<hostname>` (see `presence.py`);
 - the depth of each queue (`LLEN`), only when the Celery broker is this very Redis.
 
@@ -20,12 +20,13 @@ failure stays visible for at most that long whatever `recent_failures_for` asks.
 serve many viewers; `list_jobs` is both in one call.
 
 `read_job` reads one job, whatever its state (`mcp-jobs jobs JOB_ID`, the page's job panel): its
-snapshot (still never the `result`) and its step list `<ns>:job:<id>:steps` in one round trip,
+snapshot (still never the `result`) and its step list `<ns>:job:{<id>}:steps` in one round trip,
 made into a `JobDetail` with the timeline of `_timeline.timeline`, the one the metrics use too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -34,10 +35,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from mcp_jobs._contract import is_job_id, status_line
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text, strict_json
 from mcp_jobs._timeline import Step, parse_entries, timeline
+from mcp_jobs.redis_connect import is_cluster
 from mcp_jobs.tracing import TRACE_FIELD, trace_id
 
 logger = logging.getLogger(__name__)
@@ -88,13 +91,12 @@ COUNTED_ONLY = ("state", "caller", "updated_at")
 """What a view reads of an ended job other than a failure: it is only counted."""
 
 _READ_LUA = """
--- KEYS[1]: the prefix of job keys; ARGV: job ids. For each job: its FIELDS and whether its
+-- KEYS: job snapshot keys (on a cluster, of one slot). For each job: its FIELDS and whether its
 -- liveness key exists; only its COUNTED_ONLY fields when it ended other than by failing; false
 -- when it is gone. One call per batch instead of two commands per job: the commands cost the
 -- server's event loop far more to pack than Redis takes to run them.
 local out = {}
-for i, id in ipairs(ARGV) do
-  local key = KEYS[1] .. id
+for i, key in ipairs(KEYS) do
   local state = redis.call('HGET', key, 'state')
   if not state then
     out[i] = false
@@ -385,7 +387,7 @@ async def scan_jobs(
     read = client.register_script(READ_SCRIPT)
     for start in range(0, len(ids), READ_BATCH):
         batch = ids[start : start + READ_BATCH]
-        for job_id, reply in zip(batch, await read(keys=[keys.job("")], args=batch)):
+        for job_id, reply in zip(batch, await _read_batch(client, read, [keys.job(job_id) for job_id in batch])):
             if not reply:  # expired since the SCAN
                 continue
             if len(reply) == len(COUNTED_ONLY):
@@ -406,6 +408,23 @@ async def scan_jobs(
         scanned=len(ids),
         complete=complete,
     )
+
+
+async def _read_batch(client: aioredis.Redis, read: Any, job_keys: list[str]) -> list[Any]:
+    """`READ_SCRIPT`'s replies for `job_keys`, in their order: one call, or on a cluster one per
+    slot, all at once (a script reaches its own slot only)."""
+    if not is_cluster(client):
+        return list(await read(keys=job_keys, args=[]))
+    slots: dict[int, list[int]] = {}
+    for index, key in enumerate(job_keys):
+        slots.setdefault(key_slot(key.encode()), []).append(index)
+    groups = list(slots.values())
+    replies = await asyncio.gather(*(read(keys=[job_keys[i] for i in group], args=[]) for group in groups))
+    ordered: list[Any] = [None] * len(job_keys)
+    for group, reply in zip(groups, replies):
+        for index, row in zip(group, reply):
+            ordered[index] = row
+    return ordered
 
 
 def select(
@@ -465,11 +484,10 @@ def scan_pattern(keys: Keys, kind: str = "job") -> str:
 
 async def job_ids(client: aioredis.Redis, keys: Keys, max_keys: int) -> tuple[list[str], bool]:
     """The ids of the namespace's job snapshots (at most `max_keys`; False: the scan stopped there)."""
-    prefix = keys.job("")
     seen: set[str] = set()  # SCAN may return a key more than once
     async for key in client.scan_iter(match=scan_pattern(keys), count=SCAN_BATCH):
-        job_id = as_text(key).removeprefix(prefix)
-        if not job_id or ":" in job_id:  # `<id>:alive`, or not a job of ours
+        job_id = keys.job_id_of(as_text(key))
+        if job_id is None:  # `<id>}:alive`, or not a job of ours
             continue
         if job_id not in seen and len(seen) >= max_keys:
             return sorted(seen), False
@@ -538,7 +556,9 @@ async def _workers(client: aioredis.Redis, keys: Keys) -> list[WorkerRow]:
     prefix = keys.worker("")
     names = [as_text(name) async for name in client.scan_iter(match=scan_pattern(keys, "worker"), count=SCAN_BATCH)]
     names = sorted(set(names))
-    records = await client.mget(names) if names else []
+    # On a cluster the records lie on many slots: redis-py's `mget_nonatomic` reads each node's.
+    read = client.mget_nonatomic if is_cluster(client) else client.mget  # type: ignore[attr-defined]
+    records = await read(names) if names else []
     workers = []
     for name, record in zip(names, records):
         if record is None:  # withdrawn since the scan
