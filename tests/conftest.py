@@ -11,9 +11,9 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -21,6 +21,7 @@ from mcp import Client, StdioServerParameters
 
 from mcp_jobs._events import Keys
 from mcp_jobs.server.dev_redis import RedisProcess, free_port
+from tests.support.cluster import cluster_set
 from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker
 
 TEST_JOB_MODULES = "mcp_jobs.examples,tests.jobs,bench.jobs,mcp_jobs.conformance"
@@ -37,13 +38,45 @@ class Stack:
     http_url: str
     workers: list[ManagedProcess]
     server: ManagedProcess
+    cluster: bool = False
+    """The jobs live on a Redis Cluster (`redis_url` is one of its nodes)."""
 
     @property
     def worker(self) -> ManagedProcess:
         return self.workers[0]
 
     def redis(self) -> redis.Redis:
+        """A client of the jobs' Redis (a cluster client on a cluster)."""
+        if self.cluster:
+            return cast("redis.Redis", redis.RedisCluster.from_url(self.redis_url, decode_responses=True))
         return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+
+TOPOLOGIES = ("standalone", "cluster")
+"""Where the session's stack keeps its jobs: one Redis, or a Redis Cluster of three masters (the
+broker then a database of the session's Redis). Tests marked `cluster` run on both."""
+
+CLUSTER_BROKER_DB = 12
+"""The session Redis's database that is the broker of the cluster stack."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster(only=False): also (only) run against a Redis Cluster stack (see TOPOLOGIES)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of the session stack names its topology, so one stack per topology serves them all."""
+    if "topology" in metafunc.fixturenames:  # the session `stack` (a module's own stack needs none)
+        marker = metafunc.definition.get_closest_marker("cluster")
+        topologies = TOPOLOGIES[:1] if marker is None else TOPOLOGIES[1:] if marker.kwargs.get("only") else TOPOLOGIES
+        metafunc.parametrize("topology", topologies, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", TOPOLOGIES[0]))
 
 
 @pytest.fixture(scope="session")
@@ -73,23 +106,32 @@ def stack_env(redis_server: RedisProcess) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stack(stack_env: dict[str, str], redis_server: RedisProcess) -> Iterator[Stack]:
-    workers = [start_worker(stack_env, f"w{i}-{uuid.uuid4().hex[:6]}") for i in range(2)]
-    port = free_port()
-    server = start_http_server(stack_env, port)
-    try:
+def stack(stack_env: dict[str, str], redis_server: RedisProcess, topology: str) -> Iterator[Stack]:
+    with ExitStack() as resources:
+        env, cluster = stack_env, topology == "cluster"
+        if cluster:
+            nodes = resources.enter_context(cluster_set(3))
+            env = stack_env | {
+                "MCP_JOBS_REDIS_URL": nodes.url,
+                "MCP_JOBS_REDIS_CLUSTER": "true",
+                "MCP_JOBS_BROKER_URL": redis_server.url.rsplit("/", 1)[0] + f"/{CLUSTER_BROKER_DB}",
+                "MCP_JOBS_NAMESPACE": f"cluster-{uuid.uuid4().hex[:8]}",
+            }
+        workers = [start_worker(env, f"w{i}-{uuid.uuid4().hex[:6]}") for i in range(2)]
+        for worker in workers:
+            resources.callback(worker.stop)
+        port = free_port()
+        server = start_http_server(env, port)
+        resources.callback(server.stop)
         yield Stack(
-            redis_url=redis_server.url,
-            env=stack_env,
-            keys=Keys(stack_env["MCP_JOBS_NAMESPACE"]),
+            redis_url=env["MCP_JOBS_REDIS_URL"],
+            env=env,
+            keys=Keys(env["MCP_JOBS_NAMESPACE"]),
             http_url=f"http://127.0.0.1:{port}/mcp",
             workers=workers,
             server=server,
+            cluster=cluster,
         )
-    finally:
-        server.stop()
-        for worker in workers:
-            worker.stop()
 
 
 Connect = Callable[..., AbstractAsyncContextManager[Client]]

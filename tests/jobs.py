@@ -241,12 +241,11 @@ class Colour(BaseModel):
 
 def _count_run(tag: str) -> int:
     """Count this run of a job in Redis, so that a test sees how often the job ran."""
-    import redis
-
+    from mcp_jobs.redis_connect import sync_client
     from mcp_jobs.settings import get_settings
 
     settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings)
     try:
         return int(client.incr(f"{settings.namespace}:test:runs:{tag}"))
     finally:

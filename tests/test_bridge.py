@@ -23,7 +23,7 @@ from tests.support.helpers import (
     wait_for_state,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
 async def test_progress_and_result(connect: Connect) -> None:

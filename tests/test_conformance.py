@@ -20,11 +20,13 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from mcp_jobs.server.dev_redis import free_port
+from tests.support.cluster import cluster_set
 from tests.support.processes import start_http_server, start_worker
 
 SUITE_DIR = Path(__file__).parent / "conformance"
@@ -47,23 +49,34 @@ def suite() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server_url(stack_env: dict[str, str]) -> Iterator[str]:
-    """A server and a worker of the suite's own (see the module doc), on the session's Redis."""
+def server_url(stack_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[str]:
+    """A server and a worker of the suite's own (see the module doc), on the session's Redis,
+    or (param "cluster") on a Redis Cluster of three masters, the session's Redis its broker."""
+    database = stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0]
     env = stack_env | {
         # A database of its own: the broker's queues are not namespaced, and the session's workers
         # must not take these jobs.
-        "MCP_JOBS_REDIS_URL": stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0] + "/3",
+        "MCP_JOBS_REDIS_URL": f"{database}/3",
         "MCP_JOBS_NAMESPACE": f"conformance-{uuid.uuid4().hex[:8]}",
         "MCP_JOBS_INPUT_TIMEOUT": "15",
     }
-    worker = start_worker(env, f"conformance-{uuid.uuid4().hex[:6]}", concurrency=32, pool="threads")
-    port = free_port()
-    server = start_http_server(env, port)
-    try:
+    with ExitStack() as resources:
+        if request.param == "cluster":
+            nodes = resources.enter_context(cluster_set(3))
+            env |= {
+                "MCP_JOBS_REDIS_URL": nodes.url,
+                "MCP_JOBS_REDIS_CLUSTER": "true",
+                "MCP_JOBS_BROKER_URL": f"{database}/{CLUSTER_BROKER_DB}",
+            }
+        worker = start_worker(env, f"conformance-{uuid.uuid4().hex[:6]}", concurrency=32, pool="threads")
+        resources.callback(worker.stop)
+        port = free_port()
+        resources.callback(start_http_server(env, port).stop)
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.stop()
-        worker.stop()
+
+
+CLUSTER_BROKER_DB = 13
+"""The session Redis's database that is the broker of the suite's cluster stack."""
 
 
 MULTI_ROUND = [
@@ -117,7 +130,14 @@ RUNS = {
 }
 
 
-@pytest.mark.parametrize("run", list(RUNS))
+CASES = [
+    *(pytest.param(run, "standalone", id=run) for run in RUNS),
+    # What each revision requires, again with the jobs on a Redis Cluster.
+    *(pytest.param(run, "cluster", id=f"{run}, on a cluster") for run in RUNS if run.startswith("required")),
+]
+
+
+@pytest.mark.parametrize(("run", "server_url"), CASES, indirect=["server_url"])
 def test_the_conformance_suite_passes_but_for_the_baseline(
     suite: list[str], server_url: str, tmp_path: Path, run: str
 ) -> None:

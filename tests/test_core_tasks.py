@@ -53,8 +53,8 @@ class Replicas:
 
     def job_keys(self, task_id: str) -> Keys:
         """The key names of the task's job (the task id is the job id), in the stack's namespace."""
-        (key,) = self.redis.scan_iter(match=f"*:job:{task_id}")
-        return Keys(key.removesuffix(f":job:{task_id}"))
+        (key,) = self.redis.scan_iter(match=f"*:job:{{{task_id}}}")
+        return Keys(key.removesuffix(f":job:{{{task_id}}}"))
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from tests.support.helpers import (
     ProgressLog,
     assert_strictly_increasing,
     cancel_once_it_reports,
+    job_id_of_key,
     job_keys,
     wait_for_state,
 )
@@ -32,6 +33,7 @@ from tests.support.processes import start_http_server, start_worker, wait_until
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.cluster
 async def test_one_call_runs_its_parts_on_several_workers_with_one_progress(stack: Stack) -> None:
     log = ProgressLog()
     async with Client(stack.http_url) as client:
@@ -46,6 +48,7 @@ async def test_one_call_runs_its_parts_on_several_workers_with_one_progress(stac
     assert len(done) >= 2 and all(m.startswith("part ") for m in done), log.updates
 
 
+@pytest.mark.cluster
 async def test_a_failing_part_fails_the_call_fast_and_names_the_part(stack: Stack) -> None:
     async with Client(stack.http_url) as client:
         result = await client.call_tool("fan", {"parts": 6, "delay": 0.05, "fail": 3})
@@ -53,6 +56,7 @@ async def test_a_failing_part_fails_the_call_fast_and_names_the_part(stack: Stac
     assert result.is_error and "Part 4 (item 3) failed: part 3 refused" in text, text
 
 
+@pytest.mark.cluster
 async def test_failing_parts_can_be_collected_instead(stack: Stack) -> None:
     async with Client(stack.http_url) as client:
         result = await client.call_tool("fan", {"parts": 6, "delay": 0.05, "fail": 3, "fail_fast": False})
@@ -60,6 +64,7 @@ async def test_failing_parts_can_be_collected_instead(stack: Stack) -> None:
     assert result.structured_content["failed"] == [3] and result.structured_content["order"] == [0, 1, 2, 4, 5]
 
 
+@pytest.mark.cluster
 async def test_cancelling_the_call_cancels_the_parts_not_yet_started(stack: Stack) -> None:
     redis = stack.redis()
     before = job_keys(redis, stack.keys)
@@ -67,7 +72,7 @@ async def test_cancelling_the_call_cancels_the_parts_not_yet_started(stack: Stac
     async with Client(stack.http_url) as client:
         await cancel_once_it_reports(client, "fan", {"parts": 40, "delay": 0.2}, log, at=3)
     (key,) = job_keys(redis, stack.keys) - before
-    job_id = key.rpartition(":")[2]
+    job_id = job_id_of_key(key)
     assert await wait_for_state(redis, key, {"cancelled"}, timeout=10) == "cancelled"
     wait_until(lambda: redis.llen("celery") == 0, timeout=20, what="the queued parts to be taken (and skipped)")
     parts = redis.hgetall(stack.keys.parts(job_id))
@@ -88,6 +93,7 @@ def test_the_recording_double_runs_parts_inline_with_the_same_rules() -> None:
     assert collected["failed"] == [1]
 
 
+@pytest.mark.cluster
 async def test_the_examples_fan_out_through_real_workers(stack: Stack) -> None:
     async with Client(stack.http_url) as client:
         primes = await client.call_tool("count_primes", {"limit": 2_000_000, "chunks": 8})
@@ -106,6 +112,7 @@ def test_only_part_functions_of_the_job_modules_can_be_named_on_the_broker() -> 
             resolve(ref, ["tests.jobs"])
 
 
+@pytest.mark.cluster
 async def test_a_job_can_fan_out_twice(stack: Stack) -> None:
     async with Client(stack.http_url) as client:
         result = await client.call_tool("fan_twice", {"n": 4})

@@ -12,7 +12,7 @@ from mcp import Client
 from tests.conftest import Connect, Stack
 from tests.support.helpers import ProgressLog, job_id_of, wait_for_state
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
 async def test_a_long_call_is_handed_off_and_followed_to_its_result(connect: Connect, stack: Stack) -> None:

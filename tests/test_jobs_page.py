@@ -131,7 +131,7 @@ async def browser_page() -> AsyncIterator[tuple[Page, list[str]]]:
 async def test_a_job_started_through_mcp_appears_and_its_bar_moves(stack: Stack, tmp_path: Path) -> None:
     reason = f"the input folder is empty ({uuid.uuid4().hex[:6]})"
     sync = stack.redis()
-    async with async_redis(stack.redis_url) as client:
+    async with async_redis(stack.redis_url, stack.cluster) as client:
         app = Starlette(routes=jobs_routes(client, stack.keys, enabled=True, security=SECURITY, queues=["celery"]))
         async with serving(app) as base, browser_page() as (page, errors):
             await page.goto(f"{base}/jobs")
@@ -215,7 +215,7 @@ async def test_a_job_waiting_for_an_answer_shows_its_question_and_its_last_log_l
         )
 
     sync = stack.redis()
-    async with async_redis(stack.redis_url) as client:
+    async with async_redis(stack.redis_url, stack.cluster) as client:
         app = Starlette(routes=jobs_routes(client, stack.keys, enabled=True, security=SECURITY, queues=["celery"]))
         async with serving(app) as base, browser_page() as (page, errors):
             await page.goto(f"{base}/jobs")
@@ -266,7 +266,7 @@ async def test_a_finished_job_opens_on_its_timeline_with_the_slowest_step_and_it
     # Tracing is tested elsewhere: here the snapshot gets the field a traced enqueue writes.
     sync.hset(key, "traceparent", f"00-{TRACE}-00f067aa0ba902b7-01")
 
-    async with async_redis(stack.redis_url) as client:
+    async with async_redis(stack.redis_url, stack.cluster) as client:
         routes = jobs_routes(client, stack.keys, enabled=True, security=SECURITY, trace_url=TRACE_URL)
         async with serving(Starlette(routes=routes)) as base, browser_page() as (page, errors):
             await page.goto(f"{base}/jobs")
@@ -355,7 +355,7 @@ async def test_with_auth_the_page_asks_for_a_token_and_shows_only_its_callers_jo
     alice = snapshot(sync, keys, "alice", "alice_report")
     bob = snapshot(sync, keys, "bob", "bob_secret_job")
     async with (
-        async_redis(stack.redis_url) as client,
+        async_redis(stack.redis_url, stack.cluster) as client,
         serving(auth_routes(client, keys)) as base,
         browser_page() as (page, errors),
     ):
@@ -394,7 +394,7 @@ async def test_the_stream_shows_each_caller_only_their_own_jobs(
     sync, keys = own_namespace
     alice = snapshot(sync, keys, "alice", "alice_report")
     bob = snapshot(sync, keys, "bob", "bob_report")
-    async with async_redis(stack.redis_url) as client, serving(auth_routes(client, keys)) as base:
+    async with async_redis(stack.redis_url, stack.cluster) as client, serving(auth_routes(client, keys)) as base:
         for token, mine in (("alice-secret", alice), ("bob-secret", bob)):
             data = await first_event(f"{base}/jobs/stream", token)
             assert [job["job_id"] for job in data["in_flight"]] == [mine], data
@@ -416,7 +416,7 @@ async def test_the_job_route_shows_a_caller_only_their_own_jobs(
     sync.hset(keys.job(alice), mapping={"steps": "3", "started_at": repr(now - 10)})
     alice_token, bob_token = ({"Authorization": f"Bearer {name}-secret"} for name in ("alice", "bob"))
     async with (
-        async_redis(stack.redis_url) as client,
+        async_redis(stack.redis_url, stack.cluster) as client,
         serving(auth_routes(client, keys)) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as http,
     ):
@@ -443,7 +443,7 @@ async def test_the_job_route_shows_a_caller_only_their_own_jobs(
 
 async def test_streams_are_capped_end_when_the_server_closes_and_report_redis_trouble(stack: Stack) -> None:
     closing = False
-    async with async_redis(stack.redis_url) as client:
+    async with async_redis(stack.redis_url, stack.cluster) as client:
         app = Starlette(
             routes=jobs_routes(
                 client, Keys(f"page-{uuid.uuid4().hex[:8]}"), enabled=True, max_streams=1, closing=lambda: closing
@@ -479,7 +479,7 @@ async def test_one_caller_at_their_stream_cap_does_not_hold_back_another(
     _, keys = own_namespace
     alice, bob = ({"Authorization": f"Bearer {name}-secret"} for name in ("alice", "bob"))
     async with (
-        async_redis(stack.redis_url) as client,
+        async_redis(stack.redis_url, stack.cluster) as client,
         serving(auth_routes(client, keys, max_streams_per_caller=1)) as base,
         httpx.AsyncClient(timeout=10) as http,
     ):

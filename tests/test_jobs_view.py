@@ -71,8 +71,12 @@ def find(jobs: list[JobRow], job_id: str) -> JobRow:
     return matches[0]
 
 
+@pytest.mark.cluster
 async def test_a_running_job_is_listed_with_its_progress(stack: Stack) -> None:
-    async with running_job(stack, steps=40, delay=0.2, at=2) as (job_id, log), async_redis(stack.redis_url) as client:
+    async with (
+        running_job(stack, steps=40, delay=0.2, at=2) as (job_id, log),
+        async_redis(stack.redis_url, stack.cluster) as client,
+    ):
         view = await list_jobs(client, stack.keys, None, time.time())
         job = find(view.in_flight, job_id)
         assert job.tool == "sleep_steps" and job.state == "running", job
@@ -96,12 +100,13 @@ async def test_a_running_job_is_listed_with_its_progress(stack: Stack) -> None:
         assert job_id not in [j.job_id for j in (await list_jobs(client, stack.keys, "mallory", time.time())).in_flight]
 
 
+@pytest.mark.cluster
 async def test_a_failed_job_is_listed_with_its_error_among_recent_failures(stack: Stack) -> None:
     reason = f"the input folder is empty ({uuid.uuid4().hex[:6]})"
     async with Client(stack.http_url) as client:
         result = await client.call_tool("fail_politely", {"reason": reason})
     assert result.is_error
-    async with async_redis(stack.redis_url) as redis_client:
+    async with async_redis(stack.redis_url, stack.cluster) as redis_client:
         view = await list_jobs(redis_client, stack.keys, None, time.time())
         failures = [job for job in view.failures if job.error == reason]
         assert len(failures) == 1, view.failures
@@ -154,7 +159,7 @@ async def test_each_caller_sees_only_their_own_jobs(stack: Stack, own_namespace:
     # Another namespace that shares the prefix must not leak in.
     snapshot(client, Keys(keys.namespace + "x"), "alice", "running")
 
-    async with async_redis(stack.redis_url) as redis_client:
+    async with async_redis(stack.redis_url, stack.cluster) as redis_client:
         everyone = await list_jobs(redis_client, keys, None, time.time())
         as_alice = await list_jobs(redis_client, keys, "alice", time.time())
         as_bob = await list_jobs(redis_client, keys, "bob", time.time())
@@ -193,7 +198,7 @@ async def test_lists_and_scans_are_bounded_and_say_so(stack: Stack, own_namespac
     client, keys = own_namespace
     ids = [snapshot(client, keys, "carol", "running") for _ in range(5)]
     client.hset(keys.job(str(uuid.uuid4())), mapping={"state": "exploded", "job": "x"})  # malformed: skipped
-    async with async_redis(stack.redis_url) as redis_client:
+    async with async_redis(stack.redis_url, stack.cluster) as redis_client:
         capped = await list_jobs(redis_client, keys, None, time.time(), limit=2)
         assert len(capped.in_flight) == 2 and capped.in_flight_total == 5 and capped.truncated
         assert capped.complete and capped.scanned == 6
@@ -210,7 +215,7 @@ async def test_queues_and_workers(stack: Stack, own_namespace: tuple[redis.Redis
     client.set(keys.worker("w2@box"), json.dumps({"queues": ["celery"], "pid": 43}), ex=60)
     client.rpush(queue, "a", "b", "c")
     try:
-        async with async_redis(stack.redis_url) as redis_client:
+        async with async_redis(stack.redis_url, stack.cluster) as redis_client:
             view = await list_jobs(redis_client, keys, None, time.time(), queues=["unserved"])
             unknown = await list_jobs(redis_client, keys, None, time.time(), queue_depths=False)
     finally:
@@ -224,6 +229,7 @@ async def test_queues_and_workers(stack: Stack, own_namespace: tuple[redis.Redis
     assert isinstance(view, JobsView) and view.in_flight == []
 
 
+@pytest.mark.cluster
 async def test_the_jobs_command_prints_the_running_job(stack: Stack) -> None:
     env = {**stack.env, "COLUMNS": "200"}
     async with running_job(stack, steps=100, delay=0.2, at=1) as (job_id, _):
@@ -330,6 +336,7 @@ async def jobs_command(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
+@pytest.mark.cluster
 async def test_the_jobs_command_shows_one_jobs_timeline_with_the_slowest_step(stack: Stack) -> None:
     job_id = await staged_job(stack, STAGES)
     stack.redis().hset(stack.keys.job(job_id), "traceparent", f"00-{TRACE}-00f067aa0ba902b7-01")

@@ -25,7 +25,7 @@ from tests.support.helpers import ProgressLog, assert_strictly_increasing
 from tests.support.processes import ManagedProcess, start_http_server
 from tests.support.rawclient import HEADERS, modern_request
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
 

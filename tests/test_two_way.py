@@ -65,9 +65,9 @@ class TwoWayStack:
     def waiting_job(self) -> str:
         """The one job of this stack that waits for an answer now."""
         found = [
-            key.rsplit(":", 1)[-1]
-            for key in self.redis().scan_iter(f"{self.keys.namespace}:job:*")
-            if key.count(":") == 2 and self.redis().hget(key, "state") == "input_required"
+            job_id
+            for key in self.redis().scan_iter(self.keys.job("*"))
+            if (job_id := self.keys.job_id_of(key)) and self.redis().hget(key, "state") == "input_required"
         ]
         assert len(found) == 1, found
         return found[0]

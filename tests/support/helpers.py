@@ -7,13 +7,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
 import redis
 import redis.asyncio as aioredis
 from mcp import Client
+from redis.asyncio.cluster import RedisCluster
 
 from mcp_jobs._events import Keys
 from mcp_jobs.server.ops.view import scan_pattern
@@ -59,13 +60,12 @@ def assert_strictly_increasing(values: list[float]) -> None:
 
 def job_keys(client: redis.Redis, keys: Keys) -> set[str]:
     """Every job snapshot key of the namespace (not the liveness keys)."""
-    prefix = keys.job("")
-    return {key for key in client.scan_iter(match=keys.job("*")) if ":" not in key.removeprefix(prefix)}
+    return {key for key in client.scan_iter(match=keys.job("*")) if keys.job_id_of(key) is not None}
 
 
 def job_id_of_key(key: str) -> str:
-    """The job id in a snapshot key (`<ns>:job:<job id>`)."""
-    return key.rpartition(":")[2]
+    """The job id in a snapshot key (`<ns>:job:{<job id>}`)."""
+    return key.rpartition(":")[2].strip("{}")
 
 
 async def wait_for_state(client: redis.Redis, key: str, states: set[str], timeout: float) -> str:
@@ -100,9 +100,9 @@ async def cancel_once_it_reports(
 
 
 @asynccontextmanager
-async def async_redis(url: str) -> AsyncIterator[aioredis.Redis]:
-    """An asyncio Redis client, closed on exit."""
-    client = aioredis.Redis.from_url(url)
+async def async_redis(url: str, cluster: bool = False) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio Redis client (of the cluster `url` belongs to, with `cluster`), closed on exit."""
+    client = cast("aioredis.Redis", RedisCluster.from_url(url)) if cluster else aioredis.Redis.from_url(url)
     try:
         yield client
     finally:

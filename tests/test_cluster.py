@@ -1,0 +1,177 @@
+"""What only a Redis Cluster shows: a job's keys on one slot, its events on its own sharded
+channel, jobs spread over the masters, questions answered across it, and the settings that
+select it. The bridge's own suites (`test_bridge.py`, `test_tasks.py`, `test_handoff.py`, the
+fan-out and view tests, the per-caller limit) run on the cluster stack too: see `conftest.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import ExitStack
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import redis
+from mcp import Client
+from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult
+from pydantic import ValidationError
+from redis.crc import key_slot
+
+from mcp_jobs.server.dev_redis import free_port
+from mcp_jobs.settings import Settings
+from tests.conftest import Connect, Stack
+from tests.support.cluster import cluster_set
+from tests.support.helpers import ProgressLog, job_id_of, job_keys
+from tests.support.processes import start_http_server, start_worker
+from tests.support.rawclient import HEADERS, MODERN, modern_request
+
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster(only=True)]
+
+
+async def test_a_jobs_keys_share_one_slot_and_its_events_go_on_its_sharded_channel(stack: Stack) -> None:
+    """While a call runs, its job's channel is a shard channel (`PUBSUB SHARDNUMSUB` on the node
+    of the job's slot), not a classic one; every key the job leaves shares that slot; and calls'
+    jobs land on more than one master."""
+    admin = stack.redis()
+    log = ProgressLog()
+    async with anyio.create_task_group() as tg, Client(stack.http_url) as client:
+        before = job_keys(admin, stack.keys)
+
+        async def call() -> None:
+            await client.call_tool("sleep_steps", {"steps": 30, "delay": 0.1}, progress_callback=log)
+
+        tg.start_soon(call)
+        await log.wait_for(1)
+        (key,) = job_keys(admin, stack.keys) - before
+        owner = admin.get_node_from_key(key)
+        sharded = _node(owner.port).pubsub_shardnumsub(key)
+        classic = [_node(node.port).pubsub_numsub(key) for node in admin.get_primaries()]
+        tg.cancel_scope.cancel()
+    assert dict(sharded).get(key) == 1, sharded
+    assert not any(dict(reply).get(key) for reply in classic), classic
+    job_id = key.rpartition("{")[2].rstrip("}")
+    related = [k for k in admin.scan_iter(match=f"*{job_id}*") if "part" not in k]
+    assert {key, stack.keys.steps(job_id)} <= set(related), related
+    assert {key_slot(k.encode()) for k in related} == {key_slot(key.encode())}, related
+
+    async with Client(stack.http_url) as client:
+        ids = [job_id_of(await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})) for _ in range(8)]
+    masters = {admin.get_node_from_key(stack.keys.job(job_id)).name for job_id in ids}
+    assert len(masters) > 1, "eight jobs all on one master: keys are not spread by job id"
+
+
+@pytest.mark.parametrize("transport", ["http-auto", "http-legacy"])
+async def test_a_job_asks_its_caller_and_goes_on_with_the_answers(connect: Connect, stack: Stack) -> None:
+    """Both protocol eras: the job's questions travel as its own events, the answers are stored
+    on its slot by the answer script, and the worker wakes on its inbox."""
+
+    async def answer(_: object, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(
+            action="accept", content={"ok": True} if "Go ahead" in params.message else {"colour": "teal"}
+        )
+
+    tag = f"cluster-{uuid.uuid4().hex[:6]}"
+    async with connect(elicitation_callback=answer) as client:
+        result = await client.call_tool("interview", {"tag": tag})
+    assert not result.is_error, result.content
+    assert result.structured_content == {"runs": 1, "colour": "teal"}
+
+
+async def test_a_server_wide_event_from_a_worker_reaches_a_listen_stream(stack: Stack) -> None:
+    """The events channel is sharded too: a job announces a tool list change (`SPUBLISH` from
+    the worker) and a 2026-07-28 `subscriptions/listen` stream on the server hears it."""
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 11,
+        "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": True}, "_meta": meta},
+    }
+    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}
+    frames: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=60) as http:
+        with anyio.fail_after(60):
+            async with http.stream("POST", stack.http_url, json=body, headers=headers) as stream:
+                async for line in stream.aiter_lines():
+                    if not (line.startswith("data:") and line[5:].strip()):
+                        continue
+                    frames.append(json.loads(line[5:]))
+                    if len(frames) == 1:  # acknowledged: now a job announces a change
+                        call = {"name": "test_trigger_tool_change", "arguments": {}}
+                        done = await modern_request(http, stack.http_url, "tools/call", call, tasks=False)
+                        assert done["result"]["structuredContent"] == {"result": "announced: tools/list_changed"}
+                    elif frames[-1].get("method") == "notifications/tools/list_changed":
+                        break
+    assert frames[0]["method"] == "notifications/subscriptions/acknowledged"
+    assert frames[-1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 11
+
+
+async def test_with_the_cluster_gone_calls_end_at_the_outage_limit(stack_env: dict[str, str]) -> None:
+    """Every master killed (SIGKILL) while calls run on both eras: they end once the cluster has
+    been unreachable for `MCP_JOBS_REDIS_OUTAGE_LIMIT`, saying so, instead of hanging."""
+    database = stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0]
+    with ExitStack() as resources:
+        nodes = resources.enter_context(cluster_set(3))
+        env = stack_env | {
+            "MCP_JOBS_REDIS_URL": nodes.url,
+            "MCP_JOBS_REDIS_CLUSTER": "true",
+            "MCP_JOBS_BROKER_URL": f"{database}/{OUTAGE_BROKER_DB}",
+            "MCP_JOBS_NAMESPACE": f"cluster-outage-{uuid.uuid4().hex[:6]}",
+            "MCP_JOBS_REDIS_OUTAGE_LIMIT": "3",
+        }
+        worker = start_worker(env, f"cluster-outage-{uuid.uuid4().hex[:6]}", concurrency=4, pool="threads")
+        resources.callback(worker.stop)
+        port = free_port()
+        server = start_http_server(env, port)
+        resources.callback(server.stop)
+        url = f"http://127.0.0.1:{port}/mcp"
+        logs = [ProgressLog() for _ in range(4)]
+        results: dict[int, CallToolResult] = {}
+        async with Client(url, mode="auto") as modern, Client(url, mode="legacy") as legacy:
+
+            async def call(index: int) -> None:
+                client = modern if index % 2 else legacy
+                results[index] = await client.call_tool(
+                    "sleep_steps", {"steps": 600, "delay": 0.1}, progress_callback=logs[index]
+                )
+
+            async with anyio.create_task_group() as calls:
+                for index in range(len(logs)):
+                    calls.start_soon(call, index)
+                with anyio.fail_after(60):
+                    for log in logs:
+                        await log.wait_for(2)
+                for node in nodes.nodes:
+                    assert node.process is not None
+                    node.process.kill()
+                lost = time.monotonic()
+            ended = time.monotonic() - lost
+    for index in range(len(logs)):
+        assert results[index].is_error and "Redis is unreachable" in str(results[index].content), server.output()
+    assert ended < 30, ended
+
+
+OUTAGE_BROKER_DB = 14
+"""The session Redis's database that is the broker of the outage test's cluster."""
+
+
+def test_a_cluster_needs_a_broker_of_its_own_and_excludes_sentinels() -> None:
+    with pytest.raises(ValidationError, match="MCP_JOBS_BROKER_URL"):
+        Settings(_env_file=None, redis_cluster=True)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="exclude each other"):
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            redis_cluster=True,
+            redis_sentinels=["127.0.0.1:26379"],
+            broker_url="redis://127.0.0.1:6380/0",
+        )
+    chosen = Settings(_env_file=None, redis_cluster=True, broker_url="redis://broker:6379/0")  # type: ignore[call-arg]
+    assert not chosen.broker_shares_redis and chosen.effective_broker_url == "redis://broker:6379/0"
+
+
+def _node(port: int) -> redis.Redis:
+    return redis.Redis(port=port, decode_responses=True)
