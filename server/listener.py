@@ -126,20 +126,75 @@ class Listener(Protocol):
         """Watch a channel of raw messages (the events channel)."""
 
 
-class JobListener:
+class ChannelWatches:
+    """The watches of subscribed channels, by channel, as both listeners keep them: one
+    subscription per channel however many calls watch it, confirmed before a watch is used."""
+
+    def __init__(self, keys: Keys, subscribe_timeout: float) -> None:
+        self._keys = keys
+        self._subscribe_timeout = subscribe_timeout
+        self._watches: dict[str, list[JobWatch]] = {}
+        """Per channel, every watch of it: two calls may follow one job (say, two `job_result`s)."""
+
+    def watch(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
+        """Subscribe to a job's channel and yield once Redis confirmed the subscription."""
+        return self.watch_channel(self._keys.job(job_id))
+
+    @asynccontextmanager
+    async def watch_channel(self, channel: str) -> AsyncIterator[JobWatch]:
+        """Subscribe to `channel`; yield once Redis confirmed it (`_confirmed`)."""
+        watch = JobWatch(channel)
+        watches = self._watches.setdefault(channel, [])
+        watches.append(watch)
+        try:
+            # Subscribing again to a channel already watched is harmless: Redis confirms it again.
+            await self._subscribe(channel)
+            async with asyncio.timeout(self._subscribe_timeout):
+                await watch.subscribed.wait()
+            yield watch
+        finally:
+            watches.remove(watch)
+            if not watches:
+                del self._watches[channel]
+                try:
+                    await self._unsubscribe(channel)
+                except (*REDIS_ERRORS, OSError) as exc:
+                    # Redis is away; the reconnect re-subscribes only channels still watched.
+                    logger.debug("unsubscribe of %s failed: %r", channel, exc)
+
+    async def _subscribe(self, channel: str) -> None:
+        raise NotImplementedError
+
+    async def _unsubscribe(self, channel: str) -> None:
+        raise NotImplementedError
+
+    def _confirmed(self, channel: str) -> None:
+        """Redis confirmed a subscription to `channel`: its new watches may go on, and those
+        already going re-read their job (a reconnect re-subscribed, events may have been lost)."""
+        for watch in self._watches.get(channel, []):
+            if watch.subscribed.is_set():
+                watch.put(RESYNC)
+            else:
+                watch.subscribed.set()
+
+    @staticmethod
+    def _resync(watched: dict[str, list[JobWatch]]) -> None:
+        for watches in watched.values():
+            for watch in watches:
+                watch.put(RESYNC)
+
+
+class JobListener(ChannelWatches):
     """Owns the process's pub/sub connection and routes messages to `JobWatch`es."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, subscribe_timeout: float = 10.0) -> None:
+        super().__init__(keys, subscribe_timeout)
         self._pubsub = client.pubsub()
-        self._keys = keys
         self.reply_channel = keys.replies(uuid.uuid4().hex)
         """Where the jobs this process creates publish their events too (`replies`)."""
         self._replies_ready = asyncio.Event()
-        self._watches: dict[str, list[JobWatch]] = {}
-        """Per channel, every watch of it: two calls may follow one job (say, two `job_result`s)."""
         self._replies: dict[str, list[JobWatch]] = {}
         """Per job key, the watches fed from the reply channel."""
-        self._subscribe_timeout = subscribe_timeout
         self._reader: asyncio.Task[None] | None = None
 
     @property
@@ -179,31 +234,11 @@ class JobListener:
             if not watches:
                 del self._replies[key]
 
-    def watch(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
-        """Subscribe to a job's channel and yield once Redis confirmed the subscription."""
-        return self.watch_channel(self._keys.job(job_id))
+    async def _subscribe(self, channel: str) -> None:
+        await self._pubsub.subscribe(channel)
 
-    @asynccontextmanager
-    async def watch_channel(self, channel: str) -> AsyncIterator[JobWatch]:
-        """Subscribe to `channel` on this process's one connection; yield once Redis confirmed it."""
-        watch = JobWatch(channel)
-        watches = self._watches.setdefault(channel, [])
-        watches.append(watch)
-        try:
-            # Subscribing again to a channel already watched is harmless: Redis confirms it again.
-            await self._pubsub.subscribe(channel)
-            async with asyncio.timeout(self._subscribe_timeout):
-                await watch.subscribed.wait()
-            yield watch
-        finally:
-            watches.remove(watch)
-            if not watches:
-                del self._watches[channel]
-                try:
-                    await self._pubsub.unsubscribe(channel)
-                except (*REDIS_ERRORS, OSError) as exc:
-                    # Redis is away; the reconnect re-subscribes only channels still watched.
-                    logger.debug("unsubscribe of %s failed: %r", channel, exc)
+    async def _unsubscribe(self, channel: str) -> None:
+        await self._pubsub.unsubscribe(channel)
 
     async def _read_forever(self) -> None:
         failures = 0
@@ -242,12 +277,6 @@ class JobListener:
                 logger.exception("unexpected error in the pub/sub reader; continuing in %.1f s", delay)
                 await asyncio.sleep(delay)
 
-    @staticmethod
-    def _resync(watched: dict[str, list[JobWatch]]) -> None:
-        for watches in watched.values():
-            for watch in watches:
-                watch.put(RESYNC)
-
     def _route_event(self, channel: bytes | str, data: bytes | str) -> None:
         """Queue an event for the watches of its job (unparsed: see `JobWatch`)."""
         name = channel.decode() if isinstance(channel, bytes) else channel
@@ -272,9 +301,5 @@ class JobListener:
             if self._replies_ready.is_set():  # re-subscribed after a reconnect: re-read the snapshots
                 self._resync(self._replies)
             self._replies_ready.set()
-        else:
-            for watch in self._watches.get(channel, []) if isinstance(channel, str) else []:
-                if watch.subscribed.is_set():
-                    watch.put(RESYNC)  # re-subscribed (a reconnect, or another watch): re-read the snapshot
-                else:
-                    watch.subscribed.set()
+        elif isinstance(channel, str):
+            self._confirmed(channel)

@@ -19,30 +19,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from mcp_jobs._events import Keys
 from mcp_jobs.redis_connect import REDIS_ERRORS
-from mcp_jobs.server.listener import RECONNECT_BACKOFF, RESYNC, JobWatch
+from mcp_jobs.server.listener import RECONNECT_BACKOFF, RESYNC, ChannelWatches, JobWatch
 
 logger = logging.getLogger(__name__)
 
 
-class ShardedJobListener:
+class ShardedJobListener(ChannelWatches):
     """Owns the process's sharded subscriptions on a cluster and routes them to `JobWatch`es."""
 
     reply_channel: str | None = None
     """None: jobs are followed on their own channels (see the module doc)."""
 
     def __init__(self, client: RedisCluster, keys: Keys, subscribe_timeout: float = 10.0) -> None:
+        super().__init__(keys, subscribe_timeout)
         self._pubsub: ClusterPubSub = client.pubsub()
-        self._keys = keys
-        self._subscribe_timeout = subscribe_timeout
-        self._watches: dict[str, list[JobWatch]] = {}
         self._readers: dict[str, asyncio.Task[None]] = {}
         """Per node name, the task that reads its connection."""
 
@@ -66,29 +63,12 @@ class ShardedJobListener:
         """Watch a job this process is about to create: its own channel, as `watch`."""
         return self.watch(job_id)
 
-    def watch(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
-        return self.watch_channel(self._keys.job(job_id))
+    async def _subscribe(self, channel: str) -> None:
+        await self._pubsub.ssubscribe(channel)
+        self._read_every_node()
 
-    @asynccontextmanager
-    async def watch_channel(self, channel: str) -> AsyncIterator[JobWatch]:
-        """`SSUBSCRIBE` to `channel` (on the node of its slot); yield once that node confirmed it."""
-        watch = JobWatch(channel)
-        watches = self._watches.setdefault(channel, [])
-        watches.append(watch)
-        try:
-            await self._pubsub.ssubscribe(channel)
-            self._read_every_node()
-            async with asyncio.timeout(self._subscribe_timeout):
-                await watch.subscribed.wait()
-            yield watch
-        finally:
-            watches.remove(watch)
-            if not watches:
-                del self._watches[channel]
-                try:
-                    await self._pubsub.sunsubscribe(channel)
-                except (*REDIS_ERRORS, OSError) as exc:
-                    logger.debug("sunsubscribe of %s failed: %r", channel, exc)
+    async def _unsubscribe(self, channel: str) -> None:
+        await self._pubsub.sunsubscribe(channel)
 
     def _read_every_node(self) -> None:
         """A reader for every node connection redis-py holds (a new node after a slot moved, too)."""
@@ -115,17 +95,16 @@ class ShardedJobListener:
                 raise
             except (*REDIS_ERRORS, OSError) as exc:
                 if failures == 0:
-                    self._resync(per_node.shard_channels)  # events may be lost while it reconnects
+                    self._resync_channels(per_node.shard_channels)  # events may be lost while it reconnects
                 delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
                 failures += 1
                 logger.warning("sharded pub/sub connection to %s lost (%r); reconnecting in %.1f s", name, exc, delay)
                 await asyncio.sleep(delay)
                 self._read_every_node()
 
-    def _resync(self, channels: dict[Any, Any]) -> None:
-        for channel in channels:
-            for watch in self._watches.get(channel.decode() if isinstance(channel, bytes) else channel, []):
-                watch.put(RESYNC)
+    def _resync_channels(self, channels: dict[Any, Any]) -> None:
+        names = {channel.decode() if isinstance(channel, bytes) else channel for channel in channels}
+        self._resync({name: watches for name, watches in self._watches.items() if name in names})
 
     def _route(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
@@ -136,11 +115,7 @@ class ShardedJobListener:
             for watch in watches:
                 watch.put(message["data"])
         elif kind == "ssubscribe":
-            for watch in watches:
-                if watch.subscribed.is_set():
-                    watch.put(RESYNC)  # re-subscribed (a reconnect, or another watch): re-read the snapshot
-                else:
-                    watch.subscribed.set()
+            self._confirmed(name)
         elif kind == "sunsubscribe" and watches:
             for watch in watches:
                 watch.put(RESYNC)  # its slot moved: redis-py subscribes it on the new owner

@@ -27,7 +27,7 @@ from tests.conftest import Connect, Stack
 from tests.support.cluster import cluster_set
 from tests.support.helpers import ProgressLog, job_id_of, job_keys
 from tests.support.processes import start_http_server, start_worker
-from tests.support.rawclient import HEADERS, MODERN, modern_request
+from tests.support.rawclient import listen_request, modern_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster(only=True)]
 
@@ -84,14 +84,7 @@ async def test_a_job_asks_its_caller_and_goes_on_with_the_answers(connect: Conne
 async def test_a_server_wide_event_from_a_worker_reaches_a_listen_stream(stack: Stack) -> None:
     """The events channel is sharded too: a job announces a tool list change (`SPUBLISH` from
     the worker) and a 2026-07-28 `subscriptions/listen` stream on the server hears it."""
-    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-    body = {
-        "jsonrpc": "2.0",
-        "id": 11,
-        "method": "subscriptions/listen",
-        "params": {"notifications": {"toolsListChanged": True}, "_meta": meta},
-    }
-    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}
+    body, headers = listen_request(11, {"toolsListChanged": True})
     frames: list[dict[str, Any]] = []
     async with httpx.AsyncClient(timeout=60) as http:
         with anyio.fail_after(60):

@@ -28,7 +28,7 @@ from mcp.types import BlobResourceContents, ResourceLink, ResourceTemplateRefere
 
 from mcp_jobs.server.auth import hash_token
 from tests.support.processes import replica_stack
-from tests.support.rawclient import HEADERS, MODERN, modern_request
+from tests.support.rawclient import HEADERS, MODERN, listen_request, modern_request
 
 pytestmark = [
     pytest.mark.anyio,
@@ -231,15 +231,7 @@ async def test_a_content_result_over_the_inline_cap_goes_by_link_when_the_job_al
 
 async def test_a_server_wide_event_reaches_the_listen_streams_of_every_replica(replicas: tuple[str, str]) -> None:
     first, second = replicas
-    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-    body = {
-        "jsonrpc": "2.0",
-        "id": 11,
-        "method": "subscriptions/listen",
-        "params": {"notifications": {"toolsListChanged": True}, "_meta": meta},
-    }
-    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}
-    headers["Authorization"] = f"Bearer {BOB}"
+    body, headers = listen_request(11, {"toolsListChanged": True}, token=BOB)
     frames: list[dict[str, Any]] = []
     async with httpx.AsyncClient(timeout=60) as http:
         with anyio.fail_after(60):

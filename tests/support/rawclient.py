@@ -105,3 +105,20 @@ def wire_problems(tag: str, messages: list[dict[str, object]], steps: int) -> li
     if any(b <= a for a, b in itertools.pairwise(values)):
         problems.append(f"{tag}: progress not strictly increasing on the wire {values}")
     return problems
+
+
+def listen_request(
+    request_id: int, notifications: dict[str, Any], token: str | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers of a 2026-07-28 `subscriptions/listen` request for `notifications`."""
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "subscriptions/listen",
+        "params": {"notifications": notifications, "_meta": meta},
+    }
+    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return body, headers
