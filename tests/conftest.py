@@ -51,6 +51,10 @@ class Stack:
             return cast("redis.Redis", redis.RedisCluster.from_url(self.redis_url, decode_responses=True))
         return redis.Redis.from_url(self.redis_url, decode_responses=True)
 
+    def broker(self) -> redis.Redis:
+        """A client of the Redis that holds the broker's queues (the jobs' own, but on a cluster)."""
+        return redis.Redis.from_url(self.env.get("MCP_JOBS_BROKER_URL") or self.redis_url, decode_responses=True)
+
 
 TOPOLOGIES = ("standalone", "cluster")
 """Where the session's stack keeps its jobs: one Redis, or a Redis Cluster of three masters (the

@@ -82,7 +82,8 @@ async def test_arguments_survive_the_trip(connect: Connect) -> None:
 async def test_invalid_arguments_are_rejected_before_anything_is_queued(connect: Connect, stack: Stack) -> None:
     redis = stack.redis()
     before = job_keys(redis, stack.keys)
-    queued_before = redis.llen("celery")
+    broker = stack.broker()
+    queued_before = broker.llen("celery")
     async with connect() as client:
         for arguments in ({"steps": 0}, {"steps": "many"}, {"delay": -1}, {"steps": 10**9}):
             result = await client.call_tool("sleep_steps", arguments)
@@ -94,7 +95,7 @@ async def test_invalid_arguments_are_rejected_before_anything_is_queued(connect:
         ok = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
     assert not ok.is_error
     assert job_keys(redis, stack.keys) - before == {stack.keys.job(job_id_of(ok))}
-    assert redis.llen("celery") == queued_before
+    assert broker.llen("celery") == queued_before
 
 
 async def test_job_error_reaches_the_model(connect: Connect, stack: Stack) -> None:

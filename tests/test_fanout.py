@@ -74,7 +74,8 @@ async def test_cancelling_the_call_cancels_the_parts_not_yet_started(stack: Stac
     (key,) = job_keys(redis, stack.keys) - before
     job_id = job_id_of_key(key)
     assert await wait_for_state(redis, key, {"cancelled"}, timeout=10) == "cancelled"
-    wait_until(lambda: redis.llen("celery") == 0, timeout=20, what="the queued parts to be taken (and skipped)")
+    broker = stack.broker()
+    wait_until(lambda: broker.llen("celery") == 0, timeout=20, what="the queued parts to be taken (and skipped)")
     parts = redis.hgetall(stack.keys.parts(job_id))
     done = [field for field in parts if field.startswith("done:")]
     with anyio.fail_after(10):
