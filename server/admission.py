@@ -11,7 +11,8 @@ a cluster a script reaches its own slot only, and each job lives on its own. The
 3. `ADMIT_SCRIPT`, on the caller's key alone, adds the job unless the set already holds `limit`
    members that count (those read as running without a heartbeat are named to it: they stay,
    uncounted, as in the script);
-4. at the limit, the job's snapshot is deleted: it was never queued, and nobody saw it.
+4. at the limit (or when admission fails), the job's snapshot is deleted: it was never queued,
+   and nobody was told its id (only a scan of the keys could have seen it meanwhile).
 
 The limit holds as on one Redis: members join only in step 3, atomically against each other, and
 a member enters the set after its snapshot exists, so step 2 never drops a job being admitted.

@@ -86,6 +86,9 @@ logger = logging.getLogger(__name__)
 REDIS_POOL_SIZE = 50
 """Connections for snapshot reads and writes; calls wait for a free one instead of failing."""
 
+REDIS_CONNECT_TIMEOUT = 5.0
+"""Seconds the server's connections wait for Redis to accept them."""
+
 READINESS_CACHE = 1.0
 """Seconds a readiness answer (and the queue and worker gauges) is reused."""
 
@@ -129,6 +132,8 @@ class Runtime:
             self.settings,
             max_connections=REDIS_POOL_SIZE,
             socket_keepalive=True,
+            # A silent host (no reset) must not hold a call for the system's connect timeout (minutes).
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
             client_name=REDIS_CLIENT_NAME,
             # RESP2: redis-py 8 speaks RESP3 by default, where every pub/sub message goes through
             # a push handler that formats it for a debug log line: ~8 us a message on the one

@@ -147,9 +147,9 @@ class ChannelWatches:
         watches = self._watches.setdefault(channel, [])
         watches.append(watch)
         try:
-            # Subscribing again to a channel already watched is harmless: Redis confirms it again.
-            await self._subscribe(channel)
             async with asyncio.timeout(self._subscribe_timeout):
+                # Subscribing again to a channel already watched is harmless: Redis confirms it again.
+                await self._subscribe(channel)
                 await watch.subscribed.wait()
             yield watch
         finally:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any, cast
 
+import anyio
 import redis.asyncio as aioredis
 
 from mcp_jobs import tracing
 from mcp_jobs._events import JobEvent, JobState, Keys, as_text, decoded
 from mcp_jobs._store import WRITE_SCRIPT, WriteOutcome, job_script, script_args
 from mcp_jobs.asking import ANSWER_SCRIPT, answer_args, answer_keys, pending_after
-from mcp_jobs.redis_connect import is_cluster
+from mcp_jobs.redis_connect import REDIS_ERRORS, is_cluster
 from mcp_jobs.server.admission import CallerJobs
 from mcp_jobs.server.enqueue import QueueMessage
 
@@ -95,7 +97,12 @@ class AsyncJobStore:
         written = WriteOutcome.parse(await self._write(keys=keys, args=script_args(self._ttl, state, **options)))
         if not written.written:
             return written
-        live = await self._callers.admit(*admit, job_id)
+        try:
+            live = await self._callers.admit(*admit, job_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True), suppress(*REDIS_ERRORS, OSError):
+                await self._client.delete(self._keys.job(job_id))  # never queued: nothing stays of it
+            raise
         return written if live is None else WriteOutcome(seq=-1, cancel_requested=False, caller_jobs=live)
 
     async def answer(

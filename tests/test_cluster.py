@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -24,9 +25,9 @@ from redis.crc import key_slot
 from mcp_jobs.server.dev_redis import free_port
 from mcp_jobs.settings import Settings
 from tests.conftest import Connect, Stack
-from tests.support.cluster import cluster_set
+from tests.support.cluster import ClusterSet, cluster_set
 from tests.support.helpers import ProgressLog, job_id_of, job_keys
-from tests.support.processes import start_http_server, start_worker
+from tests.support.processes import start_http_server, start_worker, wait_until
 from tests.support.rawclient import listen_request, modern_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster(only=True)]
@@ -106,50 +107,91 @@ async def test_a_server_wide_event_from_a_worker_reaches_a_listen_stream(stack: 
 async def test_with_the_cluster_gone_calls_end_at_the_outage_limit(stack_env: dict[str, str]) -> None:
     """Every master killed (SIGKILL) while calls run on both eras: they end once the cluster has
     been unreachable for `MCP_JOBS_REDIS_OUTAGE_LIMIT`, saying so, instead of hanging."""
-    database = stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0]
-    with ExitStack() as resources:
-        nodes = resources.enter_context(cluster_set(3))
-        env = stack_env | {
-            "MCP_JOBS_REDIS_URL": nodes.url,
-            "MCP_JOBS_REDIS_CLUSTER": "true",
-            "MCP_JOBS_BROKER_URL": f"{database}/{OUTAGE_BROKER_DB}",
-            "MCP_JOBS_NAMESPACE": f"cluster-outage-{uuid.uuid4().hex[:6]}",
-            "MCP_JOBS_REDIS_OUTAGE_LIMIT": "3",
-        }
-        worker = start_worker(env, f"cluster-outage-{uuid.uuid4().hex[:6]}", concurrency=4, pool="threads")
-        resources.callback(worker.stop)
-        port = free_port()
-        server = start_http_server(env, port)
-        resources.callback(server.stop)
-        url = f"http://127.0.0.1:{port}/mcp"
-        logs = [ProgressLog() for _ in range(4)]
-        results: dict[int, CallToolResult] = {}
-        async with Client(url, mode="auto") as modern, Client(url, mode="legacy") as legacy:
-
-            async def call(index: int) -> None:
-                client = modern if index % 2 else legacy
-                results[index] = await client.call_tool(
-                    "sleep_steps", {"steps": 600, "delay": 0.1}, progress_callback=logs[index]
-                )
-
-            async with anyio.create_task_group() as calls:
-                for index in range(len(logs)):
-                    calls.start_soon(call, index)
-                with anyio.fail_after(60):
-                    for log in logs:
-                        await log.wait_for(2)
-                for node in nodes.nodes:
-                    assert node.process is not None
-                    node.process.kill()
-                lost = time.monotonic()
-            ended = time.monotonic() - lost
-    for index in range(len(logs)):
-        assert results[index].is_error and "Redis is unreachable" in str(results[index].content), server.output()
+    with cluster_stack(stack_env, "cluster-outage", masters=3, MCP_JOBS_REDIS_OUTAGE_LIMIT="3") as (nodes, url):
+        async with calls_running(url, count=4, steps=600) as (_, results):
+            for node in nodes.nodes:
+                assert node.process is not None
+                node.process.kill()
+            lost = time.monotonic()
+        ended = time.monotonic() - lost
+    for result in results.values():
+        assert result.is_error and "Redis is unreachable" in str(result.content), result
     assert ended < 30, ended
 
 
-OUTAGE_BROKER_DB = 14
-"""The session Redis's database that is the broker of the outage test's cluster."""
+async def test_calls_in_flight_go_on_with_live_progress_across_a_failover(stack_env: dict[str, str]) -> None:
+    """A master with a replica: `CLUSTER FAILOVER` promotes the replica while calls run on both
+    eras. The old master unsubscribes their channels; redis-py moves them to the new master, whose
+    connection the listener's supervisor reads; the calls end with their results, their progress
+    still arriving as events (a snapshot poll would bring one a second), and a new call works."""
+    with cluster_stack(stack_env, "cluster-failover", masters=1, replicas=1) as (nodes, url):
+        async with calls_running(url, count=2, steps=100) as (logs, results):
+            promoted = _node(nodes.replicas[0].port)
+            promoted.execute_command("CLUSTER", "FAILOVER")
+            await anyio.to_thread.run_sync(
+                lambda: wait_until(lambda: promoted.info("replication")["role"] == "master", 30, "the promotion")
+            )
+            after = [len(log.updates) for log in logs]
+        assert all(not result.is_error for result in results.values()), results
+        # Events bring each of the ~70 steps left (PROGRESS_RATE allows 20/s); snapshot polls,
+        # one a second of silence, would bring fewer than 10.
+        assert all(len(log.updates) - seen >= 20 for log, seen in zip(logs, after, strict=True)), (after, logs)
+        async with Client(url, mode="auto") as client:
+            with anyio.fail_after(30):
+                fresh = await client.call_tool("sleep_steps", {"steps": 2, "delay": 0})
+        assert not fresh.is_error, fresh
+
+
+@asynccontextmanager
+async def calls_running(
+    url: str, count: int, steps: int
+) -> AsyncIterator[tuple[list[ProgressLog], dict[int, CallToolResult]]]:
+    """`count` `sleep_steps` calls (0.1 s a step) in flight, the eras taking turns, each past its
+    second step; yields their progress logs and their results (filled as they end), and returns
+    once every call has ended."""
+    logs = [ProgressLog() for _ in range(count)]
+    results: dict[int, CallToolResult] = {}
+    async with Client(url, mode="auto") as modern, Client(url, mode="legacy") as legacy:
+
+        async def call(index: int) -> None:
+            client = modern if index % 2 else legacy
+            arguments = {"steps": steps, "delay": 0.1}
+            results[index] = await client.call_tool("sleep_steps", arguments, progress_callback=logs[index])
+
+        async with anyio.create_task_group() as calls:
+            for index in range(count):
+                calls.start_soon(call, index)
+            with anyio.fail_after(60):
+                for log in logs:
+                    await log.wait_for(2)
+            yield logs, results
+
+
+OWN_BROKER_DB = 14
+"""The session Redis's database that is the broker of the clusters these tests start themselves
+(one at a time)."""
+
+
+@contextmanager
+def cluster_stack(
+    stack_env: dict[str, str], name: str, masters: int, replicas: int = 0, **settings: str
+) -> Iterator[tuple[ClusterSet, str]]:
+    """A cluster of the test's own, with a worker and a server on it; yields it and the MCP URL."""
+    database = stack_env["MCP_JOBS_REDIS_URL"].rsplit("/", 1)[0]
+    with ExitStack() as resources:
+        nodes = resources.enter_context(cluster_set(masters, replicas))
+        env = stack_env | {
+            "MCP_JOBS_REDIS_URL": nodes.url,
+            "MCP_JOBS_REDIS_CLUSTER": "true",
+            "MCP_JOBS_BROKER_URL": f"{database}/{OWN_BROKER_DB}",
+            "MCP_JOBS_NAMESPACE": f"{name}-{uuid.uuid4().hex[:6]}",
+            **settings,
+        }
+        worker = start_worker(env, f"{name}-{uuid.uuid4().hex[:6]}", concurrency=4, pool="threads")
+        resources.callback(worker.stop)
+        port = free_port()
+        resources.callback(start_http_server(env, port).stop)
+        yield nodes, f"http://127.0.0.1:{port}/mcp"
 
 
 def test_a_cluster_needs_a_broker_of_its_own_and_excludes_sentinels() -> None:

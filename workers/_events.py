@@ -2,7 +2,9 @@
 
 Redis layout (all under the configured namespace `<ns>`):
 
-- `<ns>:job:<job_id>` (hash): the job's *snapshot*, the source of truth. Fields: `job` (name),
+The job id is a hash tag (`{...}`): on a Redis Cluster every key of one job lives on one slot.
+
+- `<ns>:job:{<job_id>}` (hash): the job's *snapshot*, the source of truth. Fields: `job` (name),
   `state`, `seq`, `progress`, `total`, `message`, `result` (JSON), `error`, `error_type`,
   `error_code` (a JSON-RPC error code, for a job that ended with a protocol error), `reply_to`
   (the reply channel of the server process following the job, if any),
@@ -14,20 +16,20 @@ Redis layout (all under the configured namespace `<ns>`):
   the caller wants, if it asked), `log` (JSON: the job's last log line); `steps` (how many steps
   its runs began) and `traceparent` (the W3C trace context of the server span that queued it,
   when tracing is on: `tracing.py`).
-- `<ns>:job:<job_id>:steps` (list): the job's last `STEP_HISTORY` steps, oldest first, as JSON
+- `<ns>:job:{<job_id>}:steps` (list): the job's last `STEP_HISTORY` steps, oldest first, as JSON
   `{attempt, at, progress, total, message}` (see `_timeline.py`); expires with the snapshot.
-- `<ns>:job:<job_id>:answers` (hash): the answers to the current round, by key, as JSON.
-- `<ns>:job:<job_id>:inbox` (list): the round number, pushed once every question of it is answered
+- `<ns>:job:{<job_id>}:answers` (hash): the answers to the current round, by key, as JSON.
+- `<ns>:job:{<job_id>}:inbox` (list): the round number, pushed once every question of it is answered
   (what the waiting job blocks on).
-- `<ns>:job:<job_id>:artifacts` (hash): the files a job stored (`progress.artifact`), by name: JSON
-  `{mimeType, size}`; `<ns>:job:<job_id>:artifact:<name>` (string): each one's bytes. Both expire
+- `<ns>:job:{<job_id>}:artifacts` (hash): the files a job stored (`progress.artifact`), by name: JSON
+  `{mimeType, size}`; `<ns>:job:{<job_id>}:artifact:<name>` (string): each one's bytes. Both expire
   with the job's result.
-- `<ns>:job:<job_id>:alive` (string with a TTL): refreshed by the worker while the job runs; its
+- `<ns>:job:{<job_id>}:alive` (string with a TTL): refreshed by the worker while the job runs; its
   absence while the state is `running` means the worker was lost.
 - `<ns>:worker:<hostname>` (string with a TTL): a live worker and the queues it consumes.
 - `<ns>:caller:<hash>:jobs` (set with a TTL): the job keys of one caller's jobs that may still be
   queued or running, kept only when a per-caller limit is set (`MCP_JOBS_MAX_CALLS_PER_CALLER`).
-- `<ns>:job:<job_id>` (pub/sub channel, same name as the hash): one JSON event per snapshot change, carrying the
+- `<ns>:job:{<job_id>}` (pub/sub channel, same name as the hash): one JSON event per snapshot change, carrying the
   new `seq`. Pub/sub may drop messages; a consumer that sees a gap in `seq` re-reads the hash.
 - `<ns>:server:<id>` (pub/sub channel): the *reply channel* of one server process. A job whose
   snapshot names it in `reply_to` has every event published there too, as `<job key>\n<event>`:

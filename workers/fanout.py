@@ -11,10 +11,11 @@ and run by the parent: parts run at least once, so a part must be safe to repeat
 survive a re-run of the parent (a retry-safe job whose worker died): only the rest run again.
 
 Redis (under the namespace), for the `m`-th map of job `id` (a job may fan out more than once):
-`<ns>:job:<id>:parts:<m>` (hash: `fn` the part function's `module:qualname`, `item:<i>` each
+`<ns>:job:{<id>}:parts:<m>` (hash: `fn` the part function's `module:qualname`, `item:<i>` each
 item as JSON, `claim:<i>` JSON {by, at}, `done:<i>` JSON {ok} or {error}, `cancel`),
-`<ns>:job:<id>:parts:<m>:done` (list of finished indices), and
-`<ns>:job:<id>:part:<m>:<i>:alive` (liveness while a worker runs part i). All expire with the job.
+`<ns>:job:{<id>}:parts:<m>:done` (list of finished indices), and
+`<ns>:job:{<id>:part:<m>:<i>}:alive` (liveness while a worker runs part i, on a slot of its
+own). All expire with the job.
 `<ns>:queue:<queue>:parts` counts the parts queued on a queue and not yet taken, so the queue-depth
 admission (`MCP_JOBS_MAX_QUEUED_JOBS`) counts jobs, not the parts of jobs already admitted.
 

@@ -30,7 +30,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterUnreachableError, SlotNotCoveredError
 from redis.sentinel import Sentinel
 
 from mcp_jobs.settings import Settings
@@ -63,10 +63,12 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-REDIS_ERRORS: Final = (redis.RedisError, RedisClusterException)
+REDIS_ERRORS: Final = (redis.RedisError, RedisClusterUnreachableError, SlotNotCoveredError)
 """What a Redis command of ours can raise when Redis fails: redis-py's errors and, from a cluster
-client, its `RedisClusterException`s (`RedisClusterUnreachableError`: no node answers), which
-are not `RedisError`s. Every `except` that outlives an outage catches these."""
+client, the two of its `RedisClusterException`s that mean the cluster is out of reach (no node
+answers; a slot nobody serves), which are not `RedisError`s. Its other cluster exceptions are
+bugs of ours (keys of several slots in one command) and are left to surface as such. Every
+`except` that outlives an outage catches these."""
 
 CLUSTER_CONNECTIONS_PER_POOL = 10
 """A cluster client's connections per node, as a multiple of the bound asked for: redis-py's

@@ -57,6 +57,9 @@ SCAN_BATCH = 1000
 READ_BATCH = 200
 """Snapshots read per `READ_SCRIPT` call (each call holds Redis for about a millisecond)."""
 
+CLUSTER_READS_AT_ONCE = 16
+"""On a cluster, `READ_SCRIPT` calls (one per slot, so about one per job) in flight at once."""
+
 MAX_TEXT = 2000
 """Longest message or error kept per job (the rest is cut, with an ellipsis)."""
 
@@ -419,7 +422,10 @@ async def _read_batch(client: aioredis.Redis, read: Any, job_keys: list[str]) ->
     for index, key in enumerate(job_keys):
         slots.setdefault(key_slot(key.encode()), []).append(index)
     groups = list(slots.values())
-    replies = await asyncio.gather(*(read(keys=[job_keys[i] for i in group], args=[]) for group in groups))
+    replies: list[Any] = []
+    for start in range(0, len(groups), CLUSTER_READS_AT_ONCE):  # a cluster pool refuses, not waits, past its bound
+        chunk = groups[start : start + CLUSTER_READS_AT_ONCE]
+        replies += await asyncio.gather(*(read(keys=[job_keys[i] for i in group], args=[]) for group in chunk))
     ordered: list[Any] = [None] * len(job_keys)
     for group, reply in zip(groups, replies):
         for index, row in zip(group, reply):
