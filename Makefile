@@ -30,6 +30,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[test,lint,bench]"
 	$(VENV)/bin/python -m bench
 
 clean:

@@ -5,6 +5,8 @@
     python -m bench --only latency scale
     python -m bench --only startup   # `mcp-jobs call` startup against the SDK client import
     python -m bench --only tracing   # server CPU per call with the otel extra off, on, and absent
+    python -m bench --only profile   # where the server's CPU goes, per call and per notification (py-spy)
+    python -m bench --only loops     # asyncio against uvloop, in rounds taking turns
 
 Every figure is measured against its baseline in the same run, on this machine, over loopback,
 with real Redis, real Celery workers and the `mcp` client. Nothing here asserts a speed: the
@@ -20,7 +22,9 @@ from pathlib import Path
 
 from bench.floors import parts_cost
 from bench.latency import progress_latency, under_load
+from bench.loops import event_loops
 from bench.measure import Row, table, write_results
+from bench.profile import breakdown
 from bench.scale import in_flight, scaling_out
 from bench.startup import call_startup
 from bench.throughput import overhead_and_job_throughput, server_throughput
@@ -36,6 +40,8 @@ SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
     "scale": [in_flight, scaling_out],
     "tracing": [tracing_cost],
     "topologies": [topologies],
+    "profile": [breakdown],
+    "loops": [event_loops],
 }
 
 

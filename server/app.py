@@ -8,6 +8,7 @@ process's `Dispatcher`, created in the server lifespan (once per process, for HT
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -140,6 +141,7 @@ class Runtime:
             # reader every call depends on (measured: 53 -> 43 us per message read and parsed).
             protocol=2,
         )
+        logger.info("event loop: %s", type(asyncio.get_running_loop()).__module__.partition(".")[0])
         listener: Listener = (
             ShardedJobListener(client, Keys(self.settings.namespace))
             if isinstance(client, RedisCluster)

@@ -81,6 +81,7 @@ def _serve_http(runtime: Runtime) -> None:
         app,
         host=settings.host,
         port=settings.port,
+        loop=settings.event_loop,
         log_level=settings.log_level.lower(),
         lifespan="on",
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,

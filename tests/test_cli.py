@@ -14,8 +14,9 @@ import pytest
 from mcp import Client
 
 from mcp_jobs.server.dev_redis import free_port
+from tests.conftest import Stack
 from tests.support.helpers import ProgressLog
-from tests.support.processes import ManagedProcess, python_module, wait_until
+from tests.support.processes import ManagedProcess, python_module, start_http_server, wait_until
 from tests.support.processes import _healthy as healthy
 
 
@@ -79,3 +80,20 @@ def test_a_command_loads_only_what_it_needs(command: str, must_not_load: set[str
     loaded = set(proc.wait_for_line(r"^loaded:", timeout=5).removeprefix("loaded:").split(","))
     assert "mcp_jobs.server.cli" in loaded
     assert not loaded & must_not_load, sorted(loaded & must_not_load)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("setting", "loop"), [(None, "asyncio"), ("asyncio", "asyncio"), ("uvloop", "uvloop")])
+async def test_serve_runs_the_event_loop_the_settings_name(stack: Stack, setting: str | None, loop: str) -> None:
+    """uvloop is installed here (the test extra): `MCP_JOBS_EVENT_LOOP` decides the loop, not
+    what happens to be installed, and a call goes through on either."""
+    port = free_port()
+    env = stack.env | ({"MCP_JOBS_EVENT_LOOP": setting} if setting else {})
+    server = start_http_server(env, port)
+    try:
+        server.wait_for_line(rf"event loop: {loop}\b", timeout=30)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            result = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
+        assert not result.is_error, result.content
+    finally:
+        server.stop()

@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     ready_without_workers: bool = False
     """Report ready on /readyz while a routed queue has no live worker (it is still listed): for
     workers that scale to zero on queue depth, which only a server taking calls can make grow."""
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    """The HTTP server's event loop: `uvloop` needs the package (`pip install uvloop`). Chosen,
+    never picked by what happens to be installed (see bench/ANALYSIS.md, scenario 10)."""
     shutdown_grace: float = Field(default=30.0, ge=0)
     """Seconds a stopping server (SIGTERM) gives calls in flight to finish before it hands them
     off (or cancels them, without the handoff tools)."""
