@@ -13,10 +13,11 @@
 # that restarted after it was master and came back as master before the sentinels noticed would
 # make its replica resync from it, and the replica would drop every queued job and snapshot. So a
 # starting node asks the sentinels first: if they name another node, it replicates that one; if
-# they still name this one while they see a replica up (which holds the data), it waits until they
-# have promoted that replica (down-after-milliseconds, 5 s, and an election: seconds); if they name
-# this one and no replica is up, there is no data to keep and it starts as master. When no sentinel
-# answers (the set's first start), REDIS_FIRST_MASTER says which node is master.
+# they still name this one while they see a replica that is not down (it holds the data), or
+# stop answering, it waits until they have promoted that replica (down-after-milliseconds, 5 s,
+# and an election: seconds); if they name this one and no replica is up, there is no data to
+# keep and it starts as master. When no sentinel answers for 5 s (the set's first start),
+# REDIS_FIRST_MASTER says which node is master.
 # Sentinels get a config file generated here at every start (in $TMPDIR, else /tmp: the root file
 # system stays read-only); a restarted sentinel asks its peers which node is master now, and
 # learns the rest (the other sentinels, replicas, epochs) from them and the master within seconds.
@@ -42,17 +43,34 @@ current_master() {
   [ $# -eq 2 ] && echo "$1:$2"
 }
 
-# Whether the sentinels see a replica of the master up: flags without s_down, o_down or
-# disconnected ("slave", or "slave,promoted" while a failover promotes it).
-replica_up() {
-  ask_sentinels replicas "$MCP_JOBS_REDIS_SENTINEL_MASTER" |
-    awk 'previous == "flags" && $0 !~ /s_down|o_down|disconnected/ { up = 1 } { previous = $0 } END { exit !up }'
+# Whether the sentinels see a replica of the master that is not down: exit 0 when one has flags
+# without s_down or o_down ("slave", "slave,promoted" while a failover promotes it, or
+# "slave,disconnected" while a sentinel's link to it is re-made: it still holds the data, and if
+# it is really gone the sentinels call it s_down within down-after-milliseconds), 1 when none,
+# 2 when no sentinel answered.
+replica_state() {
+  answer=$(ask_sentinels replicas "$MCP_JOBS_REDIS_SENTINEL_MASTER") || return 2
+  printf '%s\n' "$answer" |
+    awk 'previous == "flags" && $0 !~ /s_down|o_down/ { up = 1 } { previous = $0 } END { exit !up }'
 }
 
 start_node() {
-  while master=$(current_master) && [ "$master" = "$REDIS_NODE" ] && replica_up; do
+  # No sentinel answering is the set's first start, or a moment of load: ask a few times before
+  # taking REDIS_FIRST_MASTER's word for it.
+  master=""
+  for _ in 1 2 3 4 5; do
+    if master=$(current_master); then break; fi
+    master=""
+    sleep 1
+  done
+  # Named master by the sentinels, restarted empty: wait while a replica holds the data (or
+  # while the sentinels cannot say), until they have promoted it.
+  while [ "$master" = "$REDIS_NODE" ]; do
+    if replica_state; then state=0; else state=$?; fi
+    [ "$state" -eq 1 ] && break
     echo "The sentinels still name this node (restarted empty) master while a replica holds the data: waiting for them to promote it." >&2
     sleep 2
+    master=$(current_master) || master=$REDIS_NODE
   done
   master=${master:-$REDIS_FIRST_MASTER}
   if [ "$master" = "$REDIS_NODE" ]; then
