@@ -56,7 +56,7 @@ class CallerJobs:
 
     async def admit(self, caller: str, limit: int, job_id: str) -> int | None:
         """Add the job (its snapshot written) to the caller's live jobs: None when admitted, else
-        how many live jobs the caller has (the job's snapshot is then deleted)."""
+        how many live jobs the caller has (the caller then deletes the job's snapshot: step 4)."""
         key = self._keys.caller_jobs(caller)
         members = [as_text(member) for member in await self._client.smembers(key)]
         uncounted: list[str] = []
@@ -77,10 +77,7 @@ class CallerJobs:
                 await self._client.srem(key, *ended)
         job = self._keys.job(job_id)
         reply: list[Any] = await self._admit(keys=[key], args=[job, limit, self._ttl, *uncounted])
-        if int(reply[0]) == 1:
-            return None
-        await self._client.delete(job)
-        return int(reply[1])
+        return None if int(reply[0]) == 1 else int(reply[1])
 
 
 def _standing(state: bytes | str | None, cancel: bytes | str | None, alive: bool) -> str:

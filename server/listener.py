@@ -42,6 +42,12 @@ RESYNC: Final = _Resync()
 
 RECONNECT_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 
+
+def reconnect_delay(failures: int) -> float:
+    """Seconds a reader waits before its next try, after `failures` failed ones in a row."""
+    return RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
+
+
 WATCH_CAPACITY = 256
 """Events one watch holds before it collapses them into a snapshot read (see `JobWatch.put`)."""
 
@@ -267,12 +273,12 @@ class JobListener(ChannelWatches):
                     # its job now, which tells it whether Redis answers (see `deadlines.py`).
                     self._resync(self._replies)
                     self._resync(self._watches)
-                delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
+                delay = reconnect_delay(failures)
                 failures += 1
                 logger.warning("pub/sub connection lost (%r); reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
             except Exception:
-                delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
+                delay = reconnect_delay(failures)
                 failures += 1
                 logger.exception("unexpected error in the pub/sub reader; continuing in %.1f s", delay)
                 await asyncio.sleep(delay)

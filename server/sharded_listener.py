@@ -34,7 +34,7 @@ from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from mcp_jobs._events import Keys
 from mcp_jobs.redis_connect import REDIS_ERRORS
-from mcp_jobs.server.listener import RECONNECT_BACKOFF, RESYNC, ChannelWatches, JobWatch
+from mcp_jobs.server.listener import RESYNC, ChannelWatches, JobWatch, reconnect_delay
 
 logger = logging.getLogger(__name__)
 
@@ -151,13 +151,13 @@ class ShardedJobListener(ChannelWatches):
             except (*REDIS_ERRORS, OSError) as exc:
                 if failures == 0:
                     self._resync_channels(per_node.shard_channels)  # events may be lost while it reconnects
-                delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
+                delay = reconnect_delay(failures)
                 failures += 1
                 logger.warning("sharded pub/sub connection to %s lost (%r); reconnecting in %.1f s", name, exc, delay)
                 await asyncio.sleep(delay)
                 self._read_every_node()
             except Exception:
-                delay = RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)]
+                delay = reconnect_delay(failures)
                 failures += 1
                 logger.exception(
                     "unexpected error reading the sharded pub/sub of %s; continuing in %.1f s", name, delay

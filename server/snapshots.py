@@ -97,12 +97,14 @@ class AsyncJobStore:
         written = WriteOutcome.parse(await self._write(keys=keys, args=script_args(self._ttl, state, **options)))
         if not written.written:
             return written
+        admitted, live = False, None
         try:
             live = await self._callers.admit(*admit, job_id)
-        except BaseException:
-            with anyio.CancelScope(shield=True), suppress(*REDIS_ERRORS, OSError):
-                await self._client.delete(self._keys.job(job_id))  # never queued: nothing stays of it
-            raise
+            admitted = live is None
+        finally:
+            if not admitted:  # refused, or admission failed: never queued, nothing stays of it
+                with anyio.CancelScope(shield=True), suppress(*REDIS_ERRORS, OSError):
+                    await self._client.delete(self._keys.job(job_id))
         return written if live is None else WriteOutcome(seq=-1, cancel_requested=False, caller_jobs=live)
 
     async def answer(
