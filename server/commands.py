@@ -16,7 +16,6 @@ import secrets
 import signal
 import subprocess
 import sys
-from types import FrameType
 from typing import Literal
 
 import anyio
@@ -26,9 +25,13 @@ import uvicorn
 from mcp_jobs import tracing
 from mcp_jobs.celery_app import create_celery_app
 from mcp_jobs.logs import configure_logging
+from mcp_jobs.registry import load_jobs
 from mcp_jobs.server.app import Runtime, build_http_app, build_mcp_server
 from mcp_jobs.server.auth import hash_token
 from mcp_jobs.server.dev_redis import RedisProcess, reachable
+from mcp_jobs.server.drain import DrainingServer, OpenRequests
+from mcp_jobs.server.processes import ChildSpec, Supervisor
+from mcp_jobs.server.session_routing import SessionRouting
 from mcp_jobs.settings import Settings, get_settings, redact_url
 
 logger = logging.getLogger("mcp_jobs")
@@ -54,31 +57,64 @@ jobs_option = click.option(
 @click.option("--transport", type=click.Choice(["http", "stdio"]), default="http", show_default=True)
 @click.option("--host", default=None, help="Bind address (default: MCP_JOBS_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: MCP_JOBS_PORT, 8000).")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Server processes on the one port, about one per core (default: MCP_JOBS_PROCESSES, 1).",
+)
+@click.option("--child", default=None, hidden=True, help="Internal: one of the processes of --processes N.")
 @jobs_option
-def serve(transport: Literal["http", "stdio"], host: str | None, port: int | None, job_modules: str | None) -> None:
+def serve(
+    transport: Literal["http", "stdio"],
+    host: str | None,
+    port: int | None,
+    processes: int | None,
+    child: str | None,
+    job_modules: str | None,
+) -> None:
     """Serve the jobs as MCP tools over Streamable HTTP or stdio."""
-    settings = _require_jobs(_settings_with(host=host, port=port, job_modules=job_modules))
+    settings = _require_jobs(_settings_with(host=host, port=port, processes=processes, job_modules=job_modules))
     configure_logging(settings.log_level, settings.log_format)
-    tracing.configure(tracing.SERVER_SERVICE)
-    runtime = Runtime(settings)
+    if child is not None:
+        tracing.configure(tracing.SERVER_SERVICE)
+        _serve_http(Runtime(settings), ChildSpec.decode(child))
+        return
     if transport == "stdio":
+        if settings.processes > 1:
+            raise click.UsageError("--processes is for HTTP: a stdio server is one process its client starts")
+        tracing.configure(tracing.SERVER_SERVICE)
+        runtime = Runtime(settings)
         if settings.auth_enabled:
             logger.info("stdio: no authentication; the client that launched this process owns it")
         anyio.run(build_mcp_server(runtime).run_stdio_async)
         return
     _require_auth_off_loopback(settings)
-    _serve_http(runtime)
+    if settings.processes > 1:
+        tools = load_jobs(settings.job_modules)  # a module that does not import fails here, once
+        click.echo(
+            f"mcp-jobs: serving {len(tools)} tools at {_address(settings)} in {settings.processes} processes", err=True
+        )
+        sys.exit(asyncio.run(Supervisor(settings, settings.processes).run()))
+    tracing.configure(tracing.SERVER_SERVICE)
+    _serve_http(Runtime(settings))
 
 
-def _serve_http(runtime: Runtime) -> None:
+def _address(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.port}{settings.path}"
+
+
+def _serve_http(runtime: Runtime, child: ChildSpec | None = None) -> None:
+    """Serve over HTTP: on its own port, or as `child` of a `--processes N` supervisor."""
     settings = runtime.settings
     app = build_http_app(runtime)
-    click.echo(
-        f"mcp-jobs: serving {len(runtime.jobs)} tools at http://{settings.host}:{settings.port}{settings.path}",
-        err=True,
-    )
+    if child is None:
+        click.echo(f"mcp-jobs: serving {len(runtime.jobs)} tools at {_address(settings)}", err=True)
+    else:
+        app = SessionRouting(app, child.index, child.processes, child.peers)
+    requests = OpenRequests(app)
     config = uvicorn.Config(
-        app,
+        requests,
         host=settings.host,
         port=settings.port,
         loop=settings.event_loop,
@@ -87,40 +123,11 @@ def _serve_http(runtime: Runtime) -> None:
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 2,
     )
+    server = DrainingServer(config, runtime, requests, None if child is None else child.control())
     try:
-        DrainingServer(config, runtime).run()
+        server.run(sockets=None if child is None else child.sockets())
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it already handled: the shutdown was clean
-
-
-class DrainingServer(uvicorn.Server):
-    """uvicorn, plus a drain on SIGTERM/SIGINT: new calls are refused at once, calls in flight get
-    `shutdown_grace` seconds to finish, then the rest are handed off (or cancelled, each with a
-    result that says so) before the server stops."""
-
-    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
-        super().__init__(config)
-        self._runtime = runtime
-        self._draining: asyncio.Task[None] | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._draining is None:
-            try:
-                self._draining = asyncio.get_running_loop().create_task(self._drain())
-            except RuntimeError:
-                pass  # no loop yet: nothing in flight
-        super().handle_exit(sig, frame)
-
-    async def _drain(self) -> None:
-        grace = self._runtime.settings.shutdown_grace
-        try:
-            dispatcher = self._runtime.dispatcher
-        except RuntimeError:
-            return
-        dispatcher.close()
-        logger.info("shutting down: refusing new calls; %g s for calls in flight to finish", grace)
-        await asyncio.sleep(grace)
-        dispatcher.drain()
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

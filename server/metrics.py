@@ -1,4 +1,4 @@
-"""Prometheus metrics of one server process (`/metrics`), with `prometheus-client`.
+"""Prometheus metrics of the server (`/metrics`), with `prometheus-client`.
 
 Label sets are bounded: `tool` is a registered job's name, `outcome`, `result` and `status` come
 from fixed sets, `queue` from the jobs' queues. Callers, job ids and arguments are never labels.
@@ -7,7 +7,9 @@ Queue depth and live workers are read from Redis when `/metrics` is scraped.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -57,13 +59,28 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.in_flight = Gauge("mcp_jobs_calls_in_flight", "Streaming calls this process is following", registry=r)
+        # Multiprocess modes (`serve --processes N`): calls in flight add up over the live
+        # processes; the two read from Redis are the same for all, so the latest reading counts.
+        self.in_flight = Gauge(
+            "mcp_jobs_calls_in_flight",
+            "Streaming calls the server is following",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.queue_depth = Gauge(
-            "mcp_jobs_queue_depth", "Jobs waiting in a Celery queue (Redis broker)", ["queue"], registry=r
-        )
+            "mcp_jobs_queue_depth", "Jobs waiting in a Celery queue (Redis broker)", ["queue"], registry=r,
+            multiprocess_mode="mostrecent",
+        )  # fmt: skip
         self.workers_alive = Gauge(
-            "mcp_jobs_workers_alive", "Workers announcing themselves for a queue", ["queue"], registry=r
-        )
+            "mcp_jobs_workers_alive", "Workers announcing themselves for a queue", ["queue"], registry=r,
+            multiprocess_mode="mostrecent",
+        )  # fmt: skip
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This process's metrics or, under `serve --processes N` (prometheus-client's multiprocess
+        mode, set up by the supervisor), those of all the processes together."""
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry)
+        together = CollectorRegistry()
+        multiprocess.MultiProcessCollector(together)  # type: ignore[no-untyped-call]
+        return generate_latest(together)

@@ -194,7 +194,10 @@ async def test_a_caller_counts_only_its_jobs_that_can_still_run(stack: Stack) ->
     await client.aclose()
 
 
-async def test_a_stopping_server_finishes_short_calls_and_hands_off_long_ones(stack: Stack) -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_stopping_server_finishes_short_calls_and_hands_off_long_ones(stack: Stack, mode: str) -> None:
+    """Both eras: a 2025-11-25 session's calls stream through sse-starlette, which would end
+    every stream at the first SIGTERM (see server/drain.py)."""
     port = free_port()
     server = start_http_server(stack.env | {"MCP_JOBS_SHUTDOWN_GRACE": "1.5"}, port)
     url = f"http://127.0.0.1:{port}/mcp"
@@ -202,7 +205,7 @@ async def test_a_stopping_server_finishes_short_calls_and_hands_off_long_ones(st
     results = {}
     try:
         try:
-            async with Client(url) as client, anyio.create_task_group() as tg:
+            async with Client(url, mode=mode) as client, anyio.create_task_group() as tg:
 
                 async def call(name: str, steps: int, log: ProgressLog) -> None:
                     arguments = {"steps": steps, "delay": 0.2}

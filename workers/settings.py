@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     """HTTP bind address. Localhost unless you say otherwise."""
     port: int = 8000
+    processes: int = Field(default=1, ge=1)
+    """HTTP server processes on the one port (`serve --processes`): one process serves on one core,
+    so about one per core the server may use. They share nothing but Redis, as replicas do; a
+    2025-11-25 session stays with the process that opened it (see `server/processes.py`)."""
     path: str = "/mcp"
     """Path of the Streamable HTTP endpoint."""
     allowed_hosts: CommaList = Field(default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"])

@@ -63,16 +63,18 @@ class ManagedProcess:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for_line(self, pattern: str, timeout: float) -> str:
-        """The first output line matching `pattern`, waiting up to `timeout` seconds for it."""
+    def wait_for_line(self, pattern: str, timeout: float, nth: int = 1) -> str:
+        """The `nth` output line matching `pattern`, waiting up to `timeout` seconds for it."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = matched = 0
         with self._changed:
             while True:
                 for line in self.lines[seen:]:
                     if regex.search(line):
-                        return line
+                        matched += 1
+                        if matched == nth:
+                            return line
                 seen = len(self.lines)
                 if self.process.poll() is not None and seen == len(self.lines):
                     raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.output()}")
