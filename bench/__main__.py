@@ -7,6 +7,7 @@
     python -m bench --only tracing   # server CPU per call with the otel extra off, on, and absent
     python -m bench --only profile   # where the server's CPU goes, per call and per notification (py-spy)
     python -m bench --only loops     # asyncio against uvloop, in rounds taking turns
+    python -m bench --only processes # no-op jobs/s through serve --processes 1, 2 and 4
 
 Every figure is measured against its baseline in the same run, on this machine, over loopback,
 with real Redis, real Celery workers and the `mcp` client. Nothing here asserts a speed: the
@@ -24,6 +25,7 @@ from bench.floors import parts_cost
 from bench.latency import progress_latency, under_load
 from bench.loops import event_loops
 from bench.measure import Row, table, write_results
+from bench.processes import processes_throughput
 from bench.profile import breakdown
 from bench.scale import in_flight, scaling_out
 from bench.startup import call_startup
@@ -37,6 +39,7 @@ SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
     "startup": [call_startup],
     "latency": [progress_latency, under_load],
     "throughput": [server_throughput, overhead_and_job_throughput],
+    "processes": [processes_throughput],
     "scale": [in_flight, scaling_out],
     "tracing": [tracing_cost],
     "topologies": [topologies],

@@ -54,6 +54,8 @@ def bench_stack(
         port = free_port()
         if server:
             http = start_http_server(env, port)
+            if int(settings.get("processes", "1")) > 1:  # healthy as soon as one of them serves
+                http.wait_for_line("server processes ready", timeout=60)
         yield BenchStack(redis, env, f"http://127.0.0.1:{port}/mcp", http, started)  # type: ignore[arg-type]
     finally:
         if http is not None:

@@ -654,6 +654,16 @@ def test_grace_periods_cover_running_jobs_and_the_server_drain(example: Rendered
     assert grace >= float(pre_stop[1]) + drain + 5, "preStop, then the drain, then time to exit"
 
 
+def test_server_processes_fit_the_servers_cpu_limit(example: Rendered, sentinel: Rendered) -> None:
+    """One server process is one event loop on one core: more processes than the CPU limit's cores
+    would only take turns (bench/RESULTS.md, scenario 5 with N server processes)."""
+    for render in (example, sentinel):
+        settings, _ = _container_settings(render, "server")
+        limit = _container(render.get("Deployment", "mcp-jobs-server"), "server")["resources"]["limits"]["cpu"]
+        cores = float(limit[:-1]) / 1000 if str(limit).endswith("m") else float(limit)
+        assert 1 <= settings.processes <= max(1, cores), (settings.processes, limit)
+
+
 def test_pods_run_as_the_images_user_non_root_with_a_read_only_root(
     base: Rendered, example: Rendered, sentinel: Rendered
 ) -> None:
