@@ -6,7 +6,7 @@
     python -m bench --only startup   # `mcp-jobs call` startup against the SDK client import
     python -m bench --only tracing   # server CPU per call with the otel extra off, on, and absent
     python -m bench --only profile   # where the server's CPU goes, per call and per notification (py-spy)
-    python -m bench --only loops     # asyncio against uvloop, in rounds taking turns
+    python -m bench --only loops     # asyncio against uvloop, and the gc settings, in rounds taking turns
     python -m bench --only processes # no-op jobs/s through serve --processes 1, 2 and 4
 
 Every figure is measured against its baseline in the same run, on this machine, over loopback,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.floors import parts_cost
 from bench.latency import progress_latency, under_load
-from bench.loops import event_loops
+from bench.loops import event_loops, garbage_collector
 from bench.measure import Row, table, write_results
 from bench.processes import processes_throughput
 from bench.profile import breakdown
@@ -44,7 +44,7 @@ SCENARIOS: dict[str, list[Callable[[bool], list[Row]]]] = {
     "tracing": [tracing_cost],
     "topologies": [topologies],
     "profile": [breakdown],
-    "loops": [event_loops],
+    "loops": [event_loops, garbage_collector],
 }
 
 

@@ -63,12 +63,21 @@ LOOP_ENTRY = "Handle._run ("
 are the loop itself, shared by every sample."""
 
 
-def part_of(stack: str) -> str:
-    """The part a collapsed stack ("outer;...;inner") belongs to (see the module doc). Only the
-    frames inside the loop's callback count: outside it, every sample shares uvicorn's `run`
-    and asyncio's loop, and a sample with nothing inside is the loop's own work (selecting,
-    scheduling)."""
+IDLE_FRAMES = ("epoll_wait", "Condition.wait (", "lock_PyThread_acquire_lock")
+"""Frames of a thread that waits: the loop in `epoll_wait`, an idle worker thread of anyio's on
+its queue. With `--native` py-spy cannot tell such a thread idle and samples it as if it ran;
+counted, they swelled "event loop and sockets" (an idle thread alone took 40% of the samples)
+and shrank every other part."""
+
+
+def part_of(stack: str) -> str | None:
+    """The part a collapsed stack ("outer;...;inner") belongs to (see the module doc), or None
+    for a thread that waits (`IDLE_FRAMES`). Only the frames inside the loop's callback count:
+    outside it, every sample shares uvicorn's `run` and asyncio's loop, and a sample with
+    nothing inside is the loop's own work (scheduling, reading the selector's events)."""
     frames = stack.split(";")
+    if any(idle in frame for frame in frames for idle in IDLE_FRAMES):
+        return None
     entries = [i for i, frame in enumerate(frames) if frame.startswith(LOOP_ENTRY) and "asyncio/events.py" in frame]
     if not entries:
         return "event loop and sockets"
@@ -84,8 +93,9 @@ def parse_raw(text: str) -> Counter[str]:
     parts: Counter[str] = Counter()
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            parts[part_of(stack)] += int(count)
+        part = part_of(stack) if stack and count.isdigit() else None
+        if part is not None:
+            parts[part] += int(count)
     return parts
 
 

@@ -19,6 +19,7 @@ from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_jobs.server.app import Runtime
+from mcp_jobs.server.collector import freeze_start_up_heap
 from mcp_jobs.server.processes import READY
 
 logger = logging.getLogger("mcp_jobs")
@@ -78,6 +79,8 @@ class DrainingServer(uvicorn.Server):
         self._draining: asyncio.Task[None] | None = None
 
     async def main_loop(self) -> None:
+        if self._runtime.settings.gc_freeze:
+            freeze_start_up_heap()
         if self._supervisor is not None:
             self._supervisor.sendall(READY)
             asyncio.get_running_loop().add_reader(self._supervisor.fileno(), self._supervisor_gone)

@@ -5,6 +5,7 @@ a worker and the server with the example jobs, serves a real call, and Ctrl-C st
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 
@@ -95,5 +96,29 @@ async def test_serve_runs_the_event_loop_the_settings_name(stack: Stack, setting
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             result = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
         assert not result.is_error, result.content
+    finally:
+        server.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_serve_freezes_its_start_up_heap_unless_told_not_to(stack: Stack, freeze: bool) -> None:
+    """`server/collector.py`: by default the objects loaded at start leave the collector's sweeps
+    (tens of thousands of them); `MCP_JOBS_GC_FREEZE=false` keeps Python's own settings."""
+    port = free_port()
+    env = stack.env | ({} if freeze else {"MCP_JOBS_GC_FREEZE": "false"})
+    server = start_http_server(env, port)
+    try:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            result = await client.call_tool("sleep_steps", {"steps": 1, "delay": 0})
+        assert not result.is_error, result.content
+        server.wait_for_line(r'"POST /mcp HTTP/1.1" 200', timeout=30)  # served, so past the freeze
+        frozen = [line for line in server.lines if "start-up objects frozen" in line]
+        if freeze:
+            (line,) = frozen
+            count = int(re.search(r"garbage collector: (\d+) start-up objects frozen", line).group(1))  # type: ignore[union-attr]
+            assert count > 10_000, line
+        else:
+            assert not frozen, frozen
     finally:
         server.stop()

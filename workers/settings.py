@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     """The HTTP server's event loop: `uvloop` needs the package (`pip install uvloop`). Chosen,
     never picked by what happens to be installed (see bench/ANALYSIS.md, scenario 10)."""
+    gc_freeze: bool = True
+    """Once the HTTP server serves, freeze what it loaded for Python's garbage collector and collect
+    young objects less often (`server/collector.py`: measured, the collector's full sweeps took a
+    quarter of the server's CPU and paused every call); false: Python's own settings."""
     shutdown_grace: float = Field(default=30.0, ge=0)
     """Seconds a stopping server (SIGTERM) gives calls in flight to finish before it hands them
     off (or cancels them, without the handoff tools)."""
