@@ -197,9 +197,13 @@ def measure_mcp_jobs(calls: int, timeout: float) -> Rival:
         f"mcp-jobs {version('mcp-jobs')}, mcp {version('mcp')}, celery {version('celery')}",
         "2 Celery prefork workers x 2",
     )
+    for processes in (2, 4):  # `serve --processes N`; the rivals have no such mode of their own
+        with bench_stack(workers=2, concurrency=2, processes=str(processes)) as stack:
+            label = f"defaults, {processes} server processes"
+            rival.throughput.append(throughput(label, sys.executable, "rival_client.py", stack.url, calls, timeout))
     with bench_stack(workers=2, concurrency=2) as stack:
-        rival.throughput.append(
-            throughput("defaults (bench.stack)", sys.executable, "rival_client.py", stack.url, calls, timeout)
+        rival.throughput.insert(
+            0, throughput("defaults (bench.stack)", sys.executable, "rival_client.py", stack.url, calls, timeout)
         )
         raw = progress_run(sys.executable, "rival_client.py", stack.url, "stamped")
     # The stamped job of bench.jobs: progress = the step, message = its report time.
