@@ -59,7 +59,7 @@ def calls_per_second(url: str, tool: str, count: int, server_pid: int) -> tuple[
     try:
         for client in clients:
             assert client.stdout is not None and client.stdout.readline().strip() == "ready"
-        server, machine = _server_cpu(server_pid), psutil.cpu_times()
+        server, machine, began = _server_cpu(server_pid), psutil.cpu_times(), time.monotonic()
         for client in clients:
             assert client.stdin is not None
             client.stdin.write("go\n")
@@ -71,12 +71,13 @@ def calls_per_second(url: str, tool: str, count: int, server_pid: int) -> tuple[
             spans.append((start, end))
             assert client.wait(60) == 0
         server, machine = _server_cpu(server_pid) - server, _busy(machine, psutil.cpu_times())
+        measured = time.monotonic() - began  # the readings' own window: a client's exit is in it
     finally:
         for client in clients:
             if client.poll() is None:
                 client.kill()
     window = max(end for _, end in spans) - min(start for start, _ in spans)
-    return CLIENTS * count / window, server / window, machine / window
+    return CLIENTS * count / window, server / measured, machine / measured
 
 
 def _server_cpu(pid: int) -> float:

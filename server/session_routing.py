@@ -114,6 +114,8 @@ async def _forward(client: httpx2.AsyncClient, scope: Scope, receive: Receive, s
         async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except httpx2.TransportError as exc:  # the owner went away mid-answer: the client's stream ends
+        logger.warning("session owner lost mid-answer (%s): ending the stream", exc)
     finally:
         await response.aclose()  # a client gone mid-stream closes the stream at the owner too
 
