@@ -115,5 +115,6 @@ class DrainingServer(uvicorn.Server):
         dispatcher.close()
         logger.info("shutting down: refusing new calls; %g s for calls in flight to finish", grace)
         if not await self._requests.ended(within=grace):
-            dispatcher.drain()
-            await self._requests.ended(within=ANSWER_TIME)
+            logger.info("shutting down: handing off (or cancelling) the calls still in flight")
+        dispatcher.drain()  # also a call whose client went away, whose request is no longer open
+        await self._requests.ended(within=ANSWER_TIME)

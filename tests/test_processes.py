@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from tests.support.rawclient import (
     progress_of,
     tool_call,
 )
+from tests.test_two_way import accept, question_of, round_trip
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +69,7 @@ class Supervised:
 
 @pytest.fixture
 def supervised(stack: Stack) -> Iterator[Supervised]:
-    server = Supervised(stack.env | {"MCP_JOBS_SHUTDOWN_GRACE": "1.5"}, processes=2)
+    server = Supervised(stack.env | {"MCP_JOBS_SHUTDOWN_GRACE": "4"}, processes=2)
     try:
         yield server
     finally:
@@ -123,6 +125,33 @@ async def test_a_session_is_served_by_its_process_whichever_process_a_request_re
                 body = tool_call(10 + n, "sleep_steps", {"steps": 1, "delay": 0.0}, f"f{n}")
                 answer = await call_messages(fresh, supervised.url, session, body)
                 assert answer[-1]["result"]["structuredContent"]["steps"] == 1, answer
+
+
+async def test_a_client_leaving_a_passed_on_stream_closes_it_at_its_process(supervised: Supervised) -> None:
+    """The session's GET stream, passed on from process 1 to process 0: when the client leaves,
+    process 0's stream must end too, or it refuses the client's next one (409: one per session)."""
+    async with supervised.at(0) as first, supervised.at(1) as second:
+        headers = await open_session(first, "/mcp")
+        async with second.stream("GET", "/mcp", headers=headers) as stream:
+            assert stream.status_code == 200
+        with anyio.fail_after(20):
+            while True:  # the owner notices the closed relay within moments; until then it says 409
+                async with second.stream("GET", "/mcp", headers=headers) as again:
+                    if again.status_code == 200:
+                        break
+                    assert again.status_code == 409, again.status_code
+                await anyio.sleep(0.1)
+
+
+async def test_a_question_is_answered_through_any_process(supervised: Supervised) -> None:
+    """2026-07-28: a job's question and its answers reach different processes (one sealing key
+    for all of them when none is configured)."""
+    tag = f"processes-{uuid.uuid4().hex[:6]}"
+    async with supervised.at(0) as first, supervised.at(1) as second:
+        key, state = question_of(await round_trip(first, "/mcp", tag))
+        key, state = question_of(await round_trip(second, "/mcp", tag, state=state, answers={key: accept(ok=True)}))
+        done = await round_trip(first, "/mcp", tag, state=state, answers={key: accept(colour="plum")})
+    assert done["result"]["structuredContent"] == {"runs": 1, "colour": "plum"}, done
 
 
 async def test_metrics_add_up_every_process(supervised: Supervised) -> None:
