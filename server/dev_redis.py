@@ -74,7 +74,10 @@ class RedisProcess:
             "--loglevel", "warning",
             *self.extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A session of its own: a terminal's Ctrl-C goes to the whole foreground group, and this
+        # server must outlive the server and the worker it serves, which drain first; its owner
+        # stops it (`close`).
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         self._wait_ready(timeout)
         return self
 

@@ -48,6 +48,8 @@ def test_dev_runs_everything_and_stops_cleanly_on_ctrl_c(stack_env: dict[str, st
         assert dev.process.wait(30) == 0, dev.output()
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
         assert "hunter2" not in dev.output(10_000)
+        # The embedded Valkey outlives the server and the worker it serves: Ctrl-C is not for it.
+        assert not re.search(r"connection lost|could not withdraw", dev.output(10_000)), dev.output()
     finally:
         dev.stop()
 
