@@ -44,6 +44,12 @@ NO_JOBS = (
     f"holding your @job functions, e.g. --jobs myjobs; --jobs {EXAMPLE_JOBS} serves the bundled examples"
 )
 
+MAX_REQUEST_HEAD = 64 * 1024
+"""Bytes of a request's line and headers the HTTP server takes. Some identity providers' access
+tokens run to tens of KB; with h11's 16 KB a larger head was refused or not depending on how its
+bytes happened to arrive (a whole head in one read parses at any size), which a CI run showed as
+a 60 KB token answered 400 once and 401 every other time."""
+
 jobs_option = click.option(
     "--jobs",
     "job_modules",
@@ -122,6 +128,7 @@ def _serve_http(runtime: Runtime, child: ChildSpec | None = None) -> None:
         lifespan="on",
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 2,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )
     server = DrainingServer(config, runtime, requests, None if child is None else child.control())
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import time
 import uuid
 from typing import Any
 
@@ -173,3 +175,18 @@ async def test_results_keep_their_job_id(stack: Stack) -> None:
     assert not result.is_error and result.structured_content == {"x": 1}
     job_id_of(result)
     assert json.loads(result.content[0].text) == {"x": 1}  # type: ignore[union-attr]
+
+
+def test_a_large_request_head_is_read_however_its_bytes_arrive(stack: Stack) -> None:
+    """A 40 KB head (a big access token, say) sent in 1 KB pieces, as a slow link delivers it:
+    h11's own 16 KB limit refused it (400) when it came in pieces and took it when it came in
+    one read; the server reads heads up to 64 KB whichever way (`MAX_REQUEST_HEAD`)."""
+    port = int(stack.http_url.rsplit(":", 1)[1].split("/")[0])
+    head = (f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Pad: {'a' * 40_000}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(head), 1024):
+            conn.sendall(head[start : start + 1024])
+            time.sleep(0.002)  # shapes the input into separate reads; it waits for nothing
+        status_line = conn.makefile("rb").readline()
+    assert status_line.startswith(b"HTTP/1.1 200"), status_line
