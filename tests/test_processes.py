@@ -32,13 +32,15 @@ from tests.conftest import Stack
 from tests.support.helpers import ProgressLog, wait_for_state
 from tests.support.processes import ManagedProcess, python_module
 from tests.support.rawclient import (
+    accept,
     call_messages,
     modern_request,
     open_session,
     progress_of,
+    question_of,
+    round_trip,
     tool_call,
 )
-from tests.test_two_way import accept, question_of, round_trip
 
 pytestmark = pytest.mark.anyio
 

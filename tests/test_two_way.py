@@ -9,7 +9,6 @@ the wire itself is what is checked (sealed state, replicas, replays).
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import time
@@ -39,7 +38,13 @@ from pydantic import FileUrl
 from mcp_jobs._events import Keys
 from mcp_jobs.server.dev_redis import free_port
 from tests.support.processes import REPO, ManagedProcess, start_http_server, start_worker, wait_until
-from tests.support.rawclient import HEADERS, MODERN, modern_request, progress_of
+from tests.support.rawclient import (
+    ELICITATION,
+    accept,
+    modern_request,
+    question_of,
+    round_trip,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -183,55 +188,6 @@ async def test_a_question_the_client_cannot_answer_is_never_sent(two_way: TwoWay
         result = await client.call_tool("interview", {"tag": f"mute-{uuid.uuid4().hex[:6]}"})
     assert result.is_error
     assert "cannot answer elicitation requests" in result.content[0].text  # type: ignore[union-attr]
-
-
-ELICITATION = {"elicitation": {}}
-
-
-async def round_trip(
-    http: httpx.AsyncClient,
-    url: str,
-    tag: str,
-    *,
-    state: str | None = None,
-    answers: dict[str, Any] | None = None,
-    progress: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """One 2026-07-28 `tools/call` of `interview`; with `progress`, with a token of its own, whose
-    notifications are collected there."""
-    params: dict[str, Any] = {"name": "interview", "arguments": {"tag": tag}}
-    if state is not None:
-        params["requestState"] = state
-    if answers is not None:
-        params["inputResponses"] = answers
-    if progress is None:
-        return await modern_request(http, url, "tools/call", params, tasks=False, can=ELICITATION)
-    token = uuid.uuid4().hex
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": ELICITATION,
-        "progressToken": token,
-    }
-    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "interview"}
-    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {**params, "_meta": meta}}
-    response = await http.post(url, json=body, headers=headers)
-    # SSE once something was sent before the result; plain JSON when the result came first.
-    messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
-    messages = messages or [response.json()]
-    progress.extend(p | {"round": token} for p in progress_of(messages) if p["progressToken"] == token)
-    return messages[-1]
-
-
-def question_of(response: dict[str, Any]) -> tuple[str, str]:
-    """The key and the sealed state of the one question an `InputRequiredResult` asks."""
-    result = response["result"]
-    assert result["resultType"] == "input_required", response
-    (key,) = result["inputRequests"]
-    return key, result["requestState"]
-
-
-def accept(**content: Any) -> dict[str, Any]:
-    return {"action": "accept", "content": content}
 
 
 async def test_a_multi_round_call_runs_its_job_once_and_any_replica_takes_the_answers(two_way: TwoWayStack) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -122,3 +123,52 @@ def listen_request(
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return body, headers
+
+
+ELICITATION = {"elicitation": {}}
+
+
+async def round_trip(
+    http: httpx.AsyncClient,
+    url: str,
+    tag: str,
+    *,
+    state: str | None = None,
+    answers: dict[str, Any] | None = None,
+    progress: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One 2026-07-28 `tools/call` of `interview`; with `progress`, with a token of its own, whose
+    notifications are collected there."""
+    params: dict[str, Any] = {"name": "interview", "arguments": {"tag": tag}}
+    if state is not None:
+        params["requestState"] = state
+    if answers is not None:
+        params["inputResponses"] = answers
+    if progress is None:
+        return await modern_request(http, url, "tools/call", params, tasks=False, can=ELICITATION)
+    token = uuid.uuid4().hex
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": ELICITATION,
+        "progressToken": token,
+    }
+    headers = HEADERS | {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "interview"}
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {**params, "_meta": meta}}
+    response = await http.post(url, json=body, headers=headers)
+    # SSE once something was sent before the result; plain JSON when the result came first.
+    messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    messages = messages or [response.json()]
+    progress.extend(p | {"round": token} for p in progress_of(messages) if p["progressToken"] == token)
+    return messages[-1]
+
+
+def question_of(response: dict[str, Any]) -> tuple[str, str]:
+    """The key and the sealed state of the one question an `InputRequiredResult` asks."""
+    result = response["result"]
+    assert result["resultType"] == "input_required", response
+    (key,) = result["inputRequests"]
+    return key, result["requestState"]
+
+
+def accept(**content: Any) -> dict[str, Any]:
+    return {"action": "accept", "content": content}
